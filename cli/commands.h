@@ -1,0 +1,21 @@
+// One function per subcommand: each adds its flags to the app and returns
+// the action that runs it (its exit code).
+#pragma once
+
+#include <functional>
+
+namespace CLI {
+class App;
+}
+
+namespace genie::cli {
+
+using Action = std::function<int()>;
+
+void AddRecordCommand(CLI::App& app, Action* action);
+void AddTraceCommand(CLI::App& app, Action* action);
+
+// Prints "genie: error: <message>" to stderr and returns `code`.
+int Fail(const std::string& message, int code = 1);
+
+}  // namespace genie::cli

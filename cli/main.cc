@@ -1,0 +1,40 @@
+// genie: record, inspect and replay PyTorch programs on remote accelerators.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <iostream>
+
+#include "cli/commands.h"
+
+namespace genie::cli {
+
+int Fail(const std::string& message, int code) {
+  std::fprintf(stderr, "genie: error: %s\n", message.c_str());
+  return code;
+}
+
+}  // namespace genie::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{"genie: run unchanged PyTorch programs on remote accelerators.\n"
+               "Capture a program with `genie record`, inspect traces with `genie trace`."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", GENIE_VERSION);
+  genie::cli::Action action;
+  genie::cli::AddRecordCommand(app, &action);
+  genie::cli::AddTraceCommand(app, &action);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    genie::cli::Fail(e.what(), 2);
+    std::fprintf(stderr, "run `genie --help` or `genie <command> --help` for usage\n");
+    return 2;
+  }
+  return action ? action() : 0;
+}

@@ -1,0 +1,36 @@
+#include "common/content_hash.h"
+
+#include <openssl/evp.h>
+
+namespace genie {
+
+ContentHash ContentHash::Of(const void* data, size_t n) {
+  ContentHash h;
+  unsigned int len = 0;
+  EVP_Digest(data, n, h.bytes.data(), &len, EVP_sha256(), nullptr);
+  return h;
+}
+
+std::string ContentHash::Hex(size_t digits) const {
+  static const char* kHex = "0123456789abcdef";
+  std::string s;
+  s.reserve(64);
+  for (uint8_t b : bytes) {
+    s.push_back(kHex[b >> 4]);
+    s.push_back(kHex[b & 15]);
+  }
+  if (digits < s.size()) s.resize(digits);
+  return s;
+}
+
+uint64_t Fnv1a64(const void* data, size_t n, uint64_t seed) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  uint64_t h = seed;
+  for (size_t i = 0; i < n; ++i) {
+    h ^= p[i];
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+}  // namespace genie

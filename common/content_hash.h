@@ -1,0 +1,36 @@
+// Content hashes: the identity of a payload (a tensor's bytes) everywhere in
+// Genie. SHA-256 through OpenSSL, so a handle sent by a client can be trusted
+// to name exactly one byte string.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace genie {
+
+struct ContentHash {
+  std::array<uint8_t, 32> bytes{};
+
+  static ContentHash Of(const void* data, size_t n);
+  // Lower-case hex; `digits` limits it to a prefix (the dump prints 16).
+  std::string Hex(size_t digits = 64) const;
+  bool operator==(const ContentHash& o) const { return bytes == o.bytes; }
+  bool operator!=(const ContentHash& o) const { return bytes != o.bytes; }
+  bool operator<(const ContentHash& o) const { return bytes < o.bytes; }
+};
+
+struct ContentHashHasher {
+  size_t operator()(const ContentHash& h) const {
+    size_t v;
+    static_assert(sizeof(v) <= sizeof(h.bytes));
+    __builtin_memcpy(&v, h.bytes.data(), sizeof(v));
+    return v;
+  }
+};
+
+// FNV-1a, 64 bits: cheap structural fingerprints (not for content identity).
+uint64_t Fnv1a64(const void* data, size_t n, uint64_t seed = 0xcbf29ce484222325ull);
+
+}  // namespace genie

@@ -1,0 +1,323 @@
+#include "recorder/frontend_protocol.h"
+
+#include <cstring>
+
+#include "common/byte_io.h"
+#include "traces/segment_codec.h"
+
+namespace genie::recorder {
+namespace {
+
+using traces::Arg;
+using traces::Phase;
+using traces::Step;
+
+Status ReadStrings(const uint8_t* body, size_t n, std::vector<std::string>* out) {
+  ByteReader in(body, n);
+  uint32_t count;
+  GENIE_RETURN_IF_ERROR(in.U32(&count));
+  if (count > n / 4) return Status::Corruption("string count " + std::to_string(count) + " exceeds the frame");
+  out->resize(count);
+  for (auto& s : *out) {
+    uint32_t len;
+    const uint8_t* p;
+    GENIE_RETURN_IF_ERROR(in.U32(&len));
+    GENIE_RETURN_IF_ERROR(in.Skip(len, &p));
+    s.assign(reinterpret_cast<const char*>(p), len);
+  }
+  if (!in.done()) return Status::Corruption("string frame has trailing bytes");
+  return Status::OK();
+}
+
+// Reads the i64 word stream of a SEGMENT frame, checking every index.
+class Words {
+ public:
+  Words(const int64_t* w, size_t n, const double* f, size_t nf) : w_(w), n_(n), f_(f), nf_(nf) {}
+
+  Status Next(int64_t* v) {
+    if (pos_ >= n_) return Status::Corruption("segment words end inside a step");
+    *v = w_[pos_++];
+    return Status::OK();
+  }
+  Status Count(uint64_t* v, uint64_t limit, const char* what) {
+    int64_t x;
+    GENIE_RETURN_IF_ERROR(Next(&x));
+    if (x < 0 || static_cast<uint64_t>(x) > limit) return Status::Corruption(std::string(what) + " out of range");
+    *v = static_cast<uint64_t>(x);
+    return Status::OK();
+  }
+  Status Float(double* v) {
+    uint64_t i;
+    GENIE_RETURN_IF_ERROR(Count(&i, nf_ ? nf_ - 1 : 0, "float index"));
+    if (i >= nf_) return Status::Corruption("float index out of range");
+    *v = f_[i];
+    return Status::OK();
+  }
+  bool done() const { return pos_ == n_; }
+  size_t remaining() const { return n_ - pos_; }
+
+ private:
+  const int64_t* w_;
+  size_t n_;
+  const double* f_;
+  size_t nf_;
+  size_t pos_ = 0;
+};
+
+}  // namespace
+
+Status FrontendStream::HandleFrame(FrameType type, const uint8_t* body, size_t n) {
+  if (!has_hello_ && type != FrameType::kHello) return Status::Corruption("first frame is not HELLO");
+  if (ended_) return Status::Corruption("frame after END");
+  switch (type) {
+    case FrameType::kHello: return HandleHello(body, n);
+    case FrameType::kStrings: return HandleStrings(body, n);
+    case FrameType::kSegment: return HandleSegment(body, n);
+    case FrameType::kPayload: return HandlePayload(body, n);
+    case FrameType::kEnd:
+      if (n != 0) return Status::Corruption("END frame has a body");
+      if (!partial_payload_.empty()) return Status::Corruption("END arrived inside a payload");
+      ended_ = true;
+      return Status::OK();
+  }
+  return Status::Corruption("unknown frame type " + std::to_string(static_cast<int>(type)));
+}
+
+Status FrontendStream::HandleHello(const uint8_t* body, size_t n) {
+  if (has_hello_) return Status::Corruption("second HELLO");
+  std::vector<std::string> f;
+  GENIE_RETURN_IF_ERROR(ReadStrings(body, n, &f));
+  if (f.size() < 6) return Status::Corruption("HELLO has too few fields");
+  hello_.protocol_version = static_cast<uint32_t>(std::strtoul(f[0].c_str(), nullptr, 10));
+  if (hello_.protocol_version != kFrontendProtocolVersion)
+    return Status::Unsupported("frontend speaks protocol " + f[0] + ", this genie speaks " +
+                               std::to_string(kFrontendProtocolVersion));
+  hello_.frontend_version = f[1];
+  hello_.interpreter = f[2];
+  hello_.python_version = f[3];
+  hello_.has_torch = f[4] == "yes";
+  hello_.pid = std::strtoll(f[5].c_str(), nullptr, 10);
+  has_hello_ = true;
+  return Status::OK();
+}
+
+Status FrontendStream::HandleStrings(const uint8_t* body, size_t n) {
+  std::vector<std::string> f;
+  GENIE_RETURN_IF_ERROR(ReadStrings(body, n, &f));
+  for (const auto& s : f) strings_.push_back(writer_->strings().Intern(s));
+  return Status::OK();
+}
+
+Status FrontendStream::HandlePayload(const uint8_t* body, size_t n) {
+  ByteReader in(body, n);
+  int64_t id;
+  uint64_t total, offset;
+  GENIE_RETURN_IF_ERROR(in.U64(reinterpret_cast<uint64_t*>(&id)));
+  GENIE_RETURN_IF_ERROR(in.U64(&total));
+  GENIE_RETURN_IF_ERROR(in.U64(&offset));
+  if (id != static_cast<int64_t>(payloads_.size())) return Status::Corruption("payload ids out of order");
+  if (offset != partial_payload_.size() || (offset == 0 && !partial_payload_.empty()))
+    return Status::Corruption("payload pieces out of order");
+  if (offset == 0) partial_total_ = total;
+  if (total != partial_total_ || in.remaining() > total - offset)
+    return Status::Corruption("payload piece exceeds its payload");
+  if (offset == 0) partial_payload_.reserve(total);
+  const uint8_t* p;
+  size_t len = in.remaining();
+  GENIE_RETURN_IF_ERROR(in.Skip(len, &p));
+  partial_payload_.append(reinterpret_cast<const char*>(p), len);
+  if (partial_payload_.size() < total) return Status::OK();
+  ContentHash h = ContentHash::Of(partial_payload_.data(), partial_payload_.size());
+  GENIE_RETURN_IF_ERROR(writer_->AddPayload(h, partial_payload_.data(), partial_payload_.size()));
+  payloads_.push_back(h);
+  partial_payload_.clear();
+  partial_payload_.shrink_to_fit();
+  return Status::OK();
+}
+
+namespace {
+
+class SegmentTranslator {
+ public:
+  SegmentTranslator(Words* w, const std::vector<traces::StringId>& strings, const std::vector<ContentHash>& payloads)
+      : w_(*w), strings_(strings), payloads_(payloads) {}
+
+  Status Sid(traces::StringId* out) {
+    uint64_t s;
+    GENIE_RETURN_IF_ERROR(w_.Count(&s, strings_.empty() ? 0 : strings_.size() - 1, "string id"));
+    if (s >= strings_.size()) return Status::Corruption("string id out of range");
+    *out = strings_[s];
+    return Status::OK();
+  }
+
+  Status Payload(std::optional<ContentHash>* out) {
+    int64_t p;
+    GENIE_RETURN_IF_ERROR(w_.Next(&p));
+    if (p == -1) return Status::OK();
+    if (p < 0 || static_cast<size_t>(p) >= payloads_.size()) return Status::Corruption("unknown payload id");
+    *out = payloads_[p];
+    return Status::OK();
+  }
+
+  Status ValueId(traces::ValueId* v) {
+    uint64_t x;
+    GENIE_RETURN_IF_ERROR(w_.Count(&x, INT64_MAX, "value id"));
+    *v = x;
+    return Status::OK();
+  }
+
+  Status Meta(traces::TensorMeta* m) {
+    uint64_t d, rank;
+    GENIE_RETURN_IF_ERROR(w_.Count(&d, traces::kNumDTypes - 1, "dtype code"));
+    m->dtype = static_cast<traces::DType>(d);
+    GENIE_RETURN_IF_ERROR(w_.Count(&rank, traces::CodecLimits::kMaxRank, "tensor rank"));
+    m->sizes.resize(rank);
+    m->strides.resize(rank);
+    for (auto& s : m->sizes) GENIE_RETURN_IF_ERROR(w_.Next(&s));
+    for (auto& s : m->strides) GENIE_RETURN_IF_ERROR(w_.Next(&s));
+    GENIE_RETURN_IF_ERROR(w_.Next(&m->storage_offset));
+    return ValueId(&m->storage);
+  }
+
+  Status ArgOf(Arg* a, int depth) {
+    if (depth > traces::CodecLimits::kMaxListDepth) return Status::Corruption("argument lists nested too deeply");
+    uint64_t kind;
+    GENIE_RETURN_IF_ERROR(w_.Count(&kind, static_cast<uint64_t>(Arg::Kind::kMemoryFormat), "argument kind"));
+    a->kind = static_cast<Arg::Kind>(kind);
+    switch (a->kind) {
+      case Arg::Kind::kNone: return Status::OK();
+      case Arg::Kind::kBool:
+      case Arg::Kind::kInt: return w_.Next(&a->i);
+      case Arg::Kind::kFloat: return w_.Float(&a->f);
+      case Arg::Kind::kDType: {
+        uint64_t d;
+        GENIE_RETURN_IF_ERROR(w_.Count(&d, traces::kNumDTypes - 1, "dtype code"));
+        a->i = static_cast<int64_t>(d);
+        return Status::OK();
+      }
+      case Arg::Kind::kString:
+      case Arg::Kind::kDevice:
+      case Arg::Kind::kLayout:
+      case Arg::Kind::kMemoryFormat: {
+        traces::StringId s;
+        GENIE_RETURN_IF_ERROR(Sid(&s));
+        a->i = s;
+        return Status::OK();
+      }
+      case Arg::Kind::kTensor: return ValueId(&a->tensor);
+      case Arg::Kind::kList: {
+        uint64_t n;
+        GENIE_RETURN_IF_ERROR(w_.Count(&n, w_.remaining(), "list length"));
+        a->list.resize(n);
+        for (auto& item : a->list) GENIE_RETURN_IF_ERROR(ArgOf(&item, depth + 1));
+        return Status::OK();
+      }
+    }
+    return Status::Corruption("unknown argument kind");
+  }
+
+  Status Step(traces::Segment* seg) {
+    int64_t tag;
+    GENIE_RETURN_IF_ERROR(w_.Next(&tag));
+    if (tag == 1) {
+      traces::Step step;
+      step.kind = Step::Kind::kInput;
+      uint64_t kind;
+      GENIE_RETURN_IF_ERROR(ValueId(&step.input.id));
+      GENIE_RETURN_IF_ERROR(w_.Count(&kind, 2, "input kind"));
+      step.input.kind = static_cast<traces::Input::Kind>(kind);
+      GENIE_RETURN_IF_ERROR(Meta(&step.input.meta));
+      GENIE_RETURN_IF_ERROR(Payload(&step.input.payload));
+      seg->steps.push_back(std::move(step));
+      return Status::OK();
+    }
+    if (tag == 2) {
+      traces::Step step;
+      step.kind = Step::Kind::kOp;
+      traces::Op& op = step.op;
+      uint64_t phase, flags, n;
+      GENIE_RETURN_IF_ERROR(Sid(&op.schema));
+      GENIE_RETURN_IF_ERROR(Sid(&op.module));
+      GENIE_RETURN_IF_ERROR(w_.Count(&phase, static_cast<uint64_t>(Phase::kDecode), "phase"));
+      op.phase = static_cast<Phase>(phase);
+      GENIE_RETURN_IF_ERROR(w_.Count(&flags, 255, "op flags"));
+      op.flags = static_cast<uint8_t>(flags);
+      GENIE_RETURN_IF_ERROR(w_.Count(&n, w_.remaining(), "argument count"));
+      op.args.resize(n);
+      for (auto& a : op.args) GENIE_RETURN_IF_ERROR(ArgOf(&a, 0));
+      GENIE_RETURN_IF_ERROR(w_.Count(&n, w_.remaining(), "keyword count"));
+      op.kwargs.resize(n);
+      for (auto& [name, a] : op.kwargs) {
+        GENIE_RETURN_IF_ERROR(Sid(&name));
+        GENIE_RETURN_IF_ERROR(ArgOf(&a, 0));
+      }
+      GENIE_RETURN_IF_ERROR(w_.Count(&n, w_.remaining(), "output count"));
+      op.outputs.resize(n);
+      for (auto& out : op.outputs) {
+        uint64_t is_tensor;
+        GENIE_RETURN_IF_ERROR(w_.Count(&is_tensor, 1, "output kind"));
+        out.is_tensor = is_tensor;
+        if (is_tensor) {
+          GENIE_RETURN_IF_ERROR(ValueId(&out.id));
+          GENIE_RETURN_IF_ERROR(Meta(&out.meta));
+        } else {
+          GENIE_RETURN_IF_ERROR(ArgOf(&out.scalar, 0));
+          if (out.scalar.kind == Arg::Kind::kTensor || out.scalar.kind == Arg::Kind::kList)
+            return Status::Corruption("scalar result holds a tensor or list");
+        }
+      }
+      seg->steps.push_back(std::move(step));
+      return Status::OK();
+    }
+    if (tag == 3) {
+      traces::Materialization m;
+      uint64_t how;
+      GENIE_RETURN_IF_ERROR(ValueId(&m.id));
+      GENIE_RETURN_IF_ERROR(w_.Count(&how, static_cast<uint64_t>(traces::Materialization::How::kPrint), "materialization kind"));
+      m.how = static_cast<traces::Materialization::How>(how);
+      GENIE_RETURN_IF_ERROR(Payload(&m.payload));
+      seg->materialized.push_back(m);
+      return Status::OK();
+    }
+    return Status::Corruption("unknown step tag " + std::to_string(tag));
+  }
+
+ private:
+  Words& w_;
+  const std::vector<traces::StringId>& strings_;
+  const std::vector<ContentHash>& payloads_;
+};
+
+}  // namespace
+
+Status FrontendStream::HandleSegment(const uint8_t* body, size_t n) {
+  ByteReader in(body, n);
+  uint64_t duration;
+  uint32_t nwords, nfloats;
+  GENIE_RETURN_IF_ERROR(in.U64(&duration));
+  GENIE_RETURN_IF_ERROR(in.U32(&nwords));
+  GENIE_RETURN_IF_ERROR(in.U32(&nfloats));
+  if (in.remaining() != static_cast<uint64_t>(nwords) * 8 + static_cast<uint64_t>(nfloats) * 8)
+    return Status::Corruption("segment frame size does not match its word and float counts");
+  // Copies keep the i64/f64 reads aligned whatever the frame buffer's alignment.
+  std::vector<int64_t> words(nwords);
+  std::vector<double> floats(nfloats);
+  const uint8_t* p;
+  GENIE_RETURN_IF_ERROR(in.Skip(nwords * 8ull, &p));
+  std::memcpy(words.data(), p, nwords * 8ull);
+  GENIE_RETURN_IF_ERROR(in.Skip(nfloats * 8ull, &p));
+  std::memcpy(floats.data(), p, nfloats * 8ull);
+
+  traces::Segment seg;
+  seg.stream = stream_;
+  seg.index = next_segment_;
+  seg.duration_ns = duration;
+  Words w(words.data(), words.size(), floats.data(), floats.size());
+  SegmentTranslator t(&w, strings_, payloads_);
+  while (!w.done()) GENIE_RETURN_IF_ERROR(t.Step(&seg));
+  GENIE_RETURN_IF_ERROR(writer_->AddSegment(seg));
+  ++next_segment_;
+  return Status::OK();
+}
+
+}  // namespace genie::recorder

@@ -1,0 +1,91 @@
+// The frames the capture frontend (recorder/python/genie) sends to the genie
+// process over a unix socket, and their decoding into trace segments.
+//
+// Frame: u32 body length (little-endian) | u8 type | body. Bodies are at most
+// kMaxFrameBody bytes; a longer length is rejected before anything is read.
+//
+//   HELLO    strings*: protocol version, frontend version, interpreter path,
+//            python version, "yes"/"no" (can the interpreter import torch),
+//            pid. Always the first frame of a connection.
+//   STRINGS  strings*: appended to the connection's string table; ids are
+//            dense from 0 in order of arrival.
+//   SEGMENT  u64 capture duration ns | u32 word count | u32 float count |
+//            words (i64) | floats (f64). The words are a sequence of steps:
+//              INPUT  1, value id, input kind, <meta>, payload id or -1
+//              OP     2, schema sid, module sid, phase, flags,
+//                     n, <arg>*n, n, (name sid, <arg>)*n, n, <out>*n
+//              MAT    3, value id, how, payload id or -1
+//            <meta> dtype code, rank r, r sizes, r strides, storage offset,
+//                   storage value id
+//            <arg>  kind, then: none: -; bool, int: value; float: index into
+//                   the floats; string, device, layout, memory format: sid;
+//                   tensor: value id; list: n, <arg>*n; dtype: code
+//            <out>  1, value id, <meta>   or   0, <arg> (a scalar result)
+//   PAYLOAD  i64 payload id | u64 total bytes | u64 offset | bytes. A payload
+//            larger than one frame arrives as several pieces in order.
+//   END      empty: the program closed the connection cleanly.
+//
+// strings* is u32 count, then u32 length | utf-8 bytes per string.
+// Codes are those of traces/graph.h; recorder/python/genie/codes.py mirrors them.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/status.h"
+#include "traces/graph.h"
+#include "traces/trace_writer.h"
+
+namespace genie::recorder {
+
+constexpr uint32_t kFrontendProtocolVersion = 1;
+constexpr uint32_t kMaxFrameBody = 64u << 20;
+constexpr uint32_t kFrameHeadBytes = 5;
+
+enum class FrameType : uint8_t { kHello = 1, kStrings = 2, kSegment = 3, kPayload = 4, kEnd = 5 };
+
+struct Hello {
+  uint32_t protocol_version = 0;
+  std::string frontend_version;
+  std::string interpreter;
+  std::string python_version;
+  bool has_torch = false;
+  int64_t pid = 0;
+};
+
+// Decodes the frames of one connection and writes what they carry into a
+// TraceWriter: strings are re-interned in the writer's table, payloads are
+// hashed and written once, segments are translated and added.
+class FrontendStream {
+ public:
+  FrontendStream(uint32_t stream_id, traces::TraceWriter* writer) : stream_(stream_id), writer_(writer) {}
+
+  // Handles one complete frame. A malformed frame is Status::Corruption
+  // naming what was wrong; the stream must not be fed further after one.
+  Status HandleFrame(FrameType type, const uint8_t* body, size_t n);
+
+  const Hello* hello() const { return has_hello_ ? &hello_ : nullptr; }
+  bool ended() const { return ended_; }
+  uint64_t segments() const { return next_segment_; }
+
+ private:
+  Status HandleHello(const uint8_t* body, size_t n);
+  Status HandleStrings(const uint8_t* body, size_t n);
+  Status HandlePayload(const uint8_t* body, size_t n);
+  Status HandleSegment(const uint8_t* body, size_t n);
+
+  uint32_t stream_;
+  traces::TraceWriter* writer_;
+  Hello hello_;
+  bool has_hello_ = false;
+  bool ended_ = false;
+  std::vector<traces::StringId> strings_;  // stream sid -> writer sid
+  std::vector<ContentHash> payloads_;      // payload id -> hash, for completed payloads
+  std::string partial_payload_;            // a payload whose pieces are still arriving
+  uint64_t partial_total_ = 0;
+  uint64_t next_segment_ = 0;
+};
+
+}  // namespace genie::recorder

@@ -1,0 +1,66 @@
+"""Starts the frontend inside a program launched by `genie record`.
+
+Runs from sitecustomize at interpreter start-up, before the program: connects
+to the genie process (GENIE_IPC), says hello (which interpreter, whether it can
+import torch), and arranges for capture to activate right after the program
+imports torch, so nothing in the program has to change.
+"""
+import atexit
+import importlib.abc
+import importlib.util
+import os
+import platform
+import struct
+import sys
+
+from . import __version__, codes
+from .channel import Channel, pack_strings
+
+_channel = None
+
+
+class _AfterTorchImport(importlib.abc.MetaPathFinder):
+    """Finds torch through the other finders, then activates capture once its
+    module has executed."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "torch":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec("torch")
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_then_activate(module):
+            exec_module(module)
+            _activate()
+
+        spec.loader.exec_module = exec_then_activate
+        return spec
+
+
+def _activate():
+    from . import capture, device, lazy, phases
+    session = capture.Session(_channel, os.environ.get("GENIE_PAYLOAD", "full"))
+    lazy.set_session(session)
+    device.install()
+    phases.install()
+    atexit.register(session.close)
+
+
+def start():
+    global _channel
+    _channel = Channel(os.environ["GENIE_IPC"])
+    torch_spec = importlib.util.find_spec("torch")
+    hello = pack_strings([
+        str(codes.PROTOCOL_VERSION), __version__, sys.executable, platform.python_version(),
+        "yes" if torch_spec is not None else "no", str(os.getpid()),
+    ])
+    _channel.send(codes.FRAME_HELLO, hello)
+    if torch_spec is None:
+        return
+    if "torch" in sys.modules:
+        _activate()
+    else:
+        sys.meta_path.insert(0, _AfterTorchImport())

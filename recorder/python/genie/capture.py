@@ -1,0 +1,350 @@
+"""The capture session: turns dispatched ATen ops into segments and sends
+them to the genie process (see codes.py and recorder/frontend_protocol.h).
+
+A segment is every step (input, op) since the previous materialization point.
+Ops run at once on the CPU values the LazyTensors hold, so outputs have real
+shapes and the program sees eager results.
+"""
+import os
+import struct
+import time
+from array import array
+
+import torch
+
+from . import DEVICE, codes
+from .channel import pack_strings
+from .lazy import LazyTensor
+
+_META = torch.device("meta")
+_CPU = torch.device("cpu")
+_SEGMENT_HEAD = struct.Struct("<QII")  # duration_ns, word count, float count
+_PAYLOAD_HEAD = struct.Struct("<qQQ")  # payload id, total bytes, offset of this piece
+_PIECE = 32 << 20
+
+_RANDOM_OPS = frozenset([
+    "aten::rand", "aten::randn", "aten::randint", "aten::randperm", "aten::rand_like", "aten::randn_like",
+    "aten::randint_like", "aten::normal", "aten::normal_", "aten::uniform_", "aten::bernoulli",
+    "aten::bernoulli_", "aten::dropout", "aten::native_dropout", "aten::multinomial", "aten::exponential_",
+    "aten::random_", "aten::geometric_", "aten::cauchy_", "aten::log_normal_", "aten::rrelu_with_noise",
+])
+
+
+class CaptureError(RuntimeError):
+    """An op or argument that cannot be captured faithfully."""
+
+
+def is_remote_device(dev):
+    """True for "remote_accelerator[:N]", and for the meta device, which is
+    what a LazyTensor's `.device` reports (so `torch.zeros(n, device=x.device)`
+    lands next to x)."""
+    if isinstance(dev, str):
+        return dev.startswith(DEVICE) or dev == "meta"
+    return isinstance(dev, torch.device) and dev.type == "meta"
+
+
+class _OpInfo:
+    """What the session needs to know about an OpOverload, computed once."""
+    __slots__ = ("name", "sid", "flags", "returns", "special", "arg_names")
+
+    def __init__(self, func, session):
+        schema = func._schema
+        self.name = schema.name if not schema.overload_name else f"{schema.name}.{schema.overload_name}"
+        self.sid = session.intern(self.name)
+        self.flags = codes.FLAG_RANDOM if schema.name in _RANDOM_OPS else 0
+        self.arg_names = [a.name for a in schema.arguments]
+        # For each return: None, or (argument position, argument name, is_write)
+        # of the argument it aliases.
+        alias_of = {}
+        for i, a in enumerate(schema.arguments):
+            if a.alias_info is not None:
+                for s in a.alias_info.before_set:
+                    alias_of[s] = (i, a.name)
+        self.returns = []
+        for r in schema.returns:
+            info = r.alias_info
+            target = None
+            if info is not None:
+                for s in info.before_set:
+                    if s in alias_of:
+                        target = alias_of[s] + (bool(info.is_write),)
+            self.returns.append(target)
+        self.special = None
+        if schema.name == "aten::_local_scalar_dense":
+            self.special = "item"
+        elif schema.name == "aten::_to_copy":
+            self.special = "to_copy"
+
+
+class Session:
+    def __init__(self, channel, payload_mode):
+        self.channel = channel
+        self.payload_mode = payload_mode  # "full", "inputs" or "none"
+        self._strings = {}
+        self._new_strings = []
+        self._infos = {}
+        self._next_id = 0
+        self._next_payload = 0
+        self.words = array("q")
+        self.floats = array("d")
+        self._segment_start = time.perf_counter_ns()
+        self.empty_sid = self.intern("")
+        self.module_sid = self.empty_sid
+        self.phase = codes.PHASE_NONE
+        self.observed = False
+        self.closed = False
+
+    # ---- interning and ids ----------------------------------------------
+
+    def intern(self, s):
+        sid = self._strings.get(s)
+        if sid is None:
+            sid = len(self._strings)
+            self._strings[s] = sid
+            self._new_strings.append(s)
+        return sid
+
+    def _new_id(self):
+        vid = self._next_id
+        self._next_id += 1
+        return vid
+
+    # ---- payloads and inputs --------------------------------------------
+
+    def _send_payload(self, value):
+        """Sends the bytes of a CPU tensor; returns its stream-local payload id."""
+        pid = self._next_payload
+        self._next_payload += 1
+        flat = value.detach().contiguous().reshape(-1)
+        data = memoryview(flat.view(torch.uint8).numpy()) if flat.numel() else memoryview(b"")
+        total = data.nbytes
+        offset = 0
+        while True:
+            piece = data[offset:offset + _PIECE]
+            self.channel.send(codes.FRAME_PAYLOAD, _PAYLOAD_HEAD.pack(pid, total, offset), piece)
+            offset += piece.nbytes
+            if offset >= total:
+                return pid
+
+    def _meta_words(self, value, storage_id, w):
+        w.append(codes.DTYPE_CODE[value.dtype])
+        shape = value.shape
+        w.append(len(shape))
+        w.extend(shape)
+        w.extend(value.stride())
+        w.append(value.storage_offset())
+        w.append(storage_id)
+
+    def add_input(self, cpu_value, kind):
+        """Makes a LazyTensor holding a private contiguous copy of `cpu_value`."""
+        if cpu_value.dtype not in codes.DTYPE_CODE:
+            raise CaptureError(f"genie: tensors of dtype {cpu_value.dtype} cannot be moved to remote_accelerator")
+        value = cpu_value.detach().clone(memory_format=torch.contiguous_format)
+        vid = self._new_id()
+        payload = codes.NO_PAYLOAD if self.payload_mode == "none" else self._send_payload(value)
+        w = [codes.TAG_INPUT, vid, kind]
+        self._meta_words(value, vid, w)
+        w.append(payload)
+        self.words.extend(w)
+        return LazyTensor(value, vid, vid)
+
+    # ---- ops ------------------------------------------------------------
+
+    def _info(self, func):
+        info = self._infos.get(func)
+        if info is None:
+            info = self._infos[func] = _OpInfo(func, self)
+        return info
+
+    def _arg(self, a, w, pre):
+        """Appends the encoding of argument `a` to `w` and returns what the CPU
+        op receives in its place. CPU tensors mixed in are lifted to constant
+        inputs, whose records go to `pre` (they precede the op)."""
+        t = type(a)
+        if t is LazyTensor:
+            w.append(codes.ARG_TENSOR)
+            w.append(a._genie_id)
+            return a._genie_value
+        if t is int:
+            w.append(codes.ARG_INT)
+            w.append(a)
+            return a
+        if t is float:
+            w.append(codes.ARG_FLOAT)
+            w.append(len(self.floats))
+            self.floats.append(a)
+            return a
+        if t is bool:
+            w.append(codes.ARG_BOOL)
+            w.append(int(a))
+            return a
+        if a is None:
+            w.append(codes.ARG_NONE)
+            return None
+        if t is list or t is tuple:
+            w.append(codes.ARG_LIST)
+            w.append(len(a))
+            return [self._arg(x, w, pre) for x in a]
+        if t is torch.dtype:
+            code = codes.DTYPE_CODE.get(a)
+            if code is None:
+                raise CaptureError(f"genie: dtype {a} is not supported on remote_accelerator")
+            w.append(codes.ARG_DTYPE)
+            w.append(code)
+            return a
+        if t is torch.device:
+            w.append(codes.ARG_DEVICE)
+            if a.type == "meta":
+                w.append(self.intern(DEVICE))
+                return _CPU
+            w.append(self.intern(str(a)))
+            return a
+        if t is torch.layout:
+            w.append(codes.ARG_LAYOUT)
+            w.append(self.intern(str(a).replace("torch.", "")))
+            return a
+        if t is torch.memory_format:
+            w.append(codes.ARG_MEMORY_FORMAT)
+            w.append(self.intern(str(a).replace("torch.", "")))
+            return a
+        if t is str:
+            w.append(codes.ARG_STRING)
+            w.append(self.intern(a))
+            return a
+        if isinstance(a, torch.Tensor):
+            if a.device.type != "cpu":
+                raise CaptureError(f"genie: a tensor on {a.device} was mixed with remote_accelerator tensors")
+            lifted = self.add_input_words(a, pre)
+            w.append(codes.ARG_TENSOR)
+            w.append(lifted._genie_id)
+            return lifted._genie_value
+        if isinstance(a, bool):
+            return self._arg(bool(a), w, pre)
+        if isinstance(a, int):
+            return self._arg(int(a), w, pre)
+        if isinstance(a, float):
+            return self._arg(float(a), w, pre)
+        raise CaptureError(f"genie: cannot capture an argument of type {t.__name__}")
+
+    def add_input_words(self, cpu_value, pre):
+        """Like add_input, with the record going to `pre` (a constant lifted while encoding an op)."""
+        saved = self.words
+        self.words = array("q")
+        try:
+            lazy = self.add_input(cpu_value, codes.INPUT_CONSTANT)
+            pre.extend(self.words)
+        finally:
+            self.words = saved
+        return lazy
+
+    def dispatch(self, func, args, kwargs):
+        info = self._infos.get(func) or self._info(func)
+        if info.special is not None:
+            if info.special == "item":
+                return self.materialize(args[0], codes.HOW_ITEM).item()
+            dev = kwargs.get("device")
+            if dev is not None and not is_remote_device(dev):
+                value = self.materialize(args[0], codes.HOW_CPU)
+                return func(value, *args[1:], **kwargs)
+        pre = []
+        w = [codes.TAG_OP, info.sid, self.module_sid, self.phase, info.flags, len(args)]
+        try:
+            cpu_args = [self._arg(a, w, pre) for a in args]
+            w.append(len(kwargs))
+            cpu_kwargs = {}
+            for k, v in kwargs.items():
+                w.append(self.intern(k))
+                cpu_kwargs[k] = self._arg(v, w, pre)
+        except CaptureError as e:
+            raise CaptureError(f"{e} (in {info.name})") from None
+        out = func(*cpu_args, **cpu_kwargs)
+        if pre:
+            self.words.extend(pre)
+        result = self._outputs(info, out, args, kwargs, w)
+        self.words.extend(w)
+        if self.observed:
+            self.flush()
+        return result
+
+    def _outputs(self, info, out, args, kwargs, w):
+        ow = []
+        if isinstance(out, (tuple, list)):
+            # A single Tensor[] return (split, unbind) aliases like its one schema return.
+            shared = info.returns[0] if len(info.returns) == 1 else None
+            result = [self._output(info, info.returns[i] if shared is None and i < len(info.returns) else shared,
+                                   o, args, kwargs, ow) for i, o in enumerate(out)]
+            if isinstance(out, tuple):
+                result = tuple(result)
+            count = len(out)
+        elif out is None:
+            result, count = None, 0
+        else:
+            result = self._output(info, info.returns[0] if info.returns else None, out, args, kwargs, ow)
+            count = 1
+        w.append(count)
+        w.extend(ow)
+        return result
+
+    def _output(self, info, alias, o, args, kwargs, ow):
+        if not isinstance(o, torch.Tensor):
+            ow.append(0)
+            if o is not None:
+                self.observed = True  # the program sees a value computed remotely
+            self._arg(o, ow, None)
+            return o
+        if o.dtype not in codes.DTYPE_CODE:
+            raise CaptureError(f"genie: {info.name} produced dtype {o.dtype}, which remote_accelerator does not support")
+        vid = self._new_id()
+        storage = vid
+        if alias is not None:
+            pos, name, is_write = alias
+            base = args[pos] if pos < len(args) else kwargs.get(name)
+            if type(base) is LazyTensor:
+                storage = base._genie_storage
+                if is_write:
+                    if o.shape != base.shape or o.stride() != base.stride():
+                        raise CaptureError(f"genie: {info.name} changes the shape or strides of a tensor in place, "
+                                           "which remote_accelerator does not support; use the out-of-place form")
+                    base._genie_id = vid
+                    ow.append(1)
+                    ow.append(vid)
+                    self._meta_words(o, storage, ow)
+                    return base
+        ow.append(1)
+        ow.append(vid)
+        self._meta_words(o, storage, ow)
+        return LazyTensor(o, vid, storage)
+
+    # ---- materialization ----------------------------------------------
+
+    def materialize(self, lazy, how):
+        """Closes the segment with `lazy`'s value pulled to the host; returns the CPU value."""
+        value = lazy._genie_value
+        pid = self._send_payload(value) if self.payload_mode == "full" else codes.NO_PAYLOAD
+        self.words.extend((codes.TAG_MATERIALIZE, lazy._genie_id, how, pid))
+        self.flush()
+        return value
+
+    def flush(self):
+        """Sends the open segment (with any strings it introduced)."""
+        self.observed = False
+        if self._new_strings:
+            self.channel.send(codes.FRAME_STRINGS, pack_strings(self._new_strings))
+            self._new_strings = []
+        now = time.perf_counter_ns()
+        words, floats = self.words, self.floats
+        self.channel.send(codes.FRAME_SEGMENT, _SEGMENT_HEAD.pack(now - self._segment_start, len(words), len(floats)),
+                          memoryview(words).cast("B"), memoryview(floats).cast("B"))
+        self.words = array("q")
+        self.floats = array("d")
+        self._segment_start = time.perf_counter_ns()
+
+    def close(self):
+        """Sends what is still open and the END frame. Safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        if len(self.words):
+            self.flush()
+        self.channel.send(codes.FRAME_END)
+        self.channel.close()

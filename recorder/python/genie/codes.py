@@ -1,0 +1,67 @@
+"""Numeric codes shared with the genie process (recorder/frontend_protocol.h).
+
+Frames on the unix socket are `u32 body length | u8 frame type | body`; the
+layout of each body is documented in frontend_protocol.h. Every code here has
+the same value there; tests/recorder checks both sides agree by recording.
+"""
+import torch
+
+PROTOCOL_VERSION = 1
+MAX_FRAME_BODY = 64 << 20  # larger payloads travel as several PAYLOAD frames
+
+# Frame types.
+FRAME_HELLO = 1
+FRAME_STRINGS = 2
+FRAME_SEGMENT = 3
+FRAME_PAYLOAD = 4
+FRAME_END = 5
+
+# Step tags inside a SEGMENT frame's word stream.
+TAG_INPUT = 1
+TAG_OP = 2
+TAG_MATERIALIZE = 3
+
+# Argument kinds (traces/graph.h Arg::Kind).
+ARG_NONE = 0
+ARG_BOOL = 1
+ARG_INT = 2
+ARG_FLOAT = 3
+ARG_STRING = 4
+ARG_TENSOR = 5
+ARG_LIST = 6
+ARG_DTYPE = 7
+ARG_DEVICE = 8
+ARG_LAYOUT = 9
+ARG_MEMORY_FORMAT = 10
+
+# Input kinds (traces/graph.h Input::Kind).
+INPUT_PARAMETER = 0
+INPUT_TENSOR = 1
+INPUT_CONSTANT = 2
+
+# Phases (traces/graph.h Phase).
+PHASE_NONE = 0
+PHASE_FORWARD = 1
+PHASE_BACKWARD = 2
+PHASE_OPTIMIZER = 3
+PHASE_PREFILL = 4
+PHASE_DECODE = 5
+
+# Materialization kinds (traces/graph.h Materialization::How).
+HOW_CPU = 0
+HOW_ITEM = 1
+HOW_TOLIST = 2
+HOW_NUMPY = 3
+HOW_PRINT = 4
+
+# Op flags (traces/graph.h Op::Flags).
+FLAG_RANDOM = 1
+
+NO_PAYLOAD = -1
+
+# dtype codes (traces/graph.h DType), in code order.
+DTYPES = [
+    torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
+    torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128,
+]
+DTYPE_CODE = {d: i for i, d in enumerate(DTYPES)}

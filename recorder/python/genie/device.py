@@ -1,0 +1,140 @@
+"""Where "remote_accelerator" enters a program: factories given that device,
+`Tensor.to(...)`, `Module.to(...)`, and `Tensor.new_tensor` on a LazyTensor.
+
+These entry points are wrapped when the frontend activates rather than
+intercepted with a global TorchFunctionMode: on torch 1.13 such a mode adds
+about 9 us to every torch call of the program (measured on the CI machine),
+more than the whole per-op budget of capture, while the wrappers cost nothing
+to calls that do not name the device.
+"""
+import functools
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from . import codes, lazy
+from .capture import CaptureError, is_remote_device
+from .lazy import LazyTensor
+
+# Factories that build a tensor from Python data rather than an ATen op.
+_DATA_FACTORIES = ("tensor", "as_tensor")
+# Factories that are ATen ops: captured as ops, so a replay runs them remotely.
+_OP_FACTORIES = (
+    "zeros", "ones", "empty", "full", "rand", "randn", "randint", "randperm", "arange", "linspace",
+    "logspace", "eye", "empty_strided", "zeros_like", "ones_like", "empty_like", "full_like",
+    "rand_like", "randn_like", "randint_like", "tril_indices", "triu_indices",
+)
+
+
+class _FactoryCapture(TorchDispatchMode):
+    """Active only while a factory with the remote device runs: its ATen op,
+    which has no LazyTensor argument to route it, comes here."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        return lazy._session.dispatch(func, args, kwargs or {})
+
+
+_META = torch.device("meta")
+_CPU = torch.device("cpu")
+
+
+def _with_meta_device(kwargs):
+    return dict(kwargs, device=_META)
+
+
+def _wrap_data_factory(orig):
+    @functools.wraps(orig)
+    def factory(*args, **kwargs):
+        dev = kwargs.get("device")
+        if dev is None or not is_remote_device(dev):
+            return orig(*args, **kwargs)
+        requires_grad = kwargs.pop("requires_grad", False)
+        kwargs["device"] = "cpu"
+        value = orig(*args, **kwargs)
+        return lazy._session.add_input(value, codes.INPUT_TENSOR).requires_grad_(requires_grad)
+    return factory
+
+
+def _wrap_op_factory(orig):
+    @functools.wraps(orig)
+    def factory(*args, **kwargs):
+        dev = kwargs.get("device")
+        if dev is None or not is_remote_device(dev):
+            return orig(*args, **kwargs)
+        with _FactoryCapture():
+            out = orig(*args, **_with_meta_device(kwargs))
+        if type(out) is not LazyTensor:
+            raise CaptureError(f"genie: torch.{orig.__name__}(device='remote_accelerator') could not be captured")
+        return out
+    return factory
+
+
+def _target_device(args, kwargs):
+    """The device a `.to(...)` call names, or None."""
+    if args:
+        a = args[0]
+        if isinstance(a, (str, torch.device)):
+            return a
+        if type(a) is LazyTensor:
+            return a.device
+    return kwargs.get("device")
+
+
+def _replace_device(args, kwargs, device):
+    """The arguments of a `.to(...)` call with its device replaced by `device`."""
+    if args and isinstance(args[0], (str, torch.device)):
+        return (device,) + tuple(args[1:]), kwargs
+    if args and isinstance(args[0], torch.Tensor):
+        return (device, args[0].dtype) + tuple(args[1:]), kwargs
+    return args, dict(kwargs, device=device)
+
+
+def _wrap_to(orig):
+    @functools.wraps(orig)
+    def to(self, *args, **kwargs):
+        dev = _target_device(args, kwargs)
+        if dev is None or not is_remote_device(dev):
+            return orig(self, *args, **kwargs)
+        if type(self) is LazyTensor:
+            args, kwargs = _replace_device(args, kwargs, _META)
+            return orig(self, *args, **kwargs)
+        if self.requires_grad and torch.is_grad_enabled() and not self.is_leaf:
+            raise CaptureError("genie: moving a CPU tensor that is part of an autograd graph to remote_accelerator "
+                               "is not supported (gradients would not flow back); move it before computing with it")
+        args, kwargs = _replace_device(args, kwargs, _CPU)
+        value = orig(self, *args, **kwargs)
+        kind = codes.INPUT_PARAMETER if isinstance(self, torch.nn.Parameter) else codes.INPUT_TENSOR
+        out = lazy._session.add_input(value, kind)
+        if self.requires_grad and not isinstance(self, torch.nn.Parameter):
+            out.requires_grad_(True)
+        return out
+    return to
+
+
+def _wrap_parse_to(orig):
+    @functools.wraps(orig)
+    def parse_to(*args, **kwargs):
+        args = tuple("meta" if isinstance(a, str) and is_remote_device(a) else a for a in args)
+        if isinstance(kwargs.get("device"), str) and is_remote_device(kwargs["device"]):
+            kwargs = dict(kwargs, device="meta")
+        return orig(*args, **kwargs)
+    return parse_to
+
+
+def _new_tensor(self, data, dtype=None, device=None, requires_grad=False):
+    if device is not None and not is_remote_device(device):
+        return torch.tensor(data, dtype=dtype or self.dtype, device=device, requires_grad=requires_grad)
+    value = torch.tensor(data, dtype=dtype or self.dtype)
+    return lazy._session.add_input(value, codes.INPUT_TENSOR).requires_grad_(requires_grad)
+
+
+def install():
+    """Wraps the entry points; called once, when the frontend activates."""
+    for name in _DATA_FACTORIES:
+        setattr(torch, name, _wrap_data_factory(getattr(torch, name)))
+    for name in _OP_FACTORIES:
+        if hasattr(torch, name):
+            setattr(torch, name, _wrap_op_factory(getattr(torch, name)))
+    torch.Tensor.to = _wrap_to(torch.Tensor.to)
+    torch._C._nn._parse_to = _wrap_parse_to(torch._C._nn._parse_to)
+    LazyTensor.new_tensor = _new_tensor

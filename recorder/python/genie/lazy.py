@@ -1,0 +1,65 @@
+"""LazyTensor: the tensor type of the "remote_accelerator" device.
+
+A LazyTensor is a wrapper subclass on the meta device: it has the shape,
+strides and dtype of the value it stands for and no storage. Every ATen op on
+it reaches `__torch_dispatch__`, below autograd, so forward, backward and
+optimizer ops are all captured the same way. In record mode each LazyTensor
+also holds the real CPU value (`_genie_value`) so the program runs on to
+completion with eager results.
+
+Attributes use a `_genie_` prefix: a name like a Tensor property (`data`,
+`grad`, `real`) on the subclass would break it.
+"""
+import torch
+
+_session = None  # the active capture.Session; set by capture.activate()
+
+
+def set_session(session):
+    global _session
+    _session = session
+
+
+class LazyTensor(torch.Tensor):
+    @staticmethod
+    def __new__(cls, value, value_id, storage_id):
+        r = torch.Tensor._make_wrapper_subclass(
+            cls, value.size(), strides=value.stride(), storage_offset=value.storage_offset(),
+            dtype=value.dtype, layout=value.layout, device="meta", requires_grad=False)
+        r._genie_value = value
+        r._genie_id = value_id
+        r._genie_storage = storage_id
+        return r
+
+    # Skip the torch-function layer: every op goes straight to dispatch.
+    __torch_function__ = torch._C._disabled_torch_function_impl
+
+    @classmethod
+    def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
+        return _session.dispatch(func, args, kwargs or {})
+
+    # Materialization points that do not pass through an ATen op.
+    def tolist(self):
+        from . import codes
+        return _session.materialize(self, codes.HOW_TOLIST).tolist()
+
+    def numpy(self, *args, **kwargs):
+        from . import codes
+        return _session.materialize(self, codes.HOW_NUMPY).numpy(*args, **kwargs)
+
+    def __repr__(self, *args, **kwargs):
+        from . import codes
+        text = repr(_session.materialize(self, codes.HOW_PRINT))
+        if not text.endswith(")"):
+            return text
+        suffix = ", device='remote_accelerator'"
+        if self.grad_fn is not None:
+            suffix += f", grad_fn=<{type(self.grad_fn).__name__}>"
+        elif self.requires_grad:
+            suffix += ", requires_grad=True"
+        return text[:-1] + suffix + ")"
+
+    def __format__(self, spec):
+        if self.dim() == 0:
+            return self.item().__format__(spec)
+        return self.__repr__()

@@ -1,0 +1,138 @@
+"""Module paths and phases of captured ops.
+
+Global module hooks keep a stack of the modules being run; each op is tagged
+with the innermost one's path ("GPT.blocks.0.attn"). Paths come from the
+outermost module's `named_modules()`, rooted at its class name.
+
+Phases: ops inside `backward()` / `torch.autograd.grad` are "backward"; ops
+inside an optimizer's `step()` are "optimizer"; the ops of an outermost module
+call are "forward", or "prefill"/"decode" when the module's forward takes a
+KV cache argument (a parameter named like `past_key_values` or `cache`) and
+it is given none (prefill) or one (decode). Ops after a forward and outside
+any module (a loss, sampling the next token) keep that forward's phase.
+"""
+import functools
+import inspect
+import weakref
+
+import torch
+
+from . import codes, lazy
+
+_names = weakref.WeakKeyDictionary()
+_cache_param = {}  # forward function -> index and name of its KV cache parameter, or None
+_stack = []        # (module, path) of the modules being run
+_override = []     # phases forced by backward() and optimizer steps
+
+
+def _cache_parameter(module):
+    fwd = type(module).forward
+    if fwd not in _cache_param:
+        found = None
+        try:
+            params = list(inspect.signature(fwd).parameters.values())[1:]
+        except (TypeError, ValueError):
+            params = []
+        for i, p in enumerate(params):
+            n = p.name.lower()
+            if n != "use_cache" and ("past" in n or n.endswith("cache") or n.endswith("caches")):
+                found = (i, p.name)
+                break
+        _cache_param[fwd] = found
+    return _cache_param[fwd]
+
+
+def _is_empty(cache):
+    if cache is None:
+        return True
+    if isinstance(cache, (list, tuple, dict)):
+        return len(cache) == 0
+    return False
+
+
+def _root_phase(module, args, kwargs):
+    found = _cache_parameter(module)
+    if found is None:
+        return codes.PHASE_FORWARD
+    i, name = found
+    cache = kwargs.get(name) if name in kwargs else (args[i] if i < len(args) else None)
+    return codes.PHASE_PREFILL if _is_empty(cache) else codes.PHASE_DECODE
+
+
+def _pre_hook(module, args):
+    session = lazy._session
+    if not _stack:
+        if module not in _names:
+            root = type(module).__name__
+            for name, m in module.named_modules():
+                _names.setdefault(m, f"{root}.{name}" if name else root)
+        if not _override:
+            session.phase = _root_phase(module, args, _pending_kwargs.get(id(module), {}))
+    path = _names.get(module)
+    if path is None:
+        path = f"{_stack[-1][1]}.{type(module).__name__}" if _stack else type(module).__name__
+    _stack.append((module, path))
+    session.module_sid = session.intern(path)
+
+
+def _post_hook(module, args, output):
+    session = lazy._session
+    while _stack and _stack[-1][0] is not module:
+        _stack.pop()  # modules whose forward raised
+    if _stack:
+        _stack.pop()
+    session.module_sid = session.intern(_stack[-1][1]) if _stack else session.empty_sid
+
+
+_pending_kwargs = {}
+
+
+def _wrap_call(orig):
+    """Module.__call__, to see keyword arguments (1.13's pre-hooks get only positional ones)."""
+    @functools.wraps(orig)
+    def call(self, *args, **kwargs):
+        if _stack or not kwargs:
+            return orig(self, *args, **kwargs)
+        _pending_kwargs[id(self)] = kwargs
+        try:
+            return orig(self, *args, **kwargs)
+        finally:
+            _pending_kwargs.pop(id(self), None)
+    return call
+
+
+def _with_phase(phase, fn):
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        session = lazy._session
+        saved_module = session.module_sid
+        _override.append(phase)
+        session.phase = phase
+        session.module_sid = session.empty_sid
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _override.pop()
+            session.phase = _override[-1] if _override else codes.PHASE_NONE
+            session.module_sid = saved_module
+    run._genie_phase = True
+    return run
+
+
+def _wrap_optimizer_init(orig_init):
+    @functools.wraps(orig_init)
+    def init(self, *args, **kwargs):
+        orig_init(self, *args, **kwargs)
+        cls = type(self)
+        if not getattr(cls.step, "_genie_phase", False):
+            cls.step = _with_phase(codes.PHASE_OPTIMIZER, cls.step)
+    return init
+
+
+def install():
+    torch.nn.modules.module.register_module_forward_pre_hook(_pre_hook)
+    torch.nn.modules.module.register_module_forward_hook(_post_hook)
+    torch.nn.Module.__call__ = _wrap_call(torch.nn.Module.__call__)
+    torch.autograd.backward = _with_phase(codes.PHASE_BACKWARD, torch.autograd.backward)
+    torch.autograd.grad = _with_phase(codes.PHASE_BACKWARD, torch.autograd.grad)
+    torch.optim.Optimizer.__init__ = _wrap_optimizer_init(torch.optim.Optimizer.__init__)
