@@ -3,6 +3,8 @@
 #pragma once
 
 #include <functional>
+#include <string>
+#include <vector>
 
 namespace CLI {
 class App;
@@ -14,6 +16,10 @@ using Action = std::function<int()>;
 
 void AddRecordCommand(CLI::App& app, Action* action);
 void AddTraceCommand(CLI::App& app, Action* action);
+
+// `genie record [options] -- PROGRAM ...`: the `--` is optional, and CLI11
+// would take the program's arguments for genie's after it; drops it.
+std::vector<std::string> DropRecordSeparator(std::vector<std::string> args);
 
 // Prints "genie: error: <message>" to stderr and returns `code`.
 int Fail(const std::string& message, int code = 1);

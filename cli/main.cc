@@ -23,8 +23,10 @@ int main(int argc, char** argv) {
   genie::cli::Action action;
   genie::cli::AddRecordCommand(app, &action);
   genie::cli::AddTraceCommand(app, &action);
+  std::vector<std::string> args = genie::cli::DropRecordSeparator(std::vector<std::string>(argv, argv + argc));
+  std::vector<std::string> reversed(args.rbegin(), args.rend() - 1);  // CLI11 takes them reversed, without argv[0]
   try {
-    app.parse(argc, argv);
+    app.parse(reversed);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {

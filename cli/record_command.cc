@@ -22,9 +22,27 @@ std::string ShellJoin(const std::vector<std::string>& argv) {
 
 }  // namespace
 
+std::vector<std::string> DropRecordSeparator(std::vector<std::string> args) {
+  if (args.size() < 2 || args[1] != "record") return args;
+  for (size_t i = 2; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--") {
+      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i));
+      break;
+    }
+    if (a == "-o" || a == "--output" || a == "--payload") {
+      ++i;  // the option's value
+      continue;
+    }
+    if (a.empty() || a[0] != '-') break;  // the program: everything from here is its own
+  }
+  return args;
+}
+
 void AddRecordCommand(CLI::App& app, Action* action) {
   auto opts = std::make_shared<recorder::RecordOptions>();
-  CLI::App* cmd = app.add_subcommand("record", "Run a program and capture its remote_accelerator graphs into a trace");
+  CLI::App* cmd = app.add_subcommand("record", "Run a program and capture its remote_accelerator graphs into a trace\n"
+                                     "usage: genie record [-o FILE] [--payload full|inputs|none] [--] PROGRAM [ARGS...]");
   cmd->footer(
       "The program runs with the capture frontend on its import path; its stdout, stderr and exit status pass "
       "through.\nThe summary goes to stderr. Without -o the trace is written to traces/<program>-<time>.gtrace.");
@@ -35,7 +53,6 @@ void AddRecordCommand(CLI::App& app, Action* action) {
   cmd->prefix_command();
   cmd->callback([cmd, opts, action] { *action = [cmd, opts]() -> int {
     opts->argv = cmd->remaining();
-    if (!opts->argv.empty() && opts->argv.front() == "--") opts->argv.erase(opts->argv.begin());
     if (opts->argv.empty()) return Fail("genie record needs a program to run, e.g. `genie record python3 train.py`", 2);
     opts->command_line = ShellJoin(opts->argv);
     auto res = recorder::Record(*opts);

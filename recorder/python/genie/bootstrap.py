@@ -17,6 +17,7 @@ from . import __version__, codes
 from .channel import Channel, pack_strings
 
 _channel = None
+_session = None
 
 
 class _AfterTorchImport(importlib.abc.MetaPathFinder):
@@ -41,12 +42,21 @@ class _AfterTorchImport(importlib.abc.MetaPathFinder):
 
 
 def _activate():
+    global _session
     from . import capture, device, lazy, phases
-    session = capture.Session(_channel, os.environ.get("GENIE_PAYLOAD", "full"))
-    lazy.set_session(session)
+    _session = capture.Session(_channel, os.environ.get("GENIE_PAYLOAD", "full"))
+    lazy.set_session(_session)
     device.install()
     phases.install()
-    atexit.register(session.close)
+
+
+def _finish():
+    """At exit: sends what is still open and ends the connection cleanly."""
+    if _session is not None:
+        _session.close()
+    else:
+        _channel.send(codes.FRAME_END)
+        _channel.close()
 
 
 def start():
@@ -58,6 +68,7 @@ def start():
         "yes" if torch_spec is not None else "no", str(os.getpid()),
     ])
     _channel.send(codes.FRAME_HELLO, hello)
+    atexit.register(_finish)
     if torch_spec is None:
         return
     if "torch" in sys.modules:

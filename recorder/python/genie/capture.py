@@ -22,6 +22,8 @@ _SEGMENT_HEAD = struct.Struct("<QII")  # duration_ns, word count, float count
 _PAYLOAD_HEAD = struct.Struct("<qQQ")  # payload id, total bytes, offset of this piece
 _PIECE = 32 << 20
 
+DTYPE_CODE = {getattr(torch, name): code for code, name in enumerate(codes.DTYPE_NAMES)}
+
 _RANDOM_OPS = frozenset([
     "aten::rand", "aten::randn", "aten::randint", "aten::randperm", "aten::rand_like", "aten::randn_like",
     "aten::randint_like", "aten::normal", "aten::normal_", "aten::uniform_", "aten::bernoulli",
@@ -127,7 +129,7 @@ class Session:
                 return pid
 
     def _meta_words(self, value, storage_id, w):
-        w.append(codes.DTYPE_CODE[value.dtype])
+        w.append(DTYPE_CODE[value.dtype])
         shape = value.shape
         w.append(len(shape))
         w.extend(shape)
@@ -137,7 +139,7 @@ class Session:
 
     def add_input(self, cpu_value, kind):
         """Makes a LazyTensor holding a private contiguous copy of `cpu_value`."""
-        if cpu_value.dtype not in codes.DTYPE_CODE:
+        if cpu_value.dtype not in DTYPE_CODE:
             raise CaptureError(f"genie: tensors of dtype {cpu_value.dtype} cannot be moved to remote_accelerator")
         value = cpu_value.detach().clone(memory_format=torch.contiguous_format)
         vid = self._new_id()
@@ -186,7 +188,7 @@ class Session:
             w.append(len(a))
             return [self._arg(x, w, pre) for x in a]
         if t is torch.dtype:
-            code = codes.DTYPE_CODE.get(a)
+            code = DTYPE_CODE.get(a)
             if code is None:
                 raise CaptureError(f"genie: dtype {a} is not supported on remote_accelerator")
             w.append(codes.ARG_DTYPE)
@@ -292,7 +294,7 @@ class Session:
                 self.observed = True  # the program sees a value computed remotely
             self._arg(o, ow, None)
             return o
-        if o.dtype not in codes.DTYPE_CODE:
+        if o.dtype not in DTYPE_CODE:
             raise CaptureError(f"genie: {info.name} produced dtype {o.dtype}, which remote_accelerator does not support")
         vid = self._new_id()
         storage = vid

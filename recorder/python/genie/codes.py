@@ -2,10 +2,9 @@
 
 Frames on the unix socket are `u32 body length | u8 frame type | body`; the
 layout of each body is documented in frontend_protocol.h. Every code here has
-the same value there; tests/recorder checks both sides agree by recording.
+the same value there. This module imports nothing, so an interpreter
+without torch can still say hello.
 """
-import torch
-
 PROTOCOL_VERSION = 1
 MAX_FRAME_BODY = 64 << 20  # larger payloads travel as several PAYLOAD frames
 
@@ -59,9 +58,8 @@ FLAG_RANDOM = 1
 
 NO_PAYLOAD = -1
 
-# dtype codes (traces/graph.h DType), in code order.
-DTYPES = [
-    torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
-    torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128,
+# dtype codes (traces/graph.h DType): the torch dtype names, in code order.
+DTYPE_NAMES = [
+    "bool", "uint8", "int8", "int16", "int32", "int64",
+    "float16", "bfloat16", "float32", "float64", "complex64", "complex128",
 ]
-DTYPE_CODE = {d: i for i, d in enumerate(DTYPES)}

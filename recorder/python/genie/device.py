@@ -26,9 +26,10 @@ _OP_FACTORIES = (
 )
 
 
-class _FactoryCapture(TorchDispatchMode):
-    """Active only while a factory with the remote device runs: its ATen op,
-    which has no LazyTensor argument to route it, comes here."""
+class CaptureAll(TorchDispatchMode):
+    """Sends every ATen op to the session while active: around a factory with
+    the remote device (whose op has no LazyTensor argument to route it) and
+    around backward()."""
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         return lazy._session.dispatch(func, args, kwargs or {})
@@ -61,7 +62,7 @@ def _wrap_op_factory(orig):
         dev = kwargs.get("device")
         if dev is None or not is_remote_device(dev):
             return orig(*args, **kwargs)
-        with _FactoryCapture():
+        with CaptureAll():
             out = orig(*args, **_with_meta_device(kwargs))
         if type(out) is not LazyTensor:
             raise CaptureError(f"genie: torch.{orig.__name__}(device='remote_accelerator') could not be captured")

@@ -17,7 +17,7 @@ import weakref
 
 import torch
 
-from . import codes, lazy
+from . import codes, device, lazy
 
 _names = weakref.WeakKeyDictionary()
 _cache_param = {}  # forward function -> index and name of its KV cache parameter, or None
@@ -101,7 +101,11 @@ def _wrap_call(orig):
     return call
 
 
-def _with_phase(phase, fn):
+def _with_phase(phase, fn, capture_all=False):
+    """Runs `fn` in `phase`. With `capture_all`, every ATen op inside goes
+    through the session: autograd's backward formulas create helper tensors
+    (`at::scalar_tensor(0, grad.options())`) on the wrapper's meta device,
+    which no LazyTensor argument would route to the session."""
     @functools.wraps(fn)
     def run(*args, **kwargs):
         session = lazy._session
@@ -110,6 +114,9 @@ def _with_phase(phase, fn):
         session.phase = phase
         session.module_sid = session.empty_sid
         try:
+            if capture_all:
+                with device.CaptureAll():
+                    return fn(*args, **kwargs)
             return fn(*args, **kwargs)
         finally:
             _override.pop()
@@ -133,6 +140,6 @@ def install():
     torch.nn.modules.module.register_module_forward_pre_hook(_pre_hook)
     torch.nn.modules.module.register_module_forward_hook(_post_hook)
     torch.nn.Module.__call__ = _wrap_call(torch.nn.Module.__call__)
-    torch.autograd.backward = _with_phase(codes.PHASE_BACKWARD, torch.autograd.backward)
-    torch.autograd.grad = _with_phase(codes.PHASE_BACKWARD, torch.autograd.grad)
+    torch.autograd.backward = _with_phase(codes.PHASE_BACKWARD, torch.autograd.backward, capture_all=True)
+    torch.autograd.grad = _with_phase(codes.PHASE_BACKWARD, torch.autograd.grad, capture_all=True)
     torch.optim.Optimizer.__init__ = _wrap_optimizer_init(torch.optim.Optimizer.__init__)

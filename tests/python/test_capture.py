@@ -1,0 +1,145 @@
+"""What the capture frontend records: ops, arguments, aliases, module paths,
+phases and materialization points, on small programs."""
+import re
+
+from conftest import EXAMPLES
+
+
+def ops_of(dump):
+    return [line for line in dump.splitlines() if re.match(r"\s+(%\d+(, %\d+)* = )?aten::", line)]
+
+
+def test_module_paths_and_training_phases(genie):
+    prog = genie.script("""
+        import torch, torch.nn as nn
+        torch.manual_seed(0)
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.body = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
+                self.head = nn.Linear(8, 2)
+            def forward(self, x):
+                return self.head(self.body(x))
+        net = Net().to("remote_accelerator")
+        opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+        x = torch.randn(3, 4, device="remote_accelerator")
+        loss = net(x).pow(2).mean()
+        loss.backward()
+        opt.step()
+        print(round(loss.item(), 4))
+    """)
+    r, trace = genie.record(prog)
+    assert r.returncode == 0, r.stderr
+    steps = [s for seg in genie.dump(trace, json_form=True)["segments"] for s in seg["steps"] if "op" in s]
+    by_phase = {}
+    for s in steps:
+        by_phase.setdefault(s["phase"], []).append(s)
+    addmm = [s for s in by_phase["forward"] if s["op"] == "aten::addmm"]
+    assert [s["module"] for s in addmm] == ["Net.body.0", "Net.head"]
+    assert any(s["op"] == "aten::relu" and s["module"] == "Net.body.1" for s in by_phase["forward"])
+    assert any(s["op"] == "aten::pow.Tensor_Scalar" and s["module"] == "" for s in by_phase["forward"])
+    assert any(s["op"] == "aten::threshold_backward" for s in by_phase["backward"])
+    # SGD with momentum: a momentum buffer, then in-place parameter updates.
+    optimizer_ops = {s["op"] for s in by_phase["optimizer"]}
+    assert "aten::add_.Tensor" in optimizer_ops
+    assert any(s["op"].startswith("aten::randn") and s["random"] for s in steps)
+
+
+def test_views_and_in_place_ops_record_their_storage(genie):
+    prog = genie.script("""
+        import torch
+        x = torch.zeros(4, 4, device="remote_accelerator")
+        row = x[1]
+        row.add_(3)
+        x.mul_(2)
+        print(x.sum().item(), row.tolist())
+    """)
+    r, trace = genie.record(prog)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "24.0 [6.0, 6.0, 6.0, 6.0]"
+    dump = genie.dump(trace)
+    select = next(line for line in ops_of(dump) if "aten::select.int" in line)
+    zeros_id = re.search(r"(%\d+) = aten::zeros", dump).group(1)
+    assert f"alias {zeros_id}" in select
+    add = next(line for line in ops_of(dump) if "aten::add_.Tensor" in line)
+    assert f"alias {zeros_id}" in add
+    mul = next(line for line in ops_of(dump) if "aten::mul_.Tensor" in line)
+    assert f"alias {zeros_id}" in mul
+
+
+def test_every_materialization_point_closes_a_segment(genie):
+    prog = genie.script("""
+        import torch
+        x = torch.arange(6, device="remote_accelerator", dtype=torch.float32).reshape(2, 3)
+        a = (x * 2).cpu()
+        b = x.sum().item()
+        c = x.tolist()
+        d = x.numpy().shape
+        print(x)
+        if (x > 4).any():
+            e = "yes"
+        f = f"{x.mean():.2f}"
+        print(a.tolist(), b, c, d, e, f)
+    """)
+    r, trace = genie.record(prog)
+    assert r.returncode == 0, r.stderr
+    assert "tensor([[0., 1., 2.],\n        [3., 4., 5.]], device='remote_accelerator')" in r.stdout
+    assert "[[0.0, 2.0, 4.0], [6.0, 8.0, 10.0]] 15.0 [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]] (2, 3) yes 2.50" in r.stdout
+    hows = [m["how"] for seg in genie.dump(trace, json_form=True)["segments"] for m in seg["materialized"]]
+    assert hows == ["cpu", "item", "tolist", "numpy", "print", "item", "item"]
+
+
+def test_prefill_and_decode_are_told_apart_by_the_kv_cache_argument(genie):
+    r, trace = genie.record(EXAMPLES / "gpt_decode.py", "--tokens", "3")
+    assert r.returncode == 0, r.stderr
+    segs = genie.dump(trace, json_form=True)["segments"]
+    phases = [{s["phase"] for s in seg["steps"] if "op" in s} for seg in segs]
+    assert "prefill" in phases[0] and "decode" not in phases[0]
+    assert all("decode" in p and "prefill" not in p for p in phases[1:])
+    # KV cache growth: the decode steps concatenate onto cached keys.
+    assert any(s["op"] == "aten::cat" and s["module"] == "GPT.blocks.0.attn"
+               for s in segs[1]["steps"] if "op" in s)
+
+
+def test_an_op_that_cannot_be_captured_is_a_clear_error_naming_it(genie):
+    prog = genie.script("""
+        import torch
+        x = torch.ones(3, device="remote_accelerator")
+        x.unsqueeze_(0)
+    """)
+    r, trace = genie.record(prog)
+    assert r.returncode == 1
+    assert "aten::unsqueeze_ changes the shape or strides of a tensor in place" in r.stderr
+    info = genie.info(trace)
+    assert info["truncated"]
+
+
+def test_payload_modes(genie):
+    prog = genie.script("""
+        import torch
+        w = torch.ones(256, 256).to("remote_accelerator")
+        print((w * 2).sum().item())
+    """)
+    sizes = {}
+    for mode in ("full", "inputs", "none"):
+        r, trace = genie.record(prog, payload=mode, trace=f"{mode}.gtrace")
+        assert r.returncode == 0, r.stderr
+        sizes[mode] = genie.info(trace)["payload_bytes"]
+    assert sizes["full"] == 256 * 256 * 4 + 4  # the weight, and the recorded 0-dim result
+    assert sizes["inputs"] == 256 * 256 * 4
+    assert sizes["none"] == 0
+
+
+def test_identical_payloads_are_stored_once(genie):
+    prog = genie.script("""
+        import torch
+        a = torch.ones(1000).to("remote_accelerator")
+        b = torch.ones(1000).to("remote_accelerator")
+        print((a + b).sum().item())
+    """)
+    r, trace = genie.record(prog, payload="inputs")
+    assert r.returncode == 0, r.stderr
+    info = genie.info(trace)
+    assert info["inputs"] == 2
+    assert info["payloads"] == 1
+    assert info["payload_bytes"] == 4000
