@@ -42,6 +42,7 @@ int Info(const TraceArgs& a) {
     w.Key("ops").Uint(f.ops).Key("distinct_ops").Uint(s.distinct_ops).Key("inputs").Uint(s.inputs);
     w.Key("materializations").Uint(s.materializations).Key("payloads").Uint(f.payloads);
     w.Key("payload_bytes").Uint(f.payload_bytes).Key("file_bytes").Uint(s.file_bytes);
+    w.Key("graph_bytes").Uint(s.graph_bytes);
     w.Key("capture_ns").Uint(f.capture_ns).Key("exit_status").Int(f.exit_status);
     w.Key("truncated").Bool(f.truncated).Key("reason").String(f.reason).EndObject();
     std::cout << w.str() << "\n";
@@ -58,7 +59,7 @@ int Info(const TraceArgs& a) {
   std::printf("inputs         %s\n", FormatCount(s.inputs).c_str());
   std::printf("materialized   %s\n", FormatCount(s.materializations).c_str());
   std::printf("payloads       %s (%s)\n", FormatCount(f.payloads).c_str(), FormatBytes(f.payload_bytes).c_str());
-  std::printf("file size      %s\n", FormatBytes(s.file_bytes).c_str());
+  std::printf("file size      %s (graphs %s)\n", FormatBytes(s.file_bytes).c_str(), FormatBytes(s.graph_bytes).c_str());
   std::printf("capture time   %s\n", FormatSeconds(f.capture_ns).c_str());
   return 0;
 }

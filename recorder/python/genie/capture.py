@@ -17,6 +17,9 @@ from .channel import pack_strings
 from .lazy import LazyTensor
 
 _META = torch.device("meta")
+_TAG_OP = codes.TAG_OP
+_ARG_TENSOR = codes.ARG_TENSOR
+_ARG_INT = codes.ARG_INT
 _CPU = torch.device("cpu")
 _SEGMENT_HEAD = struct.Struct("<QII")  # duration_ns, word count, float count
 _PAYLOAD_HEAD = struct.Struct("<qQQ")  # payload id, total bytes, offset of this piece
@@ -47,14 +50,13 @@ def is_remote_device(dev):
 
 class _OpInfo:
     """What the session needs to know about an OpOverload, computed once."""
-    __slots__ = ("name", "sid", "flags", "returns", "special", "arg_names")
+    __slots__ = ("name", "sid", "flags", "returns", "special", "simple")
 
     def __init__(self, func, session):
         schema = func._schema
         self.name = schema.name if not schema.overload_name else f"{schema.name}.{schema.overload_name}"
         self.sid = session.intern(self.name)
         self.flags = codes.FLAG_RANDOM if schema.name in _RANDOM_OPS else 0
-        self.arg_names = [a.name for a in schema.arguments]
         # For each return: None, or (argument position, argument name, is_write)
         # of the argument it aliases.
         alias_of = {}
@@ -71,6 +73,8 @@ class _OpInfo:
                     if s in alias_of:
                         target = alias_of[s] + (bool(info.is_write),)
             self.returns.append(target)
+        # One tensor return that aliases nothing: handled inline by dispatch.
+        self.simple = len(self.returns) == 1 and self.returns[0] is None
         self.special = None
         if schema.name == "aten::_local_scalar_dense":
             self.special = "item"
@@ -87,7 +91,7 @@ class Session:
         self._infos = {}
         self._next_id = 0
         self._next_payload = 0
-        self.words = array("q")
+        self.words = []
         self.floats = array("d")
         self._segment_start = time.perf_counter_ns()
         self.empty_sid = self.intern("")
@@ -231,7 +235,7 @@ class Session:
     def add_input_words(self, cpu_value, pre):
         """Like add_input, with the record going to `pre` (a constant lifted while encoding an op)."""
         saved = self.words
-        self.words = array("q")
+        self.words = []
         try:
             lazy = self.add_input(cpu_value, codes.INPUT_CONSTANT)
             pre.extend(self.words)
@@ -240,7 +244,9 @@ class Session:
         return lazy
 
     def dispatch(self, func, args, kwargs):
-        info = self._infos.get(func) or self._info(func)
+        info = self._infos.get(func)
+        if info is None:
+            info = self._info(func)
         if info.special is not None:
             if info.special == "item":
                 return self.materialize(args[0], codes.HOW_ITEM).item()
@@ -249,19 +255,53 @@ class Session:
                 value = self.materialize(args[0], codes.HOW_CPU)
                 return func(value, *args[1:], **kwargs)
         pre = []
-        w = [codes.TAG_OP, info.sid, self.module_sid, self.phase, info.flags, len(args)]
+        w = [_TAG_OP, info.sid, self.module_sid, self.phase, info.flags, len(args)]
+        cpu_args = []
         try:
-            cpu_args = [self._arg(a, w, pre) for a in args]
+            # The common argument types inline; the rest through _arg.
+            for a in args:
+                t = type(a)
+                if t is LazyTensor:
+                    w.append(_ARG_TENSOR)
+                    w.append(a._genie_id)
+                    cpu_args.append(a._genie_value)
+                elif t is int:
+                    w.append(_ARG_INT)
+                    w.append(a)
+                    cpu_args.append(a)
+                else:
+                    cpu_args.append(self._arg(a, w, pre))
             w.append(len(kwargs))
-            cpu_kwargs = {}
-            for k, v in kwargs.items():
-                w.append(self.intern(k))
-                cpu_kwargs[k] = self._arg(v, w, pre)
+            if kwargs:
+                cpu_kwargs = {}
+                for k, v in kwargs.items():
+                    w.append(self.intern(k))
+                    cpu_kwargs[k] = self._arg(v, w, pre)
+                out = func(*cpu_args, **cpu_kwargs)
+            else:
+                out = func(*cpu_args)
         except CaptureError as e:
             raise CaptureError(f"{e} (in {info.name})") from None
-        out = func(*cpu_args, **cpu_kwargs)
         if pre:
             self.words.extend(pre)
+        if type(out) is torch.Tensor and info.simple:
+            # One fresh tensor: the bulk of all ops.
+            vid = self._next_id
+            self._next_id = vid + 1
+            dtype = DTYPE_CODE.get(out.dtype)
+            if dtype is None:
+                raise CaptureError(f"genie: {info.name} produced dtype {out.dtype}, "
+                                   "which remote_accelerator does not support")
+            shape = out.shape
+            stride = out.stride()
+            offset = out.storage_offset()
+            w += (1, 1, vid, dtype, len(shape))
+            w += shape
+            w += stride
+            w.append(offset)
+            w.append(vid)
+            self.words.extend(w)
+            return LazyTensor._wrap(out, shape, stride, offset, vid, vid)
         result = self._outputs(info, out, args, kwargs, w)
         self.words.extend(w)
         if self.observed:
@@ -336,8 +376,8 @@ class Session:
         now = time.perf_counter_ns()
         words, floats = self.words, self.floats
         self.channel.send(codes.FRAME_SEGMENT, _SEGMENT_HEAD.pack(now - self._segment_start, len(words), len(floats)),
-                          memoryview(words).cast("B"), memoryview(floats).cast("B"))
-        self.words = array("q")
+                          array("q", words).tobytes(), floats.tobytes())
+        self.words = []
         self.floats = array("d")
         self._segment_start = time.perf_counter_ns()
 

@@ -20,12 +20,19 @@ def set_session(session):
     _session = session
 
 
+_META = torch.device("meta")
+_make_wrapper = torch.Tensor._make_wrapper_subclass
+
+
 class LazyTensor(torch.Tensor):
     @staticmethod
     def __new__(cls, value, value_id, storage_id):
-        r = torch.Tensor._make_wrapper_subclass(
-            cls, value.size(), strides=value.stride(), storage_offset=value.storage_offset(),
-            dtype=value.dtype, layout=value.layout, device="meta", requires_grad=False)
+        return cls._wrap(value, value.shape, value.stride(), value.storage_offset(), value_id, storage_id)
+
+    @classmethod
+    def _wrap(cls, value, shape, stride, offset, value_id, storage_id):
+        """A LazyTensor for `value`, whose shape, strides and offset the caller already has."""
+        r = _make_wrapper(cls, shape, strides=stride, storage_offset=offset, dtype=value.dtype, device=_META)
         r._genie_value = value
         r._genie_id = value_id
         r._genie_storage = storage_id
