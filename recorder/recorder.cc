@@ -274,8 +274,8 @@ Result<RecordResult> Record(const RecordOptions& options) {
                                  if (const Hello* h = c->stream->hello(); h && !h->has_torch)
                                    problems.insert("the program's interpreter " + h->interpreter + " (Python " +
                                                    h->python_version +
-                                                   ") cannot import torch; run the program with one that can, "
-                                                   "such as /usr/bin/python3");
+                                                   ") cannot import torch; run the program with an interpreter "
+                                                   "that can (on Debian: /usr/bin/python3 with python3-torch)");
                                  return true;
                                }),
                 conns.end());
