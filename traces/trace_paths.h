@@ -1,0 +1,20 @@
+// Where traces live when the user names none: ./traces/<program>-<time>.gtrace.
+#pragma once
+
+#include <string>
+
+#include "common/status.h"
+
+namespace genie::traces {
+
+constexpr const char* kTraceDir = "traces";
+constexpr const char* kTraceExtension = ".gtrace";
+
+// "traces/<stem of program>-YYYYMMDD-HHMMSS.gtrace" (local time), with a
+// numeric suffix when that name is taken. Creates the traces folder.
+Result<std::string> DefaultTracePath(const std::string& program);
+
+// The most recently modified *.gtrace under `dir`, or NotFound naming `dir`.
+Result<std::string> NewestTrace(const std::string& dir = kTraceDir);
+
+}  // namespace genie::traces
