@@ -50,7 +50,7 @@ def is_remote_device(dev):
 
 class _OpInfo:
     """What the session needs to know about an OpOverload, computed once."""
-    __slots__ = ("name", "sid", "flags", "returns", "special", "simple")
+    __slots__ = ("name", "sid", "flags", "returns", "special", "single")
 
     def __init__(self, func, session):
         schema = func._schema
@@ -73,8 +73,8 @@ class _OpInfo:
                     if s in alias_of:
                         target = alias_of[s] + (bool(info.is_write),)
             self.returns.append(target)
-        # One tensor return that aliases nothing: handled inline by dispatch.
-        self.simple = len(self.returns) == 1 and self.returns[0] is None
+        # One tensor return: handled inline by dispatch unless it is written in place.
+        self.single = len(self.returns) == 1
         self.special = None
         if schema.name == "aten::_local_scalar_dense":
             self.special = "item"
@@ -283,10 +283,19 @@ class Session:
         except CaptureError as e:
             raise CaptureError(f"{e} (in {info.name})") from None
         if pre:
-            self.words.extend(pre)
-        if type(out) is torch.Tensor and info.simple:
-            # One fresh tensor: the bulk of all ops.
+            self.words += pre
+        if type(out) is torch.Tensor and info.single:
+            # One tensor, fresh or a view: the bulk of all ops, inline.
+            alias = info.returns[0]
             vid = self._next_id
+            storage = vid
+            if alias is not None:
+                pos, name, is_write = alias
+                base = args[pos] if pos < len(args) else kwargs.get(name)
+                if type(base) is LazyTensor:
+                    if is_write:
+                        return self._finish(info, out, args, kwargs, w)
+                    storage = base._genie_storage
             self._next_id = vid + 1
             dtype = DTYPE_CODE.get(out.dtype)
             if dtype is None:
@@ -299,11 +308,15 @@ class Session:
             w += shape
             w += stride
             w.append(offset)
-            w.append(vid)
-            self.words.extend(w)
-            return LazyTensor._wrap(out, shape, stride, offset, vid, vid)
+            w.append(storage)
+            self.words += w
+            return LazyTensor._wrap(out, shape, stride, offset, vid, storage)
+        return self._finish(info, out, args, kwargs, w)
+
+    def _finish(self, info, out, args, kwargs, w):
+        """The general case of dispatch: several outputs, in-place results, scalars."""
         result = self._outputs(info, out, args, kwargs, w)
-        self.words.extend(w)
+        self.words += w
         if self.observed:
             self.flush()
         return result
