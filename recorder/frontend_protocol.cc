@@ -260,6 +260,7 @@ class SegmentTranslator {
         if (is_tensor) {
           GENIE_RETURN_IF_ERROR(ValueId(&out.id));
           GENIE_RETURN_IF_ERROR(Meta(&out.meta));
+          GENIE_RETURN_IF_ERROR(Payload(&out.payload));
         } else {
           GENIE_RETURN_IF_ERROR(ArgOf(&out.scalar, 0));
           if (out.scalar.kind == Arg::Kind::kTensor || out.scalar.kind == Arg::Kind::kList)

@@ -20,7 +20,8 @@
 //            <arg>  kind, then: none: -; bool, int: value; float: index into
 //                   the floats; string, device, layout, memory format: sid;
 //                   tensor: value id; list: n, <arg>*n; dtype: code
-//            <out>  1, value id, <meta>   or   0, <arg> (a scalar result)
+//            <out>  1, value id, <meta>, payload id or -1 (set for the
+//                   results of random ops)   or   0, <arg> (a scalar result)
 //   PAYLOAD  i64 payload id | u64 total bytes | u64 offset | bytes. A payload
 //            larger than one frame arrives as several pieces in order.
 //   END      empty: the program closed the connection cleanly.

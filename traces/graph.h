@@ -104,6 +104,9 @@ struct Output {
   bool is_tensor = true;
   ValueId id = 0;   // tensor outputs
   TensorMeta meta;  // tensor outputs
+  // A random op's result as recorded: a replay uses it instead of drawing
+  // from another generator, so its outputs can be verified.
+  std::optional<ContentHash> payload;
   Arg scalar;       // a non-tensor result, recorded (its op is a materialization point)
 };
 

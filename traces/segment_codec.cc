@@ -118,6 +118,8 @@ class Encoder {
         if (out.is_tensor) {
           GENIE_RETURN_IF_ERROR(Meta(out.meta, out.id));
           GENIE_RETURN_IF_ERROR(Define(out.id));
+          s_.U8(out.payload.has_value());
+          if (out.payload) hashes_.push_back(*out.payload);
         } else {
           GENIE_RETURN_IF_ERROR(EncodeScalar(out.scalar));
         }
@@ -359,6 +361,9 @@ class Decoder {
           out.id = first_id_ + defined_;
           GENIE_RETURN_IF_ERROR(Meta(in, &out.meta, out.id));
           ++defined_;
+          uint8_t has_payload;
+          GENIE_RETURN_IF_ERROR(in->U8(&has_payload));
+          if (has_payload) GENIE_RETURN_IF_ERROR(NextHash(&out.payload));
         } else {
           if (next_scalar_ >= scalars_.size()) return Status::Corruption("segment has fewer recorded scalars than outputs");
           out.scalar = scalars_[next_scalar_++];

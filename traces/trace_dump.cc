@@ -100,6 +100,7 @@ class TextDumper {
         }
         if (o.is_tensor) {
           types += MetaText(o.meta, o.id, seg.stream);
+          if (o.payload) types += " payload " + o.payload->Hex(16);
           lhs += namer_.Define(seg.stream, o.id);
         } else {
           lhs += "scalar";
@@ -209,6 +210,7 @@ class JsonDumper {
         if (o.is_tensor) {
           w.Key("value").String(namer_.Define(seg.stream, o.id));
           MetaJson(w, o.meta, o.id, seg.stream);
+          if (o.payload) w.Key("payload").String(o.payload->Hex());
         } else {
           w.Key("scalar");
           ArgJson(w, o.scalar, seg.stream);

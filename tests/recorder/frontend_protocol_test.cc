@@ -61,7 +61,7 @@ struct Fixture {
 // An input (float32[2], payload 0) and relu over it (sids: 0 "aten::relu", 1 "").
 const std::vector<int64_t> kReluWords = {
     1, 0, 1, 8, 1, 2, 1, 0, 0, 0,                  // INPUT id 0, tensor, float32[2]{1}, offset 0, storage 0, payload 0
-    2, 0, 1, 1, 0, 1, 5, 0, 0, 1, 1, 1, 8, 1, 2, 1, 0, 1,  // OP relu(%0) -> id 1 float32[2]
+    2, 0, 1, 1, 0, 1, 5, 0, 0, 1, 1, 1, 8, 1, 2, 1, 0, 1, -1,  // OP relu(%0) -> id 1 float32[2], no payload
     3, 1, 0, -1,                                   // MAT id 1 cpu, no payload
 };
 

@@ -78,6 +78,7 @@ Segment Sample(StringTable& st, ValueId base, uint8_t payload_byte, int64_t batc
   Output oa;
   oa.id = base + 3;
   oa.meta = Meta(DType::kFloat32, {batch, 2}, base + 1);
+  oa.payload = h;  // a random op's recorded result
   Output scalar;
   scalar.is_tensor = false;
   scalar.scalar = Arg::Float(payload_byte * 0.5);
@@ -129,6 +130,7 @@ TEST_CASE("a segment survives encoding and decoding unchanged") {
   REQUIRE(st.Get(static_cast<StringId>(add.args[2].list[3].i)) == "remote_accelerator");
   REQUIRE(static_cast<DType>(add.kwargs[0].second.i) == DType::kBFloat16);
   REQUIRE(st.Get(add.kwargs[1].first) == "reduce");
+  REQUIRE(add.outputs[0].payload == seg.steps[0].input.payload);
   REQUIRE(!add.outputs[1].is_tensor);
   REQUIRE(add.outputs[1].scalar.f == 0.5);
   REQUIRE(out.materialized[0].id == 103);

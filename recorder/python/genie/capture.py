@@ -18,6 +18,8 @@ from .lazy import LazyTensor
 
 _META = torch.device("meta")
 _TAG_OP = codes.TAG_OP
+_NO_PAYLOAD = codes.NO_PAYLOAD
+_RANDOM = codes.FLAG_RANDOM
 _ARG_TENSOR = codes.ARG_TENSOR
 _ARG_INT = codes.ARG_INT
 _CPU = torch.device("cpu")
@@ -309,6 +311,7 @@ class Session:
             w += stride
             w.append(offset)
             w.append(storage)
+            w.append(self._send_payload(out) if info.flags & _RANDOM and self.payload_mode != "none" else _NO_PAYLOAD)
             self.words += w
             return LazyTensor._wrap(out, shape, stride, offset, vid, storage)
         return self._finish(info, out, args, kwargs, w)
@@ -364,11 +367,19 @@ class Session:
                     ow.append(1)
                     ow.append(vid)
                     self._meta_words(o, storage, ow)
+                    ow.append(self._random_payload(info, o))
                     return base
         ow.append(1)
         ow.append(vid)
         self._meta_words(o, storage, ow)
+        ow.append(self._random_payload(info, o))
         return LazyTensor(o, vid, storage)
+
+    def _random_payload(self, info, value):
+        """Random results are recorded so a replay can use them (see graph.h Output)."""
+        if info.flags & codes.FLAG_RANDOM and self.payload_mode != "none":
+            return self._send_payload(value)
+        return _NO_PAYLOAD
 
     # ---- materialization ----------------------------------------------
 
