@@ -16,6 +16,8 @@ using Action = std::function<int()>;
 
 void AddRecordCommand(CLI::App& app, Action* action);
 void AddTraceCommand(CLI::App& app, Action* action);
+void AddServeCommand(CLI::App& app, Action* action);
+void AddRunCommand(CLI::App& app, Action* action);
 
 // `genie record [options] -- PROGRAM ...`: the `--` is optional, and CLI11
 // would take the program's arguments for genie's after it; drops it.

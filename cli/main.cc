@@ -17,12 +17,17 @@ int Fail(const std::string& message, int code) {
 
 int main(int argc, char** argv) {
   CLI::App app{"genie: run unchanged PyTorch programs on remote accelerators.\n"
-               "Capture a program with `genie record`, inspect traces with `genie trace`."};
+               "Capture a program with `genie record`, inspect traces with `genie trace`,\n"
+               "replay them with `genie run` on runtimes started with `genie serve`."};
   app.require_subcommand(1);
   app.set_version_flag("--version", GENIE_VERSION);
   genie::cli::Action action;
+#ifndef GENIE_RUNTIME_ONLY
   genie::cli::AddRecordCommand(app, &action);
+  genie::cli::AddRunCommand(app, &action);
+#endif
   genie::cli::AddTraceCommand(app, &action);
+  genie::cli::AddServeCommand(app, &action);
   std::vector<std::string> args = genie::cli::DropRecordSeparator(std::vector<std::string>(argv, argv + argc));
   std::vector<std::string> reversed(args.rbegin(), args.rend() - 1);  // CLI11 takes them reversed, without argv[0]
   try {

@@ -1,0 +1,151 @@
+#include <CLI/CLI.hpp>
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+#include "cli/commands.h"
+#include "cli/format.h"
+#include "common/json_writer.h"
+#include "replayer/local_runtime.h"
+#include "common/token_file.h"
+#include "replayer/pool_config.h"
+#include "replayer/replay.h"
+#include "traces/trace_paths.h"
+
+namespace genie::cli {
+namespace {
+
+struct RunArgs {
+  std::string pool;
+  std::string trace;
+  std::string config;
+  std::string device = "cpu";
+  bool json = false;
+  int repeat = 1;
+  std::string timeline;
+  double rtol = 1e-4;
+  double atol = 1e-5;
+};
+
+void ProgressBar(uint64_t done, uint64_t total) {
+  constexpr int kWidth = 30;
+  int filled = static_cast<int>(kWidth * done / std::max<uint64_t>(total, 1));
+  std::fprintf(stderr, "\r  replay [%s%s] %llu/%llu segments", std::string(filled, '#').c_str(),
+               std::string(kWidth - filled, '.').c_str(), static_cast<unsigned long long>(done),
+               static_cast<unsigned long long>(total));
+  if (done == total) std::fprintf(stderr, "\r%s\r", std::string(kWidth + 40, ' ').c_str());
+}
+
+int RunRun(const RunArgs& a) {
+  std::string trace = a.trace;
+  if (trace.empty()) {
+    auto newest = traces::NewestTrace();
+    if (!newest.ok()) return Fail(newest.status().message());
+    trace = newest.value();
+  }
+  std::unique_ptr<replayer::LocalRuntime> local;
+  std::string address, token;
+  if (a.pool == "local") {
+    auto rt = replayer::LocalRuntime::Start(a.device);
+    if (!rt.ok()) return Fail(rt.status().message());
+    local = std::move(rt).value();
+    address = local->address();
+  } else {
+    auto config = replayer::LoadConfig(a.config);
+    if (!config.ok()) return Fail(config.status().message());
+    auto pool = replayer::FindPool(config.value(), a.pool);
+    if (!pool.ok()) return Fail(pool.status().message());
+    const replayer::RuntimeEndpoint& e = pool->runtimes.front();
+    address = e.address;
+    if (!e.token_file.empty()) {
+      auto t = ReadToken(e.token_file);
+      if (!t.ok()) return Fail(t.status().message());
+      token = t.value();
+    }
+  }
+  auto client = replayer::RuntimeClient::Connect(address, token);
+  if (!client.ok()) return Fail(client.status().message());
+
+  replayer::ReplayOptions opts;
+  opts.repeat = a.repeat;
+  opts.rtol = a.rtol;
+  opts.atol = a.atol;
+  opts.timeline = a.timeline;
+  if (!a.json && ::isatty(STDERR_FILENO)) opts.progress = ProgressBar;
+  auto rep = replayer::Replay(trace, client.value(), opts);
+  if (!rep.ok()) return Fail(rep.status().message());
+  const replayer::ReplayReport& r = rep.value();
+  const auto& hello = client->hello();
+  double median = replayer::Median(r.segment_ms);
+  // Steady state: the last repeat's segments.
+  std::vector<double> last(r.segment_ms.end() - static_cast<std::ptrdiff_t>(r.segments), r.segment_ms.end());
+  double steady = replayer::Median(last);
+  bool ok = r.mismatches.empty();
+  if (a.json) {
+    JsonWriter w;
+    w.BeginObject().Key("trace").String(trace).Key("pool").String(a.pool).Key("runtime").String(address);
+    w.Key("device").String(hello.device()).Key("torch_version").String(hello.torch_version());
+    w.Key("segments").Uint(r.segments).Key("ops").Uint(r.ops).Key("repeat").Int(a.repeat);
+    w.Key("round_trips").Uint(r.counters.round_trips).Key("bytes_up").Uint(r.counters.bytes_up);
+    w.Key("bytes_down").Uint(r.counters.bytes_down).Key("payloads").Uint(r.payloads);
+    w.Key("uploaded_blobs").Uint(r.uploaded_blobs).Key("uploaded_bytes").Uint(r.uploaded_bytes);
+    w.Key("already_present").Uint(r.already_present).Key("upload_ms").Double(r.upload_ms);
+    w.Key("median_segment_ms").Double(median).Key("steady_median_segment_ms").Double(steady);
+    w.Key("median_runtime_ms").Double(replayer::Median(r.runtime_ms));
+    w.Key("total_segment_ms").Double([&] { double s = 0; for (double v : last) s += v; return s; }());
+    w.Key("verified").Uint(r.verified).Key("unverified").Uint(r.unverified);
+    w.Key("max_abs_error").Double(r.max_abs_error).Key("max_rel_error").Double(r.max_rel_error);
+    w.Key("mismatches").BeginArray();
+    for (const auto& m : r.mismatches)
+      w.BeginObject().Key("segment").Uint(m.segment).Key("value").Uint(m.value).Key("what").String(m.what).EndObject();
+    w.EndArray().Key("ok").Bool(ok).EndObject();
+    std::cout << w.str() << "\n";
+  } else {
+    std::printf("genie run: %s on %s (%s, %s, torch %s)\n", trace.c_str(), a.pool.c_str(), address.c_str(),
+                hello.device().c_str(), hello.torch_version().c_str());
+    std::printf("  segments %s, ops %s, repeat %d, round trips %s\n", FormatCount(r.segments).c_str(),
+                FormatCount(r.ops).c_str(), a.repeat, FormatCount(r.counters.round_trips).c_str());
+    std::printf("  uploaded %s in %s payloads (%s already on the runtime); bytes up %s, down %s\n",
+                FormatBytes(r.uploaded_bytes).c_str(), FormatCount(r.uploaded_blobs).c_str(),
+                FormatCount(r.already_present).c_str(), FormatBytes(r.counters.bytes_up).c_str(),
+                FormatBytes(r.counters.bytes_down).c_str());
+    std::printf("  median time per segment %.3f ms (steady state %.3f ms; runtime %.3f ms)\n", median, steady,
+                replayer::Median(r.runtime_ms));
+    if (ok) {
+      std::printf("  verification: %s values match (max abs error %.3g, max rel error %.3g)%s\n",
+                  FormatCount(r.verified).c_str(), r.max_abs_error, r.max_rel_error,
+                  r.unverified ? (", " + FormatCount(r.unverified) + " recorded without a value").c_str() : "");
+    } else {
+      std::printf("  verification FAILED: %s of %s values differ\n", FormatCount(r.mismatches.size()).c_str(),
+                  FormatCount(r.verified).c_str());
+      for (size_t i = 0; i < r.mismatches.size() && i < 5; ++i)
+        std::printf("    segment %llu value %llu %s\n", static_cast<unsigned long long>(r.mismatches[i].segment),
+                    static_cast<unsigned long long>(r.mismatches[i].value), r.mismatches[i].what.c_str());
+    }
+    if (!a.timeline.empty()) std::printf("  wrote timeline %s\n", a.timeline.c_str());
+  }
+  return ok ? 0 : 1;
+}
+
+}  // namespace
+
+void AddRunCommand(CLI::App& app, Action* action) {
+  auto a = std::make_shared<RunArgs>();
+  CLI::App* cmd = app.add_subcommand("run", "Replay a trace on a pool of runtimes and verify its results");
+  cmd->add_option("--pool", a->pool, "Pool from genie.yaml, or local (a runtime on loopback for this command)")
+      ->required();
+  cmd->add_option("trace", a->trace, "Trace file (default: the newest under ./traces/)");
+  cmd->add_option("--config", a->config, "genie.yaml to read pools from");
+  cmd->add_option("--device", a->device, "Device of the local runtime (--pool local)")->capture_default_str();
+  cmd->add_flag("--json", a->json, "Print JSON");
+  cmd->add_option("--repeat", a->repeat, "Replay the trace N times in one session")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--timeline", a->timeline, "Write upload/execute/download spans as Chrome trace JSON");
+  cmd->add_option("--rtol", a->rtol, "Relative tolerance for floats")->capture_default_str();
+  cmd->add_option("--atol", a->atol, "Absolute tolerance for floats")->capture_default_str();
+  cmd->footer("Exit status: 0 when every recorded value matches, 1 on a mismatch or an error.");
+  cmd->callback([a, action] { *action = [a] { return RunRun(*a); }; });
+}
+
+}  // namespace genie::cli

@@ -1,0 +1,76 @@
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <memory>
+
+#include "cli/commands.h"
+#include "common/log.h"
+#include "common/token_file.h"
+#include "runtime/server/server.h"
+
+namespace genie::cli {
+namespace {
+
+// "8G", "512M", "1000000": bytes.
+bool ParseBytes(const std::string& s, uint64_t* out) {
+  if (s.empty()) return false;
+  char* end = nullptr;
+  double v = std::strtod(s.c_str(), &end);
+  std::string unit(end);
+  double mult = 1;
+  if (unit == "" || unit == "B") mult = 1;
+  else if (unit == "K" || unit == "KB") mult = 1e3;
+  else if (unit == "M" || unit == "MB") mult = 1e6;
+  else if (unit == "G" || unit == "GB") mult = 1e9;
+  else if (unit == "KiB") mult = 1024.0;
+  else if (unit == "MiB") mult = 1024.0 * 1024;
+  else if (unit == "GiB") mult = 1024.0 * 1024 * 1024;
+  else return false;
+  if (v < 0) return false;
+  *out = static_cast<uint64_t>(v * mult);
+  return true;
+}
+
+struct ServeArgs {
+  server::ServeOptions options;
+  std::string token_file;
+  std::string max_memory;
+  std::string log_level = "info";
+};
+
+int RunServe(ServeArgs& a) {
+  LogLevel level;
+  if (!ParseLogLevel(a.log_level, &level)) return Fail("--log-level must be debug, info, warn or error", 2);
+  SetLogLevel(level);
+  if (!a.max_memory.empty() && !ParseBytes(a.max_memory, &a.options.max_memory))
+    return Fail("--max-memory '" + a.max_memory + "' is not a size (e.g. 8G, 512M, 1000000)", 2);
+  if (!a.token_file.empty()) {
+    auto token = ReadToken(a.token_file);
+    if (!token.ok()) return Fail(token.status().message());
+    if (token->empty()) return Fail("token file " + a.token_file + " is empty");
+    a.options.token = token.value();
+  }
+  std::string host = a.options.listen.substr(0, a.options.listen.rfind(':'));
+  Status st = server::Serve(a.options, [&](int port) {
+    std::printf("listening on %s:%d\n", host.c_str(), port);
+    std::fflush(stdout);
+  });
+  if (!st.ok()) return Fail(st.message());
+  return 0;
+}
+
+}  // namespace
+
+void AddServeCommand(CLI::App& app, Action* action) {
+  auto a = std::make_shared<ServeArgs>();
+  CLI::App* cmd = app.add_subcommand("serve", "Run the thin runtime next to a device: executes segments for genie run");
+  cmd->add_option("--listen", a->options.listen, "HOST:PORT to listen on (port 0: any free port)")->capture_default_str();
+  cmd->add_option("--device", a->options.device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--token-file", a->token_file, "File holding the token clients must present");
+  cmd->add_option("--max-memory", a->max_memory, "Bytes of cached tensors to keep (e.g. 8G); unpinned ones are evicted");
+  cmd->add_option("--log-level", a->log_level, "debug, info (a line per request), warn or error")->capture_default_str();
+  cmd->footer("Prints \"listening on HOST:PORT\" once it accepts connections. SIGTERM or SIGINT stop it cleanly.");
+  cmd->callback([a, action] { *action = [a] { return RunServe(*a); }; });
+}
+
+}  // namespace genie::cli

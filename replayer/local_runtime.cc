@@ -1,0 +1,62 @@
+#include "replayer/local_runtime.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <vector>
+
+namespace genie::replayer {
+
+Result<std::unique_ptr<LocalRuntime>> LocalRuntime::Start(const std::string& device) {
+  char exe[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n <= 0) return Status::IOError(std::string("cannot find the genie executable: ") + std::strerror(errno));
+  exe[n] = '\0';
+  int out[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) return Status::IOError(std::string("pipe: ") + std::strerror(errno));
+  pid_t pid = ::fork();
+  if (pid < 0) return Status::IOError(std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) {
+    ::dup2(out[1], STDOUT_FILENO);
+    std::vector<std::string> args = {exe, "serve", "--listen", "127.0.0.1:0", "--device", device, "--log-level", "warn"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(exe, argv.data());
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  auto rt = std::make_unique<LocalRuntime>();
+  rt->pid_ = pid;
+  // serve prints "listening on HOST:PORT" once it accepts connections.
+  std::string line;
+  char c;
+  while (line.size() < 256) {
+    pollfd p{out[0], POLLIN, 0};
+    if (::poll(&p, 1, 30000) <= 0) break;
+    ssize_t k = ::read(out[0], &c, 1);
+    if (k <= 0 || c == '\n') break;
+    line.push_back(c);
+  }
+  ::close(out[0]);
+  const std::string prefix = "listening on ";
+  if (line.rfind(prefix, 0) != 0) return Status::IOError("the local runtime did not start (see its messages above)");
+  rt->address_ = line.substr(prefix.size());
+  return rt;
+}
+
+LocalRuntime::~LocalRuntime() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGTERM);
+    int status;
+    ::waitpid(pid_, &status, 0);
+  }
+}
+
+}  // namespace genie::replayer

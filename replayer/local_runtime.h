@@ -1,0 +1,29 @@
+// `--pool local`: a `genie serve` on a free loopback port for the length of
+// one command.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+
+namespace genie::replayer {
+
+class LocalRuntime {
+ public:
+  // Starts this executable's `serve` on 127.0.0.1:0 with `device`, and waits
+  // until it listens.
+  static Result<std::unique_ptr<LocalRuntime>> Start(const std::string& device);
+  // Stops it (SIGTERM, then waits).
+  ~LocalRuntime();
+
+  const std::string& address() const { return address_; }
+
+ private:
+  pid_t pid_ = -1;
+  std::string address_;
+};
+
+}  // namespace genie::replayer

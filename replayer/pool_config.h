@@ -1,0 +1,46 @@
+// Pools of runtimes, from genie.yaml:
+//
+//   pools:
+//     gpu-pool-1:
+//       runtimes:
+//         - {address: 10.0.0.5:7070, transport: tcp, token_file: /etc/genie/token}
+//       backup: gpu-pool-2
+//   store: ~/.local/share/genie/plans.db
+//
+// The file is the one given with --config, else the first that exists of
+// ./genie.yaml, $GENIE_CONFIG, ~/.config/genie/genie.yaml. No file is an
+// empty configuration; a malformed one is an error naming its line.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace genie::replayer {
+
+struct RuntimeEndpoint {
+  std::string address;           // host:port
+  std::string transport = "tcp";
+  std::string token_file;        // "" when the runtime takes no token
+};
+
+struct Pool {
+  std::string name;
+  std::vector<RuntimeEndpoint> runtimes;
+  std::string backup;
+};
+
+struct Config {
+  std::string path;  // the file read, "" when none exists
+  std::map<std::string, Pool> pools;
+  std::string store;
+};
+
+Result<Config> LoadConfig(const std::string& explicit_path);
+
+// The pool named `name`; NotFound lists the pools that exist.
+Result<Pool> FindPool(const Config& config, const std::string& name);
+
+}  // namespace genie::replayer

@@ -1,0 +1,105 @@
+#include "replayer/runtime_client.h"
+
+#include <chrono>
+
+#include "runtime/protocol/frame.h"
+
+namespace genie::replayer {
+
+constexpr uint64_t kMaxReplyPayload = 64ull << 30;
+
+Status RuntimeClient::Send(wire::Envelope& env, const void* payload, uint64_t n) {
+  GENIE_RETURN_IF_ERROR(wire::WriteFrame(sock_, env, payload, n));
+  counters_.bytes_up += 4 + env.ByteSizeLong() + n;
+  return Status::OK();
+}
+
+Status RuntimeClient::Receive(wire::Envelope* env) {
+  GENIE_RETURN_IF_ERROR(wire::ReadEnvelope(sock_, env, kMaxReplyPayload));
+  counters_.bytes_down += 4 + env->ByteSizeLong() + env->payload_bytes();
+  if (env->has_error()) return Status::InvalidArgument("runtime " + address_ + ": " + env->error().message());
+  return Status::OK();
+}
+
+Result<RuntimeClient> RuntimeClient::Connect(const std::string& address, const std::string& token) {
+  RuntimeClient c;
+  GENIE_ASSIGN_OR_RETURN(c.sock_, transport::Socket::Connect(address));
+  c.address_ = address;
+  wire::Envelope env;
+  auto* h = env.mutable_hello();
+  h->set_protocol_version(wire::kProtocolVersion);
+  h->set_token(token);
+  h->set_client("genie run");
+  GENIE_RETURN_IF_ERROR(c.Send(env));
+  wire::Envelope reply;
+  Status st = c.Receive(&reply);
+  ++c.counters_.round_trips;
+  if (!st.ok()) return st;
+  if (!reply.has_hello_reply()) return Status::Corruption("runtime " + address + " did not answer Hello");
+  c.hello_ = reply.hello_reply();
+  return c;
+}
+
+Result<std::vector<bool>> RuntimeClient::QueryBlobs(const std::vector<ContentHash>& hashes) {
+  wire::Envelope env;
+  for (const auto& h : hashes)
+    env.mutable_query_blobs()->add_hashes(std::string(reinterpret_cast<const char*>(h.bytes.data()), 32));
+  env.mutable_query_blobs();
+  GENIE_RETURN_IF_ERROR(Send(env));
+  wire::Envelope reply;
+  GENIE_RETURN_IF_ERROR(Receive(&reply));
+  ++counters_.round_trips;
+  if (!reply.has_query_blobs_reply() || reply.query_blobs_reply().present_size() != static_cast<int>(hashes.size()))
+    return Status::Corruption("runtime " + address_ + " answered the blob query wrongly");
+  return std::vector<bool>(reply.query_blobs_reply().present().begin(), reply.query_blobs_reply().present().end());
+}
+
+Status RuntimeClient::PutBlobs(const std::vector<std::pair<ContentHash, std::string_view>>& blobs) {
+  if (blobs.empty()) return Status::OK();
+  for (const auto& [h, bytes] : blobs) {
+    wire::Envelope env;
+    env.mutable_put_blob()->set_hash(std::string(reinterpret_cast<const char*>(h.bytes.data()), 32));
+    GENIE_RETURN_IF_ERROR(Send(env, bytes.data(), bytes.size()));
+  }
+  for (size_t i = 0; i < blobs.size(); ++i) {
+    wire::Envelope reply;
+    GENIE_RETURN_IF_ERROR(Receive(&reply));
+    if (!reply.has_put_blob_reply()) return Status::Corruption("runtime " + address_ + " answered an upload wrongly");
+  }
+  ++counters_.round_trips;
+  return Status::OK();
+}
+
+Result<ExecuteReply> RuntimeClient::Execute(const std::vector<std::string>& new_strings, const std::string& segment,
+                                            const std::vector<uint64_t>& fetch) {
+  wire::Envelope env;
+  auto* ex = env.mutable_execute();
+  for (const auto& s : new_strings) ex->add_new_strings(s);
+  ex->set_segment(segment);
+  for (uint64_t f : fetch) ex->add_fetch(f);
+  GENIE_RETURN_IF_ERROR(Send(env));
+  wire::Envelope reply;
+  GENIE_RETURN_IF_ERROR(Receive(&reply));
+  ++counters_.round_trips;
+  if (!reply.has_execute_reply()) return Status::Corruption("runtime " + address_ + " answered Execute wrongly");
+  ExecuteReply out;
+  out.message = reply.execute_reply();
+  auto start = std::chrono::steady_clock::now();
+  uint64_t total = 0;
+  for (const auto& t : out.message.tensors()) {
+    if (t.nbytes() > reply.payload_bytes() - total)
+      return Status::Corruption("runtime " + address_ + " sent fewer bytes than it announced");
+    FetchedTensor f;
+    f.dtype = t.dtype();
+    f.sizes.assign(t.sizes().begin(), t.sizes().end());
+    f.bytes.resize(t.nbytes());
+    GENIE_RETURN_IF_ERROR(sock_.RecvAll(f.bytes.data(), f.bytes.size()));
+    total += t.nbytes();
+    out.tensors.push_back(std::move(f));
+  }
+  if (total != reply.payload_bytes()) return Status::Corruption("runtime " + address_ + " sent unannounced bytes");
+  out.download_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  return out;
+}
+
+}  // namespace genie::replayer

@@ -1,0 +1,65 @@
+// A connection to one runtime: the client side of the wire protocol, with
+// byte and round-trip counters.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/content_hash.h"
+#include "common/status.h"
+#include "runtime/protocol/genie.pb.h"
+#include "runtime/transport/socket.h"
+
+namespace genie::replayer {
+
+struct ClientCounters {
+  uint64_t round_trips = 0;
+  uint64_t bytes_up = 0;    // frames sent, payloads included
+  uint64_t bytes_down = 0;  // frames received, payloads included
+};
+
+struct FetchedTensor {
+  std::string dtype;
+  std::vector<int64_t> sizes;
+  std::string bytes;
+};
+
+struct ExecuteReply {
+  std::vector<FetchedTensor> tensors;
+  wire::ExecuteReply message;
+  double download_ms = 0;  // reading the fetched bytes
+};
+
+class RuntimeClient {
+ public:
+  // Connects and says hello. Unreachable: IOError naming the address;
+  // a refused token or protocol: PermissionDenied-like InvalidArgument with
+  // the runtime's reason.
+  static Result<RuntimeClient> Connect(const std::string& address, const std::string& token);
+
+  const wire::HelloReply& hello() const { return hello_; }
+  const std::string& address() const { return address_; }
+  const ClientCounters& counters() const { return counters_; }
+
+  // Which of `hashes` the runtime holds (one round trip).
+  Result<std::vector<bool>> QueryBlobs(const std::vector<ContentHash>& hashes);
+  // Sends every blob, then reads every reply (one round trip in all).
+  Status PutBlobs(const std::vector<std::pair<ContentHash, std::string_view>>& blobs);
+  // Runs one segment record (one round trip).
+  Result<ExecuteReply> Execute(const std::vector<std::string>& new_strings, const std::string& segment,
+                               const std::vector<uint64_t>& fetch);
+
+ private:
+  Status Send(wire::Envelope& env, const void* payload = nullptr, uint64_t n = 0);
+  Status Receive(wire::Envelope* env);
+
+  transport::Socket sock_;
+  std::string address_;
+  wire::HelloReply hello_;
+  ClientCounters counters_;
+};
+
+}  // namespace genie::replayer

@@ -1,0 +1,485 @@
+// The only translation unit of Genie that includes torch headers.
+#include "runtime/executor/runtime.h"
+
+#include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/stack.h>
+#include <torch/version.h>
+
+#include <atomic>
+#include <chrono>
+#include <list>
+#include <mutex>
+#include <unordered_map>
+
+namespace genie::runtime {
+namespace {
+
+using traces::Arg;
+using traces::DType;
+
+at::ScalarType ToScalarType(DType d) {
+  switch (d) {
+    case DType::kBool: return at::kBool;
+    case DType::kUInt8: return at::kByte;
+    case DType::kInt8: return at::kChar;
+    case DType::kInt16: return at::kShort;
+    case DType::kInt32: return at::kInt;
+    case DType::kInt64: return at::kLong;
+    case DType::kFloat16: return at::kHalf;
+    case DType::kBFloat16: return at::kBFloat16;
+    case DType::kFloat32: return at::kFloat;
+    case DType::kFloat64: return at::kDouble;
+    case DType::kComplex64: return at::kComplexFloat;
+    case DType::kComplex128: return at::kComplexDouble;
+  }
+  return at::kFloat;
+}
+
+Result<DType> FromScalarType(at::ScalarType s) {
+  for (int i = 0; i < traces::kNumDTypes; ++i)
+    if (ToScalarType(static_cast<DType>(i)) == s) return static_cast<DType>(i);
+  return Status::Unsupported(std::string("dtype ") + c10::toString(s) + " has no wire name");
+}
+
+Result<c10::MemoryFormat> ToMemoryFormat(const std::string& s) {
+  if (s == "contiguous_format") return c10::MemoryFormat::Contiguous;
+  if (s == "preserve_format") return c10::MemoryFormat::Preserve;
+  if (s == "channels_last") return c10::MemoryFormat::ChannelsLast;
+  if (s == "channels_last_3d") return c10::MemoryFormat::ChannelsLast3d;
+  return Status::Unsupported("memory format '" + s + "'");
+}
+
+Result<c10::Layout> ToLayout(const std::string& s) {
+  if (s == "strided") return c10::Layout::Strided;
+  return Status::Unsupported("layout '" + s + "' (only strided tensors run remotely)");
+}
+
+struct Blob {
+  at::Tensor data;  // uint8, 1-D, on the runtime's device
+  uint64_t bytes = 0;
+  int pins = 0;
+  std::list<ContentHash>::iterator lru;
+};
+
+struct Session {
+  std::unordered_map<uint64_t, at::Tensor> values;
+  std::vector<ContentHash> pinned;
+  std::vector<c10::optional<c10::OperatorHandle>> ops;  // by the session's string id
+};
+
+class TorchRuntime final : public Runtime {
+ public:
+  TorchRuntime(c10::Device device, uint64_t max_memory) : device_(device), max_memory_(max_memory) {}
+
+  std::string device() const override { return device_.str(); }
+  std::string torch_version() const override { return TORCH_VERSION; }
+
+  bool HasBlob(const ContentHash& h) override {
+    std::lock_guard<std::mutex> lock(blob_mu_);
+    return blobs_.count(h) != 0;
+  }
+
+  Result<bool> PutBlob(const ContentHash& h, std::string bytes) override {
+    if (ContentHash::Of(bytes.data(), bytes.size()) != h)
+      return Status::InvalidArgument("blob " + h.Hex(16) + " does not match its hash");
+    {
+      std::lock_guard<std::mutex> lock(blob_mu_);
+      if (blobs_.count(h)) return false;
+      GENIE_RETURN_IF_ERROR(MakeRoomLocked(bytes.size()));
+    }
+    at::Tensor data;
+    uint64_t n = bytes.size();
+    auto* holder = new std::string(std::move(bytes));
+    at::Tensor host = at::from_blob(
+        holder->data(), {static_cast<int64_t>(n)}, [holder](void*) { delete holder; },
+        at::TensorOptions().dtype(at::kByte));
+    data = device_.is_cpu() ? host : host.to(device_);
+    std::lock_guard<std::mutex> lock(blob_mu_);
+    if (blobs_.count(h)) return false;
+    lru_.push_front(h);
+    Blob b;
+    b.data = data;
+    b.bytes = n;
+    b.lru = lru_.begin();
+    blobs_.emplace(h, std::move(b));
+    blob_bytes_ += n;
+    return true;
+  }
+
+  uint64_t OpenSession() override {
+    std::lock_guard<std::mutex> lock(session_mu_);
+    uint64_t id = ++next_session_;
+    sessions_.emplace(id, std::make_unique<Session>());
+    return id;
+  }
+
+  void CloseSession(uint64_t id) override {
+    std::unique_ptr<Session> s;
+    {
+      std::lock_guard<std::mutex> lock(session_mu_);
+      auto it = sessions_.find(id);
+      if (it == sessions_.end()) return;
+      s = std::move(it->second);
+      sessions_.erase(it);
+    }
+    std::lock_guard<std::mutex> lock(blob_mu_);
+    for (const auto& h : s->pinned) {
+      auto it = blobs_.find(h);
+      if (it != blobs_.end()) --it->second.pins;
+    }
+  }
+
+  Status Check(const traces::Segment& seg, const traces::StringTable& strings) override {
+    for (const auto& step : seg.steps) {
+      if (step.kind != traces::Step::Kind::kOp) continue;
+      auto handle = FindOp(strings.Get(step.op.schema));
+      if (!handle.ok()) return handle.status();
+    }
+    return Status::OK();
+  }
+
+  Result<ExecuteResult> Execute(uint64_t session_id, const traces::Segment& seg, const traces::StringTable& strings,
+                                const std::vector<uint64_t>& fetch) override {
+    Session* s;
+    {
+      std::lock_guard<std::mutex> lock(session_mu_);
+      auto it = sessions_.find(session_id);
+      if (it == sessions_.end()) return Status::InvalidArgument("unknown session");
+      s = it->second.get();
+    }
+    auto start = std::chrono::steady_clock::now();
+    ExecuteResult result;
+    try {
+      at::NoGradGuard no_grad;
+      for (size_t i = 0; i < seg.steps.size(); ++i) {
+        const auto& step = seg.steps[i];
+        Status st;
+        try {
+          st = step.kind == traces::Step::Kind::kInput ? BindInput(*s, step.input)
+                                                       : RunOp(*s, step.op, strings, &result.scalars);
+        } catch (const c10::Error& e) {
+          st = Status::InvalidArgument(std::string("torch: ") + e.what_without_backtrace());
+        }
+        if (!st.ok()) {
+          std::string what = step.kind == traces::Step::Kind::kInput ? "input" : strings.Get(step.op.schema);
+          return st.WithContext("step " + std::to_string(i) + " (" + what + ")");
+        }
+      }
+      for (uint64_t id : fetch) {
+        auto it = s->values.find(id);
+        if (it == s->values.end()) return Status::InvalidArgument("fetched value " + std::to_string(id) + " does not exist");
+        at::Tensor host = it->second.contiguous().to(at::kCPU);
+        HostTensor out;
+        GENIE_ASSIGN_OR_RETURN(out.dtype, FromScalarType(host.scalar_type()));
+        out.sizes.assign(host.sizes().begin(), host.sizes().end());
+        out.bytes.assign(static_cast<const char*>(host.data_ptr()), host.nbytes());
+        result.fetched.push_back(std::move(out));
+      }
+    } catch (const c10::Error& e) {
+      return Status::InvalidArgument(std::string("torch: ") + e.what_without_backtrace());
+    } catch (const std::exception& e) {
+      return Status::InvalidArgument(std::string("torch: ") + e.what());
+    }
+    result.execute_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    return result;
+  }
+
+  RuntimeStats stats() override {
+    std::lock_guard<std::mutex> lock(blob_mu_);
+    RuntimeStats st;
+    st.blobs = blobs_.size();
+    st.blob_bytes = blob_bytes_;
+    st.evictions = evictions_;
+    std::lock_guard<std::mutex> lock2(session_mu_);
+    st.sessions = sessions_.size();
+    return st;
+  }
+
+ private:
+  Status MakeRoomLocked(uint64_t n) {
+    if (max_memory_ == 0) return Status::OK();
+    if (n > max_memory_)
+      return Status::InvalidArgument("a blob of " + std::to_string(n) + " bytes exceeds the runtime's memory limit of " +
+                                     std::to_string(max_memory_));
+    for (auto it = lru_.end(); blob_bytes_ + n > max_memory_ && it != lru_.begin();) {
+      --it;
+      auto b = blobs_.find(*it);
+      if (b->second.pins > 0) continue;
+      blob_bytes_ -= b->second.bytes;
+      ++evictions_;
+      blobs_.erase(b);
+      it = lru_.erase(it);
+    }
+    if (blob_bytes_ + n > max_memory_)
+      return Status::InvalidArgument("the runtime's memory limit of " + std::to_string(max_memory_) +
+                                     " bytes is reached by tensors that running sessions use");
+    return Status::OK();
+  }
+
+  // A pinned, cloned view of a blob as a tensor of `meta`'s dtype and shape.
+  Result<at::Tensor> FromBlob(Session& s, const ContentHash& h, const traces::TensorMeta& meta) {
+    at::Tensor data;
+    {
+      std::lock_guard<std::mutex> lock(blob_mu_);
+      auto it = blobs_.find(h);
+      if (it == blobs_.end()) return Status::NotFound("payload " + h.Hex(16) + " is not on this runtime");
+      if (it->second.bytes != meta.nbytes())
+        return Status::InvalidArgument("payload " + h.Hex(16) + " has " + std::to_string(it->second.bytes) +
+                                       " bytes, the tensor needs " + std::to_string(meta.nbytes()));
+      lru_.splice(lru_.begin(), lru_, it->second.lru);
+      ++it->second.pins;
+      s.pinned.push_back(h);
+      data = it->second.data;
+    }
+    at::ScalarType st = ToScalarType(meta.dtype);
+    at::Tensor t = at::empty(meta.sizes, at::TensorOptions().dtype(st).device(device_));
+    // Copy, so in-place updates (an optimizer's) never change the cached bytes.
+    if (t.numel() > 0) t.view({-1}).view(at::kByte).copy_(data);
+    return t;
+  }
+
+  Status BindInput(Session& s, const traces::Input& in) {
+    if (!in.payload) return Status::InvalidArgument("the trace holds no payload for this input (recorded with --payload none)");
+    GENIE_ASSIGN_OR_RETURN(at::Tensor t, FromBlob(s, *in.payload, in.meta));
+    s.values[in.id] = std::move(t);
+    return Status::OK();
+  }
+
+  Result<c10::OperatorHandle> FindOp(const std::string& schema) {
+    std::lock_guard<std::mutex> lock(op_mu_);
+    auto it = op_cache_.find(schema);
+    if (it != op_cache_.end()) return it->second;
+    auto dot = schema.find('.');
+    std::string name = schema.substr(0, dot);
+    std::string overload = dot == std::string::npos ? "" : schema.substr(dot + 1);
+    auto handle = c10::Dispatcher::singleton().findSchema({name, overload});
+    if (!handle)
+      return Status::Unsupported("op " + schema + " does not exist in this runtime's LibTorch " + TORCH_VERSION);
+    op_cache_.emplace(schema, *handle);
+    return *handle;
+  }
+
+  Result<c10::OperatorHandle> SessionOp(Session& s, traces::StringId id, const traces::StringTable& strings) {
+    if (id < s.ops.size() && s.ops[id]) return *s.ops[id];
+    GENIE_ASSIGN_OR_RETURN(c10::OperatorHandle h, FindOp(strings.Get(id)));
+    if (s.ops.size() <= id) s.ops.resize(id + 1);
+    s.ops[id] = h;
+    return h;
+  }
+
+  Result<at::Tensor> Value(Session& s, traces::ValueId id) {
+    auto it = s.values.find(id);
+    if (it == s.values.end()) return Status::InvalidArgument("value " + std::to_string(id) + " is not on this runtime");
+    return it->second;
+  }
+
+  Result<c10::IValue> ToIValue(Session& s, const Arg& a, c10::TypePtr type, const traces::StringTable& strings) {
+    if (type->kind() == c10::TypeKind::OptionalType) type = type->castRaw<c10::OptionalType>()->getElementType();
+    if (type->kind() == c10::TypeKind::TensorType &&
+        (a.kind == Arg::Kind::kInt || a.kind == Arg::Kind::kFloat || a.kind == Arg::Kind::kBool)) {
+      // A Python number where the schema takes a Tensor: a wrapped number,
+      // as Python's argument parser makes it, so type promotion treats it as a scalar.
+      at::Scalar v = a.kind == Arg::Kind::kFloat ? at::Scalar(a.f)
+                     : a.kind == Arg::Kind::kBool ? at::Scalar(a.i != 0)
+                                                  : at::Scalar(a.i);
+      at::Tensor t = at::scalar_to_tensor(v);
+      t.unsafeGetTensorImpl()->set_wrapped_number(true);
+      return c10::IValue(std::move(t));
+    }
+    switch (a.kind) {
+      case Arg::Kind::kNone: return c10::IValue();
+      case Arg::Kind::kBool: return c10::IValue(a.i != 0);
+      case Arg::Kind::kInt:
+        if (type->kind() == c10::TypeKind::FloatType) return c10::IValue(static_cast<double>(a.i));
+        return c10::IValue(a.i);
+      case Arg::Kind::kFloat: return c10::IValue(a.f);
+      case Arg::Kind::kString: return c10::IValue(strings.Get(static_cast<traces::StringId>(a.i)));
+      case Arg::Kind::kTensor: {
+        GENIE_ASSIGN_OR_RETURN(at::Tensor t, Value(s, a.tensor));
+        return c10::IValue(std::move(t));
+      }
+      case Arg::Kind::kDType:
+        return c10::IValue(static_cast<int64_t>(ToScalarType(static_cast<DType>(a.i))));
+      case Arg::Kind::kDevice: {
+        const std::string& d = strings.Get(static_cast<traces::StringId>(a.i));
+        if (d.rfind("remote_accelerator", 0) == 0) return c10::IValue(device_);
+        return c10::IValue(c10::Device(d));
+      }
+      case Arg::Kind::kLayout: {
+        GENIE_ASSIGN_OR_RETURN(c10::Layout l, ToLayout(strings.Get(static_cast<traces::StringId>(a.i))));
+        return c10::IValue(static_cast<int64_t>(l));
+      }
+      case Arg::Kind::kMemoryFormat: {
+        GENIE_ASSIGN_OR_RETURN(c10::MemoryFormat m, ToMemoryFormat(strings.Get(static_cast<traces::StringId>(a.i))));
+        return c10::IValue(static_cast<int64_t>(m));
+      }
+      case Arg::Kind::kList: {
+        if (type->kind() != c10::TypeKind::ListType)
+          return Status::InvalidArgument("a list where the schema expects " + type->str());
+        c10::TypePtr elem = type->castRaw<c10::ListType>()->getElementType();
+        bool optional = elem->kind() == c10::TypeKind::OptionalType;
+        if (optional) elem = elem->castRaw<c10::OptionalType>()->getElementType();
+        switch (elem->kind()) {
+          case c10::TypeKind::TensorType: {
+            if (optional) {
+              c10::List<c10::optional<at::Tensor>> l;
+              for (const auto& item : a.list) {
+                if (item.kind == Arg::Kind::kNone) {
+                  l.push_back(c10::nullopt);
+                } else {
+                  GENIE_ASSIGN_OR_RETURN(at::Tensor t, Value(s, item.tensor));
+                  l.push_back(t);
+                }
+              }
+              return c10::IValue(l);
+            }
+            c10::List<at::Tensor> l;
+            for (const auto& item : a.list) {
+              GENIE_ASSIGN_OR_RETURN(at::Tensor t, Value(s, item.tensor));
+              l.push_back(t);
+            }
+            return c10::IValue(l);
+          }
+          case c10::TypeKind::FloatType: {
+            c10::List<double> l;
+            for (const auto& item : a.list) l.push_back(item.kind == Arg::Kind::kFloat ? item.f : static_cast<double>(item.i));
+            return c10::IValue(l);
+          }
+          case c10::TypeKind::BoolType: {
+            c10::List<bool> l;
+            for (const auto& item : a.list) l.push_back(item.i != 0);
+            return c10::IValue(l);
+          }
+          default: {
+            c10::List<int64_t> l;
+            for (const auto& item : a.list) l.push_back(item.i);
+            return c10::IValue(l);
+          }
+        }
+      }
+    }
+    return Status::InvalidArgument("unknown argument kind");
+  }
+
+  static Result<Arg> ToArg(const c10::IValue& v) {
+    if (v.isNone()) return Arg::None();
+    if (v.isBool()) return Arg::Bool(v.toBool());
+    if (v.isInt()) return Arg::Int(v.toInt());
+    if (v.isDouble()) return Arg::Float(v.toDouble());
+    return Status::Unsupported("an op result of type " + v.tagKind());
+  }
+
+  // Runs a random op by taking its recorded results instead of drawing again.
+  Status ReplayRandom(Session& s, const traces::Op& op, const traces::StringTable& strings) {
+    bool in_place = strings.Get(op.schema).find("_.") != std::string::npos || strings.Get(op.schema).back() == '_';
+    for (const auto& out : op.outputs) {
+      if (!out.is_tensor) continue;
+      GENIE_ASSIGN_OR_RETURN(at::Tensor t, FromBlob(s, *out.payload, out.meta));
+      if (in_place && !op.args.empty() && op.args[0].kind == Arg::Kind::kTensor) {
+        GENIE_ASSIGN_OR_RETURN(at::Tensor dst, Value(s, op.args[0].tensor));
+        dst.copy_(t);
+        t = dst;
+      }
+      s.values[out.id] = t;
+    }
+    return Status::OK();
+  }
+
+  Status RunOp(Session& s, const traces::Op& op, const traces::StringTable& strings, std::vector<Arg>* scalars) {
+    bool recorded = (op.flags & traces::Op::kRandom) != 0 && !op.outputs.empty();
+    for (const auto& out : op.outputs) recorded = recorded && (!out.is_tensor || out.payload.has_value());
+    if (recorded) return ReplayRandom(s, op, strings);
+
+    GENIE_ASSIGN_OR_RETURN(c10::OperatorHandle handle, SessionOp(s, op.schema, strings));
+    const c10::FunctionSchema& schema = handle.schema();
+    const auto& params = schema.arguments();
+    if (op.args.size() > params.size())
+      return Status::InvalidArgument(std::to_string(op.args.size()) + " arguments for a schema of " +
+                                     std::to_string(params.size()));
+    torch::jit::Stack stack;
+    stack.reserve(params.size());
+    for (size_t i = 0; i < params.size(); ++i) {
+      const c10::Argument& p = params[i];
+      const Arg* given = i < op.args.size() ? &op.args[i] : nullptr;
+      if (!given)
+        for (const auto& [name, a] : op.kwargs)
+          if (strings.Get(name) == p.name()) given = &a;
+      if (given) {
+        GENIE_ASSIGN_OR_RETURN(c10::IValue v, ToIValue(s, *given, p.type(), strings));
+        stack.push_back(std::move(v));
+      } else if (p.default_value()) {
+        stack.push_back(*p.default_value());
+      } else {
+        return Status::InvalidArgument("argument '" + p.name() + "' is missing");
+      }
+    }
+    handle.callBoxed(&stack);
+
+    // Results flatten as the frontend flattened them: a tensor list into its tensors.
+    size_t next = 0;
+    auto bind = [&](const c10::IValue& v) -> Status {
+      if (next >= op.outputs.size()) return Status::InvalidArgument("the op returned more results than were recorded");
+      const traces::Output& out = op.outputs[next++];
+      if (out.is_tensor) {
+        if (!v.isTensor()) return Status::InvalidArgument("a recorded tensor result came back as " + v.tagKind());
+        s.values[out.id] = v.toTensor();
+      } else if (v.isTensor() && !v.toTensor().defined()) {
+        scalars->push_back(Arg::None());  // an undefined tensor is Python's None
+      } else {
+        GENIE_ASSIGN_OR_RETURN(Arg a, ToArg(v));
+        scalars->push_back(a);
+      }
+      return Status::OK();
+    };
+    for (const auto& r : stack) {
+      if (r.isTensorList()) {
+        for (const at::Tensor& t : r.toTensorList().vec()) GENIE_RETURN_IF_ERROR(bind(c10::IValue(t)));
+      } else if (r.isTuple()) {
+        for (const auto& e : r.toTupleRef().elements()) GENIE_RETURN_IF_ERROR(bind(e));
+      } else {
+        GENIE_RETURN_IF_ERROR(bind(r));
+      }
+    }
+    if (next != op.outputs.size()) return Status::InvalidArgument("the op returned fewer results than were recorded");
+    return Status::OK();
+  }
+
+  c10::Device device_;
+  uint64_t max_memory_;
+  std::mutex blob_mu_;
+  std::unordered_map<ContentHash, Blob, ContentHashHasher> blobs_;
+  std::list<ContentHash> lru_;
+  uint64_t blob_bytes_ = 0;
+  uint64_t evictions_ = 0;
+  std::mutex session_mu_;
+  std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
+  uint64_t next_session_ = 0;
+  std::mutex op_mu_;
+  std::unordered_map<std::string, c10::OperatorHandle> op_cache_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Runtime>> Runtime::Create(const std::string& device, uint64_t max_memory) {
+  c10::Device dev(c10::kCPU);
+  try {
+    dev = c10::Device(device == "cuda" ? "cuda:0" : device);
+  } catch (const c10::Error&) {
+    return Status::InvalidArgument("unknown device '" + device + "' (cpu, cuda or cuda:N)");
+  }
+  if (dev.is_cuda()) {
+    if (!at::hasCUDA()) return Status::InvalidArgument("device " + device + ": this runtime's LibTorch has no CUDA");
+    int64_t n = static_cast<int64_t>(at::detail::getCUDAHooks().getNumGPUs());
+    if (dev.index() >= n)
+      return Status::InvalidArgument("device " + dev.str() + " does not exist (" + std::to_string(n) + " GPUs)");
+    // Full float32 precision, so results verify against CPU recordings.
+    at::globalContext().setAllowTF32CuDNN(false);
+    at::globalContext().setFloat32MatmulPrecision("highest");
+  } else if (!dev.is_cpu()) {
+    return Status::InvalidArgument("device " + device + " is not supported (cpu, cuda or cuda:N)");
+  }
+  return std::unique_ptr<Runtime>(new TorchRuntime(dev, max_memory));
+}
+
+}  // namespace genie::runtime

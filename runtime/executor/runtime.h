@@ -1,0 +1,73 @@
+// The runtime's state and execution: a content-addressed blob cache with a
+// memory limit, sessions holding their values, and ops run by schema name
+// through the c10 dispatcher (no op table).
+//
+// This header is free of torch types, so the server and the tests build
+// without torch headers; runtime.cc is the only file that includes them.
+// Thread safety: every method may be called from any thread; a session is
+// used by one connection at a time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/content_hash.h"
+#include "common/status.h"
+#include "traces/graph.h"
+
+namespace genie::runtime {
+
+struct HostTensor {
+  traces::DType dtype = traces::DType::kFloat32;
+  std::vector<int64_t> sizes;
+  std::string bytes;  // contiguous
+};
+
+struct ExecuteResult {
+  std::vector<HostTensor> fetched;   // in the order asked for
+  std::vector<traces::Arg> scalars;  // non-tensor op results, in op order
+  double execute_ms = 0;
+};
+
+struct RuntimeStats {
+  uint64_t blobs = 0;
+  uint64_t blob_bytes = 0;
+  uint64_t evictions = 0;
+  uint64_t sessions = 0;
+};
+
+class Runtime {
+ public:
+  // `device`: "cpu", "cuda" or "cuda:N". `max_memory`: bytes the blob cache
+  // may hold (0: no limit). Fails when the device does not exist.
+  static Result<std::unique_ptr<Runtime>> Create(const std::string& device, uint64_t max_memory);
+  virtual ~Runtime() = default;
+
+  virtual std::string device() const = 0;
+  virtual std::string torch_version() const = 0;
+
+  virtual bool HasBlob(const ContentHash& h) = 0;
+  // Stores `bytes` (whose SHA-256 must be `h`) on the device. Returns false
+  // when it was already there. Evicts blobs no session pins, least recently
+  // used first, to stay under the memory limit; fails when it cannot.
+  virtual Result<bool> PutBlob(const ContentHash& h, std::string bytes) = 0;
+
+  virtual uint64_t OpenSession() = 0;
+  virtual void CloseSession(uint64_t session) = 0;
+
+  // Checks that every op of `seg` exists in this LibTorch; the error names
+  // the first op missing and the torch version. Nothing runs.
+  virtual Status Check(const traces::Segment& seg, const traces::StringTable& strings) = 0;
+
+  // Runs `seg` in `session` (after Check): inputs come from blobs, random ops
+  // with recorded results take those, every other op runs through the
+  // dispatcher. The values in `fetch` are copied back to the host.
+  virtual Result<ExecuteResult> Execute(uint64_t session, const traces::Segment& seg,
+                                        const traces::StringTable& strings, const std::vector<uint64_t>& fetch) = 0;
+
+  virtual RuntimeStats stats() = 0;
+};
+
+}  // namespace genie::runtime

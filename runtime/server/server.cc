@@ -1,0 +1,255 @@
+#include "runtime/server/server.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "common/byte_io.h"
+#include "common/log.h"
+#include "runtime/executor/runtime.h"
+#include "runtime/protocol/frame.h"
+#include "traces/segment_codec.h"
+
+#ifndef GENIE_VERSION
+#error "GENIE_VERSION must be defined by the build"
+#endif
+
+namespace genie::server {
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+void OnSignal(int) { g_stop = true; }
+
+std::string Hex16(const std::string& bytes) {
+  ContentHash h;
+  std::copy(bytes.begin(), bytes.begin() + std::min<size_t>(32, bytes.size()), h.bytes.begin());
+  return h.Hex(16);
+}
+
+class Connection {
+ public:
+  Connection(transport::Socket sock, runtime::Runtime* rt, const ServeOptions& opts)
+      : sock_(std::move(sock)), fd_(sock_.fd()), rt_(rt), opts_(opts) {}
+
+  void Run() {
+    Status st = Handshake();
+    if (st.ok()) {
+      while (!g_stop) {
+        st = Handle();
+        if (!st.ok()) break;
+      }
+    }
+    if (session_) rt_->CloseSession(session_);
+    if (!st.ok() && st.message().find("closed") == std::string::npos)
+      Log(LogLevel::kWarn, sock_.peer() + " dropped: " + st.message());
+    else
+      Log(LogLevel::kInfo, sock_.peer() + " disconnected");
+    ::shutdown(fd_, SHUT_RDWR);
+  }
+
+  // Unblocks Run() from another thread; Run() closes the socket itself.
+  void Shutdown() { ::shutdown(fd_, SHUT_RDWR); }
+
+ private:
+  Status Reply(wire::Envelope& env, const void* payload = nullptr, uint64_t n = 0) {
+    return wire::WriteFrame(sock_, env, payload, n);
+  }
+
+  Status ReplyError(const std::string& message) {
+    wire::Envelope env;
+    env.mutable_error()->set_message(message);
+    return Reply(env);
+  }
+
+  Status Handshake() {
+    wire::Envelope env;
+    GENIE_RETURN_IF_ERROR(wire::ReadEnvelope(sock_, &env, 0));
+    if (!env.has_hello()) {
+      ReplyError("the first message must be Hello");
+      return Status::InvalidArgument("first message was not Hello");
+    }
+    const wire::Hello& h = env.hello();
+    if (h.protocol_version() != wire::kProtocolVersion) {
+      std::string msg = "protocol version " + std::to_string(h.protocol_version()) + " is not this runtime's (" +
+                        std::to_string(wire::kProtocolVersion) + ")";
+      ReplyError(msg);
+      return Status::InvalidArgument(msg);
+    }
+    if (!opts_.token.empty() && h.token() != opts_.token) {
+      ReplyError("the runtime refused the token");
+      return Status::InvalidArgument("refused a token from " + h.client());
+    }
+    session_ = rt_->OpenSession();
+    wire::Envelope reply;
+    auto* r = reply.mutable_hello_reply();
+    r->set_protocol_version(wire::kProtocolVersion);
+    r->set_genie_version(GENIE_VERSION);
+    r->set_torch_version(rt_->torch_version());
+    r->set_device(rt_->device());
+    r->set_session(session_);
+    Log(LogLevel::kInfo, sock_.peer() + " hello from " + h.client() + ", session " + std::to_string(session_));
+    return Reply(reply);
+  }
+
+  Status Handle() {
+    wire::Envelope env;
+    GENIE_RETURN_IF_ERROR(wire::ReadEnvelope(sock_, &env, opts_.max_payload));
+    switch (env.body_case()) {
+      case wire::Envelope::kQueryBlobs: {
+        wire::Envelope reply;
+        auto* r = reply.mutable_query_blobs_reply();
+        uint64_t present = 0;
+        for (const auto& h : env.query_blobs().hashes()) {
+          ContentHash ch;
+          if (h.size() != 32) return Status::Corruption("a blob hash is not 32 bytes");
+          std::copy(h.begin(), h.end(), ch.bytes.begin());
+          bool has = rt_->HasBlob(ch);
+          present += has;
+          r->add_present(has);
+        }
+        Log(LogLevel::kInfo, sock_.peer() + " query " + std::to_string(env.query_blobs().hashes_size()) + " blobs, " +
+                                 std::to_string(present) + " present");
+        return Reply(reply);
+      }
+      case wire::Envelope::kPutBlob: {
+        const std::string& h = env.put_blob().hash();
+        if (h.size() != 32) return Status::Corruption("a blob hash is not 32 bytes");
+        std::string bytes(env.payload_bytes(), '\0');
+        GENIE_RETURN_IF_ERROR(sock_.RecvAll(bytes.data(), bytes.size()));
+        ContentHash ch;
+        std::copy(h.begin(), h.end(), ch.bytes.begin());
+        uint64_t n = bytes.size();
+        auto stored = rt_->PutBlob(ch, std::move(bytes));
+        if (!stored.ok()) return ReplyError(stored.status().message());
+        Log(LogLevel::kInfo, sock_.peer() + " put blob " + Hex16(h) + " (" + std::to_string(n) + " bytes)");
+        wire::Envelope reply;
+        reply.mutable_put_blob_reply()->set_stored(stored.value());
+        return Reply(reply);
+      }
+      case wire::Envelope::kExecute: return HandleExecute(env.execute(), env.payload_bytes());
+      case wire::Envelope::kHeartbeat: {
+        wire::Envelope reply;
+        reply.mutable_heartbeat_reply()->set_nonce(env.heartbeat().nonce());
+        return Reply(reply);
+      }
+      default:
+        ReplyError("unexpected message");
+        return Status::Corruption("unexpected message of kind " + std::to_string(env.body_case()));
+    }
+  }
+
+  Status HandleExecute(const wire::Execute& ex, uint64_t payload_bytes) {
+    if (payload_bytes != 0) return Status::Corruption("Execute carries no payload");
+    for (const auto& s : ex.new_strings()) strings_.Intern(s);
+    traces::Segment seg;
+    ByteReader in(ex.segment());
+    Status st = traces::DecodeSegment(&in, strings_, &seg);
+    if (!st.ok()) return ReplyError("malformed segment: " + st.message());
+    st = rt_->Check(seg, strings_);
+    if (!st.ok()) return ReplyError(st.message());
+    std::vector<uint64_t> fetch(ex.fetch().begin(), ex.fetch().end());
+    auto res = rt_->Execute(session_, seg, strings_, fetch);
+    if (!res.ok()) {
+      Log(LogLevel::kWarn, sock_.peer() + " segment " + std::to_string(seg.index) + " failed: " + res.status().message());
+      return ReplyError(res.status().message());
+    }
+    wire::Envelope reply;
+    auto* r = reply.mutable_execute_reply();
+    std::string payload;
+    for (const auto& t : res->fetched) {
+      auto* info = r->add_tensors();
+      info->set_dtype(traces::DTypeName(t.dtype));
+      for (int64_t s : t.sizes) info->add_sizes(s);
+      info->set_nbytes(t.bytes.size());
+      payload += t.bytes;
+    }
+    for (const auto& a : res->scalars) {
+      auto* s = r->add_scalars();
+      if (a.kind == traces::Arg::Kind::kBool) s->set_b(a.i != 0);
+      else if (a.kind == traces::Arg::Kind::kInt) s->set_i(a.i);
+      else if (a.kind == traces::Arg::Kind::kFloat) s->set_f(a.f);
+    }
+    r->set_execute_ms(res->execute_ms);
+    if (LogEnabled(LogLevel::kInfo)) {
+      char buf[160];
+      std::snprintf(buf, sizeof(buf), " execute segment %llu: %zu ops in %.3f ms, %zu bytes back",
+                    static_cast<unsigned long long>(seg.index), seg.num_ops(), res->execute_ms, payload.size());
+      Log(LogLevel::kInfo, sock_.peer() + buf);
+    }
+    return Reply(reply, payload.data(), payload.size());
+  }
+
+  transport::Socket sock_;
+  int fd_;
+  runtime::Runtime* rt_;
+  const ServeOptions& opts_;
+  uint64_t session_ = 0;
+  traces::StringTable strings_;
+};
+
+}  // namespace
+
+Status Serve(const ServeOptions& options, const std::function<void(int port)>& on_listening) {
+  GENIE_ASSIGN_OR_RETURN(auto rt, runtime::Runtime::Create(options.device, options.max_memory));
+  GENIE_ASSIGN_OR_RETURN(auto listener, transport::Listener::Listen(options.listen));
+  struct sigaction sa{};
+  sa.sa_handler = OnSignal;
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+  Log(LogLevel::kInfo, "serving on port " + std::to_string(listener.port()) + ", device " + rt->device() + ", torch " +
+                           rt->torch_version());
+  on_listening(listener.port());
+
+  struct Worker {
+    std::shared_ptr<Connection> conn;
+    std::shared_ptr<std::atomic<bool>> done;
+    std::thread thread;
+  };
+  std::vector<Worker> workers;
+  while (!g_stop) {
+    // Join the threads of connections that have ended.
+    for (auto it = workers.begin(); it != workers.end();) {
+      if (*it->done) {
+        it->thread.join();
+        it = workers.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    pollfd p{listener.fd(), POLLIN, 0};
+    int rc = ::poll(&p, 1, 200);
+    if (rc <= 0) continue;
+    auto sock = listener.Accept();
+    if (!sock.ok()) {
+      Log(LogLevel::kWarn, sock.status().message());
+      continue;
+    }
+    if (!sock->valid()) continue;
+    Log(LogLevel::kInfo, sock->peer() + " connected");
+    Worker w;
+    w.conn = std::make_shared<Connection>(std::move(sock).value(), rt.get(), options);
+    w.done = std::make_shared<std::atomic<bool>>(false);
+    w.thread = std::thread([conn = w.conn, done = w.done] {
+      conn->Run();
+      *done = true;
+    });
+    workers.push_back(std::move(w));
+  }
+  Log(LogLevel::kInfo, "shutting down");
+  for (auto& w : workers) w.conn->Shutdown();
+  for (auto& w : workers) w.thread.join();
+  return Status::OK();
+}
+
+}  // namespace genie::server

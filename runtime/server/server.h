@@ -1,0 +1,26 @@
+// `genie serve`: accepts client connections and answers the wire protocol
+// (runtime/protocol) with a Runtime. One thread per connection; each
+// connection is one session, whose values are freed when it closes.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "common/status.h"
+
+namespace genie::server {
+
+struct ServeOptions {
+  std::string listen = "127.0.0.1:7070";
+  std::string device = "cpu";
+  std::string token;          // "" accepts any client
+  uint64_t max_memory = 0;    // bytes for cached tensors; 0: no limit
+  uint64_t max_payload = 64ull << 30;
+};
+
+// Serves until SIGTERM or SIGINT, then closes every connection and returns OK.
+// `on_listening` is called with the bound port once connections are accepted.
+Status Serve(const ServeOptions& options, const std::function<void(int port)>& on_listening);
+
+}  // namespace genie::server

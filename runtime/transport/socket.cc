@@ -1,0 +1,193 @@
+#include "runtime/transport/socket.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace genie::transport {
+namespace {
+
+constexpr int kBufferBytes = 4 << 20;
+
+void Tune(int fd) {
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  int buf = kBufferBytes;
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+}
+
+}  // namespace
+
+Status SplitAddress(const std::string& address, std::string* host, int* port) {
+  auto colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size())
+    return Status::InvalidArgument("'" + address + "' is not HOST:PORT");
+  *host = address.substr(0, colon);
+  char* end = nullptr;
+  long p = std::strtol(address.c_str() + colon + 1, &end, 10);
+  if (*end != '\0' || p < 0 || p > 65535) return Status::InvalidArgument("'" + address + "' has a bad port");
+  *port = static_cast<int>(p);
+  return Status::OK();
+}
+
+Socket& Socket::operator=(Socket&& o) noexcept {
+  if (this != &o) {
+    Close();
+    fd_ = o.fd_;
+    peer_ = std::move(o.peer_);
+    o.fd_ = -1;
+  }
+  return *this;
+}
+
+void Socket::Close() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+Result<Socket> Socket::Connect(const std::string& address, int timeout_ms) {
+  std::string host;
+  int port;
+  GENIE_RETURN_IF_ERROR(SplitAddress(address, &host, &port));
+  addrinfo hints{}, *res = nullptr;
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res);
+  if (rc != 0) return Status::IOError("cannot resolve " + address + ": " + gai_strerror(rc));
+  std::string last = "no address";
+  for (addrinfo* ai = res; ai; ai = ai->ai_next) {
+    int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+    if (fd < 0) continue;
+    rc = ::connect(fd, ai->ai_addr, ai->ai_addrlen);
+    if (rc != 0 && errno == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      rc = ::poll(&p, 1, timeout_ms);
+      if (rc == 1) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        rc = err == 0 ? 0 : -1;
+        errno = err;
+      } else {
+        int saved = rc == 0 ? ETIMEDOUT : errno;
+        rc = -1;
+        errno = saved;
+      }
+    }
+    if (rc == 0) {
+      ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+      Tune(fd);
+      ::freeaddrinfo(res);
+      Socket s(fd);
+      s.set_peer(address);
+      return s;
+    }
+    last = std::strerror(errno);
+    ::close(fd);
+  }
+  ::freeaddrinfo(res);
+  return Status::IOError("cannot reach runtime " + address + ": " + last);
+}
+
+Status Socket::SendAll(const void* data, size_t n) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    ssize_t k = ::send(fd_, p, n, MSG_NOSIGNAL);
+    if (k < 0) {
+      if (errno == EINTR) continue;
+      return Status::IOError("connection to " + peer_ + " lost: " + std::strerror(errno));
+    }
+    p += k;
+    n -= static_cast<size_t>(k);
+  }
+  return Status::OK();
+}
+
+Status Socket::RecvAll(void* data, size_t n) {
+  char* p = static_cast<char*>(data);
+  while (n > 0) {
+    ssize_t k = ::recv(fd_, p, n, 0);
+    if (k == 0) return Status::IOError("connection to " + peer_ + " closed");
+    if (k < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return Status::IOError(peer_ + " did not answer in time");
+      return Status::IOError("connection to " + peer_ + " lost: " + std::strerror(errno));
+    }
+    p += k;
+    n -= static_cast<size_t>(k);
+  }
+  return Status::OK();
+}
+
+void Socket::SetRecvTimeout(int ms) {
+  timeval tv{ms / 1000, (ms % 1000) * 1000};
+  ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
+Result<Listener> Listener::Listen(const std::string& address) {
+  std::string host;
+  int port;
+  GENIE_RETURN_IF_ERROR(SplitAddress(address, &host, &port));
+  addrinfo hints{}, *res = nullptr;
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res);
+  if (rc != 0) return Status::IOError("cannot resolve " + address + ": " + gai_strerror(rc));
+  Listener l;
+  l.fd_ = ::socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
+  int one = 1;
+  ::setsockopt(l.fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (l.fd_ < 0 || ::bind(l.fd_, res->ai_addr, res->ai_addrlen) != 0 || ::listen(l.fd_, 64) != 0) {
+    std::string err = std::strerror(errno);
+    ::freeaddrinfo(res);
+    return Status::IOError("cannot listen on " + address + ": " + err);
+  }
+  ::freeaddrinfo(res);
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  ::getsockname(l.fd_, reinterpret_cast<sockaddr*>(&ss), &len);
+  l.port_ = ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
+                                           : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  return l;
+}
+
+Listener::~Listener() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Result<Socket> Listener::Accept() {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  int fd = ::accept4(fd_, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_CLOEXEC);
+  if (fd < 0) {
+    if (errno == EINTR) return Socket();
+    return Status::IOError(std::string("accept: ") + std::strerror(errno));
+  }
+  Tune(fd);
+  char host[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (ss.ss_family == AF_INET) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    ::inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+    port = ntohs(a->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+    port = ntohs(a->sin6_port);
+  }
+  Socket s(fd);
+  s.set_peer(std::string(host) + ":" + std::to_string(port));
+  return s;
+}
+
+}  // namespace genie::transport

@@ -1,0 +1,63 @@
+// TCP sockets for the wire protocol: blocking, TCP_NODELAY (small requests
+// never wait on Nagle), large buffers for bulk transfers.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "common/status.h"
+
+namespace genie::transport {
+
+class Socket {
+ public:
+  Socket() = default;
+  explicit Socket(int fd) : fd_(fd) {}
+  Socket(Socket&& o) noexcept : fd_(o.fd_), peer_(std::move(o.peer_)) { o.fd_ = -1; }
+  Socket& operator=(Socket&& o) noexcept;
+  Socket(const Socket&) = delete;
+  Socket& operator=(const Socket&) = delete;
+  ~Socket() { Close(); }
+
+  // Connects to "host:port"; an unreachable address is IOError naming it.
+  static Result<Socket> Connect(const std::string& address, int timeout_ms = 5000);
+
+  // Sends or receives exactly n bytes; a closed peer is IOError.
+  Status SendAll(const void* data, size_t n);
+  Status RecvAll(void* data, size_t n);
+  // Fails receives that wait longer than `ms` (0: wait forever).
+  void SetRecvTimeout(int ms);
+
+  void Close();
+  bool valid() const { return fd_ >= 0; }
+  int fd() const { return fd_; }
+  const std::string& peer() const { return peer_; }
+  void set_peer(std::string p) { peer_ = std::move(p); }
+
+ private:
+  int fd_ = -1;
+  std::string peer_;
+};
+
+class Listener {
+ public:
+  // Listens on "host:port" (port 0: any free port).
+  static Result<Listener> Listen(const std::string& address);
+  Listener(Listener&& o) noexcept : fd_(o.fd_), port_(o.port_) { o.fd_ = -1; }
+  ~Listener();
+  // Waits for a connection; returns an invalid Socket when interrupted by a signal.
+  Result<Socket> Accept();
+  int port() const { return port_; }
+  int fd() const { return fd_; }
+
+ private:
+  Listener() = default;
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+// Splits "host:port"; InvalidArgument when it is not one.
+Status SplitAddress(const std::string& address, std::string* host, int* port);
+
+}  // namespace genie::transport
