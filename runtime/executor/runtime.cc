@@ -75,17 +75,26 @@ class TorchRuntime final : public Runtime {
   std::string device() const override { return device_.str(); }
   std::string torch_version() const override { return TORCH_VERSION; }
 
-  bool HasBlob(const ContentHash& h) override {
+  bool HasBlob(uint64_t session, const ContentHash& h) override {
+    Session* s = FindSession(session);
     std::lock_guard<std::mutex> lock(blob_mu_);
-    return blobs_.count(h) != 0;
+    auto it = blobs_.find(h);
+    if (it == blobs_.end()) return false;
+    if (s) PinLocked(*s, h, it->second);
+    return true;
   }
 
-  Result<bool> PutBlob(const ContentHash& h, std::string bytes) override {
+  Result<bool> PutBlob(uint64_t session, const ContentHash& h, std::string bytes) override {
     if (ContentHash::Of(bytes.data(), bytes.size()) != h)
       return Status::InvalidArgument("blob " + h.Hex(16) + " does not match its hash");
+    Session* s = FindSession(session);
     {
       std::lock_guard<std::mutex> lock(blob_mu_);
-      if (blobs_.count(h)) return false;
+      auto it = blobs_.find(h);
+      if (it != blobs_.end()) {
+        if (s) PinLocked(*s, h, it->second);
+        return false;
+      }
       GENIE_RETURN_IF_ERROR(MakeRoomLocked(bytes.size()));
     }
     at::Tensor data;
@@ -96,14 +105,19 @@ class TorchRuntime final : public Runtime {
         at::TensorOptions().dtype(at::kByte));
     data = device_.is_cpu() ? host : host.to(device_);
     std::lock_guard<std::mutex> lock(blob_mu_);
-    if (blobs_.count(h)) return false;
+    auto it = blobs_.find(h);
+    if (it != blobs_.end()) {
+      if (s) PinLocked(*s, h, it->second);
+      return false;
+    }
     lru_.push_front(h);
     Blob b;
     b.data = data;
     b.bytes = n;
     b.lru = lru_.begin();
-    blobs_.emplace(h, std::move(b));
+    it = blobs_.emplace(h, std::move(b)).first;
     blob_bytes_ += n;
+    if (s) PinLocked(*s, h, it->second);
     return true;
   }
 
@@ -197,6 +211,19 @@ class TorchRuntime final : public Runtime {
   }
 
  private:
+  Session* FindSession(uint64_t id) {
+    std::lock_guard<std::mutex> lock(session_mu_);
+    auto it = sessions_.find(id);
+    return it == sessions_.end() ? nullptr : it->second.get();
+  }
+
+  // Marks the blob used by `s` (and most recently used); needs blob_mu_.
+  void PinLocked(Session& s, const ContentHash& h, Blob& b) {
+    lru_.splice(lru_.begin(), lru_, b.lru);
+    ++b.pins;
+    s.pinned.push_back(h);
+  }
+
   Status MakeRoomLocked(uint64_t n) {
     if (max_memory_ == 0) return Status::OK();
     if (n > max_memory_)
@@ -227,9 +254,7 @@ class TorchRuntime final : public Runtime {
       if (it->second.bytes != meta.nbytes())
         return Status::InvalidArgument("payload " + h.Hex(16) + " has " + std::to_string(it->second.bytes) +
                                        " bytes, the tensor needs " + std::to_string(meta.nbytes()));
-      lru_.splice(lru_.begin(), lru_, it->second.lru);
-      ++it->second.pins;
-      s.pinned.push_back(h);
+      PinLocked(s, h, it->second);
       data = it->second.data;
     }
     at::ScalarType st = ToScalarType(meta.dtype);

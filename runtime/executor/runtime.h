@@ -48,11 +48,14 @@ class Runtime {
   virtual std::string device() const = 0;
   virtual std::string torch_version() const = 0;
 
-  virtual bool HasBlob(const ContentHash& h) = 0;
-  // Stores `bytes` (whose SHA-256 must be `h`) on the device. Returns false
-  // when it was already there. Evicts blobs no session pins, least recently
-  // used first, to stay under the memory limit; fails when it cannot.
-  virtual Result<bool> PutBlob(const ContentHash& h, std::string bytes) = 0;
+  // Whether the blob is here; if it is, `session` pins it (it will not be
+  // evicted before the session closes).
+  virtual bool HasBlob(uint64_t session, const ContentHash& h) = 0;
+  // Stores `bytes` (whose SHA-256 must be `h`) on the device, pinned by
+  // `session`. Returns false when it was already there. Evicts blobs no
+  // session pins, least recently used first, to stay under the memory limit;
+  // fails when it cannot.
+  virtual Result<bool> PutBlob(uint64_t session, const ContentHash& h, std::string bytes) = 0;
 
   virtual uint64_t OpenSession() = 0;
   virtual void CloseSession(uint64_t session) = 0;

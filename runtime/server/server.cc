@@ -113,7 +113,7 @@ class Connection {
           ContentHash ch;
           if (h.size() != 32) return Status::Corruption("a blob hash is not 32 bytes");
           std::copy(h.begin(), h.end(), ch.bytes.begin());
-          bool has = rt_->HasBlob(ch);
+          bool has = rt_->HasBlob(session_, ch);
           present += has;
           r->add_present(has);
         }
@@ -129,7 +129,7 @@ class Connection {
         ContentHash ch;
         std::copy(h.begin(), h.end(), ch.bytes.begin());
         uint64_t n = bytes.size();
-        auto stored = rt_->PutBlob(ch, std::move(bytes));
+        auto stored = rt_->PutBlob(session_, ch, std::move(bytes));
         if (!stored.ok()) return ReplyError(stored.status().message());
         Log(LogLevel::kInfo, sock_.peer() + " put blob " + Hex16(h) + " (" + std::to_string(n) + " bytes)");
         wire::Envelope reply;

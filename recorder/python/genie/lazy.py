@@ -52,7 +52,9 @@ class LazyTensor(torch.Tensor):
 
     def numpy(self, *args, **kwargs):
         from . import codes
-        return _session.materialize(self, codes.HOW_NUMPY).numpy(*args, **kwargs)
+        # A copy: an array sharing the recorded value's memory would let the
+        # program change it without an op, which no replay could reproduce.
+        return _session.materialize(self, codes.HOW_NUMPY).numpy(*args, **kwargs).copy()
 
     def __repr__(self, *args, **kwargs):
         from . import codes

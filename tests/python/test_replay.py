@@ -1,0 +1,216 @@
+"""`genie serve` and `genie run`: real runtime processes over loopback TCP."""
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import textwrap
+
+import pytest
+
+from conftest import EXAMPLES, GENIE
+
+EXAMPLE_ARGS = {
+    "mlp_train": ["--steps", "2"],
+    "gpt_decode": ["--tokens", "4"],
+    "cnn": ["--steps", "2"],
+    "recsys": ["--steps", "2"],
+    "two_tower": ["--steps", "2"],
+}
+
+
+class Runtime:
+    def __init__(self, tmp, token=None, extra=()):
+        cmd = [GENIE, "serve", "--listen", "127.0.0.1:0", "--device", "cpu", *extra]
+        if token:
+            path = tmp / "token"
+            path.write_text(token + "\n")
+            cmd += ["--token-file", str(path)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        assert line.startswith("listening on "), self.proc.stderr.read()
+        self.address = line.split()[-1]
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        out, err = self.proc.communicate(timeout=20)
+        return self.proc.returncode, err
+
+
+@pytest.fixture
+def runtime(tmp_path):
+    rt = Runtime(tmp_path)
+    yield rt
+    if rt.proc.poll() is None:
+        rt.stop()
+
+
+def pool_config(tmp, address, token_file=None):
+    cfg = tmp / "genie.yaml"
+    entry = f"{{address: {address}, transport: tcp" + (f", token_file: {token_file}" if token_file else "") + "}"
+    cfg.write_text(textwrap.dedent(f"""\
+        pools:
+          test-pool:
+            runtimes:
+              - {entry}
+        """))
+    return cfg
+
+
+def run_json(genie, trace, *args):
+    r = genie.run("run", *args, trace, "--json")
+    return r, (json.loads(r.stdout) if r.stdout.strip() else None)
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLE_ARGS))
+def test_every_example_replays_and_verifies_on_a_real_runtime(genie, runtime, name):
+    rec, trace = genie.record(EXAMPLES / f"{name}.py", *EXAMPLE_ARGS[name])
+    assert rec.returncode == 0, rec.stderr
+    pool_config(genie.tmp, runtime.address)
+    r, out = run_json(genie, trace, "--pool", "test-pool")
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert out["ok"] and not out["mismatches"]
+    assert out["verified"] == genie.info(trace)["materializations"]
+    assert out["segments"] == genie.info(trace)["segments"]
+    # One round trip per segment, plus hello, the payload query and the upload.
+    assert out["round_trips"] == out["segments"] + 3
+
+
+def test_a_second_run_uploads_no_parameter_bytes(genie, runtime):
+    rec, trace = genie.record(EXAMPLES / "mlp_train.py", "--steps", "2")
+    assert rec.returncode == 0, rec.stderr
+    pool_config(genie.tmp, runtime.address)
+    _, first = run_json(genie, trace, "--pool", "test-pool")
+    _, second = run_json(genie, trace, "--pool", "test-pool")
+    assert first["uploaded_bytes"] > 4 * (32 * 64 + 64 * 64)  # the MLP's weights at least
+    assert second["uploaded_bytes"] == 0 and second["uploaded_blobs"] == 0
+    assert second["already_present"] == second["payloads"]
+    assert second["ok"]
+    text = genie.run("run", "--pool", "test-pool", trace)
+    assert "uploaded 0 B in 0 payloads" in text.stdout
+
+
+def test_local_pool_starts_and_stops_its_own_runtime(genie):
+    rec, trace = genie.record(EXAMPLES / "gpt_decode.py", "--tokens", "3")
+    assert rec.returncode == 0, rec.stderr
+    r = genie.run("run", "--pool", "local", trace, "--repeat", "2", "--timeline", "tl.json")
+    assert r.returncode == 0, r.stderr
+    assert "verification: 8 values match" in r.stdout
+    events = json.loads((genie.tmp / "tl.json").read_text())["traceEvents"]
+    names = {e["name"] for e in events}
+    assert {"upload", "execute"} <= names
+    assert sum(e["name"] == "execute" for e in events) == 8
+    leftover = subprocess.run(["pgrep", "-f", "genie serve --listen 127.0.0.1:0"], capture_output=True, text=True)
+    assert str(os.getpid()) not in leftover.stdout
+
+
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def test_a_value_that_differs_from_the_recording_fails_verification(genie):
+    prog = genie.script("""
+        import torch
+        x = torch.tensor([1.5, 2.5, 3.5, 4.5], device="remote_accelerator")
+        print((x * 2).tolist())
+    """)
+    rec, trace = genie.record(prog)
+    assert rec.returncode == 0, rec.stderr
+    data = bytearray(trace.read_bytes())
+    recorded = struct.pack("<4f", 3.0, 5.0, 7.0, 9.0)
+    at = data.find(recorded)
+    assert at > 0
+    data[at + 4: at + 8] = struct.pack("<f", 6.0)  # 5.0 recorded as 6.0
+    # Re-seal the chunk: its CRC covers the 16 header bytes and the body.
+    start = data.rfind(b"GCHK", 0, at)
+    stored = struct.unpack_from("<I", data, start + 12)[0]
+    body = bytes(data[start + 20: start + 20 + stored])
+    struct.pack_into("<I", data, start + 16, crc32c(bytes(data[start: start + 16]) + body))
+    trace.write_bytes(bytes(data))
+    r = genie.run("run", "--pool", "local", trace)
+    assert r.returncode == 1
+    assert "verification FAILED: 1 of 1 values differ" in r.stdout
+    assert "max abs error 1" in r.stdout
+
+
+def test_unknown_pool(genie):
+    rec, trace = genie.record(genie.script("import torch\nprint(torch.ones(1, device='remote_accelerator').item())"))
+    pool_config(genie.tmp, "127.0.0.1:1")
+    r = genie.run("run", "--pool", "gpu-pool-9", trace)
+    assert r.returncode == 1
+    assert "unknown pool 'gpu-pool-9'" in r.stderr and "test-pool" in r.stderr
+
+
+def test_unreachable_runtime_is_named(genie):
+    rec, trace = genie.record(genie.script("import torch\nprint(torch.ones(1, device='remote_accelerator').item())"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    pool_config(genie.tmp, f"127.0.0.1:{port}")
+    r = genie.run("run", "--pool", "test-pool", trace)
+    assert r.returncode == 1
+    assert f"cannot reach runtime 127.0.0.1:{port}" in r.stderr
+
+
+def test_a_refused_token(genie, tmp_path):
+    rt = Runtime(tmp_path, token="s3cret")
+    try:
+        rec, trace = genie.record(genie.script("import torch\nprint(torch.ones(1, device='remote_accelerator').item())"))
+        wrong = genie.tmp / "wrong-token"
+        wrong.write_text("guess\n")
+        pool_config(genie.tmp, rt.address, token_file=wrong)
+        r = genie.run("run", "--pool", "test-pool", trace)
+        assert r.returncode == 1
+        assert "refused the token" in r.stderr
+        pool_config(genie.tmp, rt.address, token_file=tmp_path / "token")
+        assert genie.run("run", "--pool", "test-pool", trace).returncode == 0
+    finally:
+        rt.stop()
+
+
+def test_malformed_frames_drop_the_connection_not_the_runtime(genie, runtime):
+    host, port = runtime.address.rsplit(":", 1)
+    with socket.create_connection((host, int(port))) as s:
+        s.sendall(struct.pack("<I", 0xFFFFFFF0) + b"garbage")  # a length past every limit
+        s.settimeout(5)
+        assert s.recv(100) == b""  # closed without reading further
+    with socket.create_connection((host, int(port))) as s:
+        s.sendall(struct.pack("<I", 5) + b"\xff\xff\xff\xff\xff")  # not a protobuf message
+        s.settimeout(5)
+        assert s.recv(100) == b""
+    rec, trace = genie.record(genie.script("import torch\nprint(torch.ones(1, device='remote_accelerator').item())"))
+    pool_config(genie.tmp, runtime.address)
+    assert genie.run("run", "--pool", "test-pool", trace).returncode == 0
+
+
+def test_serve_logs_a_line_per_request_and_stops_cleanly_on_sigterm(genie, runtime):
+    rec, trace = genie.record(EXAMPLES / "gpt_decode.py", "--tokens", "2")
+    pool_config(genie.tmp, runtime.address)
+    assert genie.run("run", "--pool", "test-pool", trace).returncode == 0
+    code, log = runtime.stop()
+    assert code == 0
+    assert "hello from genie run" in log
+    assert log.count(" execute segment ") == 3
+    assert "shutting down" in log
+
+
+def test_memory_limit_evicts_blobs_no_session_uses(genie, tmp_path):
+    rt = Runtime(tmp_path, extra=["--max-memory", "600K"])
+    try:
+        rec, trace = genie.record(EXAMPLES / "gpt_decode.py", "--tokens", "2")  # ~480 KB of weights
+        pool_config(genie.tmp, rt.address)
+        assert genie.run("run", "--pool", "test-pool", trace).returncode == 0
+        rec2, trace2 = genie.record(EXAMPLES / "recsys.py", "--steps", "1", trace="r.gtrace")  # ~160 KB
+        r = genie.run("run", "--pool", "test-pool", trace2, "--json")
+        assert r.returncode == 0, r.stderr
+        # The decoder's weights were evicted to make room: a new run uploads them again.
+        _, again = run_json(genie, trace, "--pool", "test-pool")
+        assert again["ok"] and again["uploaded_bytes"] > 0
+    finally:
+        rt.stop()

@@ -1,0 +1,118 @@
+#include "runtime/executor/runtime.h"
+
+#include <cstring>
+
+#include "tests/catch.h"
+
+using namespace genie;
+using namespace genie::traces;
+
+namespace {
+
+TensorMeta Vec(int64_t n, ValueId id) {
+  TensorMeta m;
+  m.dtype = DType::kFloat32;
+  m.sizes = {n};
+  m.strides = {1};
+  m.storage = id;
+  return m;
+}
+
+std::string Floats(std::initializer_list<float> v) {
+  std::string s(v.size() * 4, '\0');
+  std::memcpy(s.data(), v.begin(), s.size());
+  return s;
+}
+
+// %0 = input; %1 = aten::mul.Tensor(%0, 3); %2 = aten::add_.Tensor(%1, %0, alpha=2)
+Segment MulAdd(StringTable& st, const ContentHash& h) {
+  Segment seg;
+  Step in;
+  in.kind = Step::Kind::kInput;
+  in.input.id = 0;
+  in.input.meta = Vec(3, 0);
+  in.input.payload = h;
+  Step mul;
+  mul.op.schema = st.Intern("aten::mul.Tensor");
+  mul.op.args = {Arg::Tensor(0), Arg::Int(3)};
+  Output o;
+  o.id = 1;
+  o.meta = Vec(3, 1);
+  mul.op.outputs = {o};
+  Step add;
+  add.op.schema = st.Intern("aten::add_.Tensor");
+  add.op.args = {Arg::Tensor(1), Arg::Tensor(0)};
+  add.op.kwargs = {{st.Intern("alpha"), Arg::Int(2)}};
+  Output o2;
+  o2.id = 2;
+  o2.meta = Vec(3, 1);
+  add.op.outputs = {o2};
+  seg.steps = {in, mul, add};
+  return seg;
+}
+
+}  // namespace
+
+TEST_CASE("ops run by schema name through the dispatcher, keyword arguments and defaults included") {
+  auto rt = runtime::Runtime::Create("cpu", 0);
+  REQUIRE(rt.ok());
+  std::string bytes = Floats({1, 2, 3});
+  ContentHash h = ContentHash::Of(bytes.data(), bytes.size());
+  uint64_t session = rt.value()->OpenSession();
+  REQUIRE(rt.value()->PutBlob(session, h, bytes).value());
+  StringTable st;
+  Segment seg = MulAdd(st, h);
+  REQUIRE(rt.value()->Check(seg, st).ok());
+  auto res = rt.value()->Execute(session, seg, st, {2, 0});
+  INFO(res.status().message());
+  REQUIRE(res.ok());
+  REQUIRE(res->fetched.size() == 2);
+  REQUIRE(res->fetched[0].bytes == Floats({5, 10, 15}));  // 3x + 2x
+  // The input was copied from the blob: the in-place add left the blob's bytes alone.
+  REQUIRE(res->fetched[1].bytes == Floats({1, 2, 3}));
+  rt.value()->CloseSession(session);
+}
+
+TEST_CASE("an op missing from this LibTorch is named with the torch version before anything runs") {
+  auto rt = runtime::Runtime::Create("cpu", 0);
+  REQUIRE(rt.ok());
+  StringTable st;
+  Segment seg;
+  Step op;
+  op.op.schema = st.Intern("aten::frobnicate.default");
+  seg.steps = {op};
+  Status s = rt.value()->Check(seg, st);
+  REQUIRE(s.code() == Status::Code::kUnsupported);
+  REQUIRE(s.message().find("aten::frobnicate.default") != std::string::npos);
+  REQUIRE(s.message().find(rt.value()->torch_version()) != std::string::npos);
+}
+
+TEST_CASE("a blob whose bytes do not match its hash is refused") {
+  auto rt = runtime::Runtime::Create("cpu", 0);
+  REQUIRE(rt.ok());
+  ContentHash h = ContentHash::Of("abc", 3);
+  auto r = rt.value()->PutBlob(rt.value()->OpenSession(), h, "abd");
+  REQUIRE_FALSE(r.ok());
+  REQUIRE_FALSE(rt.value()->HasBlob(0, h));
+}
+
+TEST_CASE("the memory limit evicts the least recently used blob no session pins") {
+  auto rt = runtime::Runtime::Create("cpu", 10);
+  REQUIRE(rt.ok());
+  auto& r = *rt.value();
+  uint64_t a = r.OpenSession();
+  ContentHash h1 = ContentHash::Of("aaaaaa", 6), h2 = ContentHash::Of("bbbbbb", 6);
+  REQUIRE(r.PutBlob(a, h1, "aaaaaa").ok());
+  // h1 is pinned by the open session: no room for h2.
+  REQUIRE_FALSE(r.PutBlob(r.OpenSession(), h2, "bbbbbb").ok());
+  r.CloseSession(a);
+  REQUIRE(r.PutBlob(r.OpenSession(), h2, "bbbbbb").ok());
+  REQUIRE_FALSE(r.HasBlob(0, h1));
+  REQUIRE(r.stats().evictions == 1);
+}
+
+TEST_CASE("an unknown device is a clear error") {
+  auto rt = runtime::Runtime::Create("tpu:3", 0);
+  REQUIRE_FALSE(rt.ok());
+  REQUIRE(rt.status().message().find("tpu:3") != std::string::npos);
+}
