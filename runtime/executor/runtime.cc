@@ -4,10 +4,15 @@
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/stack.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <torch/version.h>
+
+#include <sys/mman.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
+#include <future>
 #include <list>
 #include <mutex>
 #include <unordered_map>
@@ -57,6 +62,7 @@ Result<c10::Layout> ToLayout(const std::string& s) {
 
 struct Blob {
   at::Tensor data;  // uint8, 1-D, on the runtime's device
+  std::shared_future<bool> verified;  // the hash check
   uint64_t bytes = 0;
   int pins = 0;
   std::list<ContentHash>::iterator lru;
@@ -84,9 +90,7 @@ class TorchRuntime final : public Runtime {
     return true;
   }
 
-  Result<bool> PutBlob(uint64_t session, const ContentHash& h, std::string bytes) override {
-    if (ContentHash::Of(bytes.data(), bytes.size()) != h)
-      return Status::InvalidArgument("blob " + h.Hex(16) + " does not match its hash");
+  Result<bool> PutBlob(uint64_t session, const ContentHash& h, BlobBuffer bytes) override {
     Session* s = FindSession(session);
     {
       std::lock_guard<std::mutex> lock(blob_mu_);
@@ -95,15 +99,16 @@ class TorchRuntime final : public Runtime {
         if (s) PinLocked(*s, h, it->second);
         return false;
       }
-      GENIE_RETURN_IF_ERROR(MakeRoomLocked(bytes.size()));
+      GENIE_RETURN_IF_ERROR(MakeRoomLocked(bytes.size));
     }
-    at::Tensor data;
-    uint64_t n = bytes.size();
-    auto* holder = new std::string(std::move(bytes));
+    uint64_t n = bytes.size;
+    std::shared_ptr<char[]> buffer = bytes.data;
+    std::shared_future<bool> verified =
+        std::async(std::launch::async, [buffer, n, h] { return ContentHash::Of(buffer.get(), n) == h; }).share();
     at::Tensor host = at::from_blob(
-        holder->data(), {static_cast<int64_t>(n)}, [holder](void*) { delete holder; },
+        buffer.get(), {static_cast<int64_t>(n)}, [buffer](void*) mutable { buffer.reset(); },
         at::TensorOptions().dtype(at::kByte));
-    data = device_.is_cpu() ? host : host.to(device_);
+    at::Tensor data = device_.is_cpu() ? host : host.to(device_);
     std::lock_guard<std::mutex> lock(blob_mu_);
     auto it = blobs_.find(h);
     if (it != blobs_.end()) {
@@ -113,6 +118,7 @@ class TorchRuntime final : public Runtime {
     lru_.push_front(h);
     Blob b;
     b.data = data;
+    b.verified = verified;
     b.bytes = n;
     b.lru = lru_.begin();
     it = blobs_.emplace(h, std::move(b)).first;
@@ -247,6 +253,23 @@ class TorchRuntime final : public Runtime {
   // A pinned, cloned view of a blob as a tensor of `meta`'s dtype and shape.
   Result<at::Tensor> FromBlob(Session& s, const ContentHash& h, const traces::TensorMeta& meta) {
     at::Tensor data;
+    std::shared_future<bool> verified;
+    {
+      std::lock_guard<std::mutex> lock(blob_mu_);
+      auto it = blobs_.find(h);
+      if (it == blobs_.end()) return Status::NotFound("payload " + h.Hex(16) + " is not on this runtime");
+      verified = it->second.verified;
+    }
+    if (!verified.get()) {
+      std::lock_guard<std::mutex> lock(blob_mu_);
+      auto it = blobs_.find(h);
+      if (it != blobs_.end() && it->second.pins == 0) {
+        blob_bytes_ -= it->second.bytes;
+        lru_.erase(it->second.lru);
+        blobs_.erase(it);
+      }
+      return Status::InvalidArgument("payload " + h.Hex(16) + " failed its hash check (damaged in transit); upload it again");
+    }
     {
       std::lock_guard<std::mutex> lock(blob_mu_);
       auto it = blobs_.find(h);
@@ -486,6 +509,21 @@ class TorchRuntime final : public Runtime {
 
 }  // namespace
 
+BlobBuffer BlobBuffer::Allocate(size_t n) {
+  constexpr size_t kLarge = 1u << 20;
+  if (n >= kLarge) {
+    void* p = ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (p != MAP_FAILED) return {std::shared_ptr<char[]>(static_cast<char*>(p), [n](char* q) { ::munmap(q, n); }), n};
+  }
+  return {std::shared_ptr<char[]>(new char[n]), n};
+}
+
+BlobBuffer BlobBuffer::Copy(const std::string& s) {
+  BlobBuffer b = Allocate(s.size());
+  std::memcpy(b.data.get(), s.data(), s.size());
+  return b;
+}
+
 Result<std::unique_ptr<Runtime>> Runtime::Create(const std::string& device, uint64_t max_memory) {
   c10::Device dev(c10::kCPU);
   try {
@@ -495,12 +533,12 @@ Result<std::unique_ptr<Runtime>> Runtime::Create(const std::string& device, uint
   }
   if (dev.is_cuda()) {
     if (!at::hasCUDA()) return Status::InvalidArgument("device " + device + ": this runtime's LibTorch has no CUDA");
-    int64_t n = static_cast<int64_t>(at::detail::getCUDAHooks().getNumGPUs());
+    int64_t n = c10::impl::getDeviceGuardImpl(c10::kCUDA)->deviceCount();
     if (dev.index() >= n)
       return Status::InvalidArgument("device " + dev.str() + " does not exist (" + std::to_string(n) + " GPUs)");
     // Full float32 precision, so results verify against CPU recordings.
     at::globalContext().setAllowTF32CuDNN(false);
-    at::globalContext().setFloat32MatmulPrecision("highest");
+    at::globalContext().setAllowTF32CuBLAS(false);
   } else if (!dev.is_cpu()) {
     return Status::InvalidArgument("device " + device + " is not supported (cpu, cuda or cuda:N)");
   }

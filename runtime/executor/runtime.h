@@ -31,6 +31,17 @@ struct ExecuteResult {
   double execute_ms = 0;
 };
 
+// A blob's bytes as received, uninitialized until filled (no memset of
+// hundreds of megabytes before the network writes them).
+struct BlobBuffer {
+  std::shared_ptr<char[]> data;
+  size_t size = 0;
+  // Large buffers are mapped with transparent huge pages: receiving into
+  // fresh memory then faults once per 2 MiB rather than once per 4 KiB.
+  static BlobBuffer Allocate(size_t n);
+  static BlobBuffer Copy(const std::string& s);
+};
+
 struct RuntimeStats {
   uint64_t blobs = 0;
   uint64_t blob_bytes = 0;
@@ -51,11 +62,16 @@ class Runtime {
   // Whether the blob is here; if it is, `session` pins it (it will not be
   // evicted before the session closes).
   virtual bool HasBlob(uint64_t session, const ContentHash& h) = 0;
-  // Stores `bytes` (whose SHA-256 must be `h`) on the device, pinned by
-  // `session`. Returns false when it was already there. Evicts blobs no
-  // session pins, least recently used first, to stay under the memory limit;
-  // fails when it cannot.
-  virtual Result<bool> PutBlob(uint64_t session, const ContentHash& h, std::string bytes) = 0;
+  // Stores `bytes` under `h` on the device, pinned by `session`. Returns
+  // false when it was already there. Evicts blobs no session pins, least
+  // recently used first, to stay under the memory limit; fails when it cannot.
+  // The SHA-256 of the bytes is checked on another thread, so the transfer of
+  // the next blob overlaps it; a blob is usable once its check passes, and one
+  // that fails is dropped and named in the error of the segment that needed it.
+  virtual Result<bool> PutBlob(uint64_t session, const ContentHash& h, BlobBuffer bytes) = 0;
+  Result<bool> PutBlob(uint64_t session, const ContentHash& h, const std::string& bytes) {
+    return PutBlob(session, h, BlobBuffer::Copy(bytes));
+  }
 
   virtual uint64_t OpenSession() = 0;
   virtual void CloseSession(uint64_t session) = 0;

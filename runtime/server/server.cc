@@ -124,11 +124,12 @@ class Connection {
       case wire::Envelope::kPutBlob: {
         const std::string& h = env.put_blob().hash();
         if (h.size() != 32) return Status::Corruption("a blob hash is not 32 bytes");
-        std::string bytes(env.payload_bytes(), '\0');
-        GENIE_RETURN_IF_ERROR(sock_.RecvAll(bytes.data(), bytes.size()));
+        // Received straight into the buffer the runtime keeps (a CPU tensor's storage).
+        runtime::BlobBuffer bytes = runtime::BlobBuffer::Allocate(env.payload_bytes());
+        GENIE_RETURN_IF_ERROR(sock_.RecvAll(bytes.data.get(), bytes.size));
         ContentHash ch;
         std::copy(h.begin(), h.end(), ch.bytes.begin());
-        uint64_t n = bytes.size();
+        uint64_t n = bytes.size;
         auto stored = rt_->PutBlob(session_, ch, std::move(bytes));
         if (!stored.ok()) return ReplyError(stored.status().message());
         Log(LogLevel::kInfo, sock_.peer() + " put blob " + Hex16(h) + " (" + std::to_string(n) + " bytes)");

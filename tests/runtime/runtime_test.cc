@@ -87,13 +87,19 @@ TEST_CASE("an op missing from this LibTorch is named with the torch version befo
   REQUIRE(s.message().find(rt.value()->torch_version()) != std::string::npos);
 }
 
-TEST_CASE("a blob whose bytes do not match its hash is refused") {
+TEST_CASE("a blob whose bytes do not match its hash is never used, and is named") {
   auto rt = runtime::Runtime::Create("cpu", 0);
   REQUIRE(rt.ok());
-  ContentHash h = ContentHash::Of("abc", 3);
-  auto r = rt.value()->PutBlob(rt.value()->OpenSession(), h, "abd");
-  REQUIRE_FALSE(r.ok());
-  REQUIRE_FALSE(rt.value()->HasBlob(0, h));
+  std::string good = Floats({1, 2, 3});
+  ContentHash h = ContentHash::Of(good.data(), good.size());
+  std::string damaged = Floats({1, 2, 4});
+  uint64_t session = rt.value()->OpenSession();
+  REQUIRE(rt.value()->PutBlob(session, h, damaged).ok());
+  StringTable st;
+  auto res = rt.value()->Execute(session, MulAdd(st, h), st, {2});
+  REQUIRE_FALSE(res.ok());
+  REQUIRE(res.status().message().find("failed its hash check") != std::string::npos);
+  REQUIRE(res.status().message().find(h.Hex(16)) != std::string::npos);
 }
 
 TEST_CASE("the memory limit evicts the least recently used blob no session pins") {
