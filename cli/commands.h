@@ -16,6 +16,10 @@ using Action = std::function<int()>;
 
 void AddRecordCommand(CLI::App& app, Action* action);
 void AddTraceCommand(CLI::App& app, Action* action);
+// The options of `genie serve`, added to `cmd`; the genie-serve executable
+// (the only one that links LibTorch) parses them.
+void AddServeOptions(CLI::App* cmd, Action* action);
+// `genie serve ARGS...`: runs genie-serve, found beside this executable, with ARGS.
 void AddServeCommand(CLI::App& app, Action* action);
 void AddRunCommand(CLI::App& app, Action* action);
 

@@ -6,15 +6,6 @@
 
 #include "cli/commands.h"
 
-namespace genie::cli {
-
-int Fail(const std::string& message, int code) {
-  std::fprintf(stderr, "genie: error: %s\n", message.c_str());
-  return code;
-}
-
-}  // namespace genie::cli
-
 int main(int argc, char** argv) {
   CLI::App app{"genie: run unchanged PyTorch programs on remote accelerators.\n"
                "Capture a program with `genie record`, inspect traces with `genie trace`,\n"
@@ -28,7 +19,10 @@ int main(int argc, char** argv) {
 #endif
   genie::cli::AddTraceCommand(app, &action);
   genie::cli::AddServeCommand(app, &action);
-  std::vector<std::string> args = genie::cli::DropRecordSeparator(std::vector<std::string>(argv, argv + argc));
+  std::vector<std::string> args(argv, argv + argc);
+#ifndef GENIE_RUNTIME_ONLY
+  args = genie::cli::DropRecordSeparator(args);
+#endif
   std::vector<std::string> reversed(args.rbegin(), args.rend() - 1);  // CLI11 takes them reversed, without argv[0]
   try {
     app.parse(reversed);

@@ -61,9 +61,8 @@ int RunServe(ServeArgs& a) {
 
 }  // namespace
 
-void AddServeCommand(CLI::App& app, Action* action) {
+void AddServeOptions(CLI::App* cmd, Action* action) {
   auto a = std::make_shared<ServeArgs>();
-  CLI::App* cmd = app.add_subcommand("serve", "Run the thin runtime next to a device: executes segments for genie run");
   cmd->add_option("--listen", a->options.listen, "HOST:PORT to listen on (port 0: any free port)")->capture_default_str();
   cmd->add_option("--device", a->options.device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--token-file", a->token_file, "File holding the token clients must present");

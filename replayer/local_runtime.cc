@@ -18,17 +18,20 @@ Result<std::unique_ptr<LocalRuntime>> LocalRuntime::Start(const std::string& dev
   ssize_t n = ::readlink("/proc/self/exe", exe, sizeof(exe) - 1);
   if (n <= 0) return Status::IOError(std::string("cannot find the genie executable: ") + std::strerror(errno));
   exe[n] = '\0';
+  // genie-serve lives beside genie.
+  std::string serve(exe);
+  serve = serve.substr(0, serve.rfind('/') + 1) + "genie-serve";
   int out[2];
   if (::pipe2(out, O_CLOEXEC) != 0) return Status::IOError(std::string("pipe: ") + std::strerror(errno));
   pid_t pid = ::fork();
   if (pid < 0) return Status::IOError(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {
     ::dup2(out[1], STDOUT_FILENO);
-    std::vector<std::string> args = {exe, "serve", "--listen", "127.0.0.1:0", "--device", device, "--log-level", "warn"};
+    std::vector<std::string> args = {serve, "--listen", "127.0.0.1:0", "--device", device, "--log-level", "warn"};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
-    ::execv(exe, argv.data());
+    ::execv(serve.c_str(), argv.data());
     ::_exit(127);
   }
   ::close(out[1]);

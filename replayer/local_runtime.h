@@ -13,7 +13,7 @@ namespace genie::replayer {
 
 class LocalRuntime {
  public:
-  // Starts this executable's `serve` on 127.0.0.1:0 with `device`, and waits
+  // Starts genie-serve (beside this executable) on 127.0.0.1:0 with `device`, and waits
   // until it listens.
   static Result<std::unique_ptr<LocalRuntime>> Start(const std::string& device);
   // Stops it (SIGTERM, then waits).
