@@ -29,13 +29,22 @@ struct RunArgs {
   double atol = 1e-5;
 };
 
-void ProgressBar(uint64_t done, uint64_t total) {
+// "\r  what [#####.....] text" on stderr; cleared when done reaches total.
+void Bar(const char* what, uint64_t done, uint64_t total, const std::string& text) {
   constexpr int kWidth = 30;
   int filled = static_cast<int>(kWidth * done / std::max<uint64_t>(total, 1));
-  std::fprintf(stderr, "\r  replay [%s%s] %llu/%llu segments", std::string(filled, '#').c_str(),
-               std::string(kWidth - filled, '.').c_str(), static_cast<unsigned long long>(done),
-               static_cast<unsigned long long>(total));
-  if (done == total) std::fprintf(stderr, "\r%s\r", std::string(kWidth + 40, ' ').c_str());
+  std::fprintf(stderr, "\r  %s [%s%s] %s ", what, std::string(filled, '#').c_str(),
+               std::string(kWidth - filled, '.').c_str(), text.c_str());
+  if (done >= total) std::fprintf(stderr, "\r%s\r", std::string(kWidth + 60, ' ').c_str());
+  std::fflush(stderr);
+}
+
+void ReplayBar(uint64_t done, uint64_t total) {
+  Bar("replay", done, total, FormatCount(done) + "/" + FormatCount(total) + " segments");
+}
+
+void UploadBar(uint64_t sent, uint64_t total) {
+  Bar("upload", sent, total, FormatBytes(sent) + "/" + FormatBytes(total));
 }
 
 int RunRun(const RunArgs& a) {
@@ -73,7 +82,10 @@ int RunRun(const RunArgs& a) {
   opts.rtol = a.rtol;
   opts.atol = a.atol;
   opts.timeline = a.timeline;
-  if (!a.json && ::isatty(STDERR_FILENO)) opts.progress = ProgressBar;
+  if (!a.json && ::isatty(STDERR_FILENO)) {
+    opts.progress = ReplayBar;
+    opts.upload_progress = UploadBar;
+  }
   auto rep = replayer::Replay(trace, client.value(), opts);
   if (!rep.ok()) return Fail(rep.status().message());
   const replayer::ReplayReport& r = rep.value();

@@ -219,7 +219,9 @@ Result<ReplayReport> Replay(const std::string& path, RuntimeClient& client, cons
     r.uploaded_bytes += it->second.size();
   }
   r.uploaded_blobs = uploads.size();
-  GENIE_RETURN_IF_ERROR(client.PutBlobs(uploads));
+  std::function<void(uint64_t)> on_sent;
+  if (opt.upload_progress) on_sent = [&](uint64_t sent) { opt.upload_progress(sent, r.uploaded_bytes); };
+  GENIE_RETURN_IF_ERROR(client.PutBlobs(uploads, on_sent));
   auto t1 = Clock::now();
   r.upload_ms = Ms(t0, t1);
   timeline.Span("upload", t0, t1, tid, "{\"blobs\":" + std::to_string(uploads.size()) + ",\"bytes\":" +

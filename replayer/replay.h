@@ -19,6 +19,8 @@ struct ReplayOptions {
   std::string timeline;  // Chrome/Perfetto trace JSON to write, "" for none
   // Called after each segment with (done, total) segments, for a progress bar.
   std::function<void(uint64_t, uint64_t)> progress;
+  // Called as payloads go up with (bytes sent, bytes to send).
+  std::function<void(uint64_t, uint64_t)> upload_progress;
 };
 
 struct Mismatch {

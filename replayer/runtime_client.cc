@@ -1,5 +1,6 @@
 #include "replayer/runtime_client.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "runtime/protocol/frame.h"
@@ -54,12 +55,26 @@ Result<std::vector<bool>> RuntimeClient::QueryBlobs(const std::vector<ContentHas
   return std::vector<bool>(reply.query_blobs_reply().present().begin(), reply.query_blobs_reply().present().end());
 }
 
-Status RuntimeClient::PutBlobs(const std::vector<std::pair<ContentHash, std::string_view>>& blobs) {
+Status RuntimeClient::PutBlobs(const std::vector<std::pair<ContentHash, std::string_view>>& blobs,
+                               const std::function<void(uint64_t)>& progress) {
+  constexpr size_t kPiece = 16u << 20;
   if (blobs.empty()) return Status::OK();
+  uint64_t sent = 0;
   for (const auto& [h, bytes] : blobs) {
     wire::Envelope env;
     env.mutable_put_blob()->set_hash(std::string(reinterpret_cast<const char*>(h.bytes.data()), 32));
-    GENIE_RETURN_IF_ERROR(Send(env, bytes.data(), bytes.size()));
+    if (!progress) {
+      GENIE_RETURN_IF_ERROR(Send(env, bytes.data(), bytes.size()));
+      continue;
+    }
+    GENIE_RETURN_IF_ERROR(wire::WriteEnvelope(sock_, env, bytes.size()));
+    counters_.bytes_up += 4 + env.ByteSizeLong() + bytes.size();
+    for (size_t off = 0; off < bytes.size(); off += kPiece) {
+      size_t n = std::min(kPiece, bytes.size() - off);
+      GENIE_RETURN_IF_ERROR(sock_.SendAll(bytes.data() + off, n));
+      sent += n;
+      progress(sent);
+    }
   }
   for (size_t i = 0; i < blobs.size(); ++i) {
     wire::Envelope reply;

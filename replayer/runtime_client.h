@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -47,7 +48,9 @@ class RuntimeClient {
   // Which of `hashes` the runtime holds (one round trip).
   Result<std::vector<bool>> QueryBlobs(const std::vector<ContentHash>& hashes);
   // Sends every blob, then reads every reply (one round trip in all).
-  Status PutBlobs(const std::vector<std::pair<ContentHash, std::string_view>>& blobs);
+  // `progress`, when set, is called with the payload bytes sent so far.
+  Status PutBlobs(const std::vector<std::pair<ContentHash, std::string_view>>& blobs,
+                  const std::function<void(uint64_t)>& progress = nullptr);
   // Runs one segment record (one round trip).
   Result<ExecuteReply> Execute(const std::vector<std::string>& new_strings, const std::string& segment,
                                const std::vector<uint64_t>& fetch);

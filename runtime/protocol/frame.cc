@@ -21,6 +21,15 @@ Status WriteFrame(transport::Socket& s, Envelope& env, const void* payload, uint
   return Status::OK();
 }
 
+Status WriteEnvelope(transport::Socket& s, Envelope& env, uint64_t payload_len) {
+  env.set_payload_bytes(payload_len);
+  std::string buf(4, '\0');
+  if (!env.AppendToString(&buf)) return Status::Internal("cannot serialize a message");
+  uint32_t len = static_cast<uint32_t>(buf.size() - 4);
+  std::memcpy(buf.data(), &len, 4);
+  return s.SendAll(buf.data(), buf.size());
+}
+
 Status ReadEnvelope(transport::Socket& s, Envelope* env, uint64_t max_payload) {
   uint32_t len;
   GENIE_RETURN_IF_ERROR(s.RecvAll(&len, 4));

@@ -28,6 +28,10 @@ constexpr uint32_t kMaxEnvelopeBytes = 64u << 20;
 // then the payload. Small frames go out in one send.
 Status WriteFrame(transport::Socket& s, Envelope& env, const void* payload = nullptr, uint64_t payload_len = 0);
 
+// Writes only the envelope of a frame whose `payload_len` bytes the caller
+// sends next (in pieces, say, to report progress).
+Status WriteEnvelope(transport::Socket& s, Envelope& env, uint64_t payload_len);
+
 // Reads one envelope. Its payload is left on the stream for the caller to
 // read (ReadPayload) or skip, after checking payload_bytes <= max_payload.
 Status ReadEnvelope(transport::Socket& s, Envelope* env, uint64_t max_payload);

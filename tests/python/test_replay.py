@@ -214,3 +214,37 @@ def test_memory_limit_evicts_blobs_no_session_uses(genie, tmp_path):
         assert again["ok"] and again["uploaded_bytes"] > 0
     finally:
         rt.stop()
+
+
+def read_frame(s):
+    def exactly(n):
+        buf = b""
+        while len(buf) < n:
+            chunk = s.recv(n - len(buf))
+            assert chunk, "connection closed"
+            buf += chunk
+        return buf
+    (length,) = struct.unpack("<I", exactly(4))
+    return exactly(length)
+
+
+def test_the_runtime_answers_hello_first_then_heartbeats(runtime):
+    # Envelopes encoded by hand (protobuf wire format, genie.proto field numbers):
+    # hello (10) {protocol_version (1): 1, client (3): "t"}; heartbeat (19) {nonce (1): 7}.
+    hello = bytes([0x52, 0x05, 0x08, 0x01, 0x1A, 0x01, ord("t")])
+    heartbeat = bytes([0x9A, 0x01, 0x02, 0x08, 0x07])
+    host, port = runtime.address.rsplit(":", 1)
+    with socket.create_connection((host, int(port))) as s:
+        s.settimeout(5)
+        s.sendall(struct.pack("<I", len(hello)) + hello)
+        reply = read_frame(s)
+        assert reply[:2] == bytes([0x5A, len(reply) - 2])  # hello_reply (11)
+        s.sendall(struct.pack("<I", len(heartbeat)) + heartbeat)
+        assert read_frame(s) == bytes([0xA2, 0x01, 0x02, 0x08, 0x07])  # heartbeat_reply (20) {nonce: 7}
+    with socket.create_connection((host, int(port))) as s:
+        s.settimeout(5)
+        s.sendall(struct.pack("<I", len(heartbeat)) + heartbeat)  # anything before Hello
+        reply = read_frame(s)
+        assert reply[:1] == bytes([0x62])  # error (12)
+        assert b"the first message must be Hello" in reply
+        assert s.recv(10) == b""
