@@ -124,6 +124,10 @@ class Connection {
       case wire::Envelope::kPutBlob: {
         const std::string& h = env.put_blob().hash();
         if (h.size() != 32) return Status::Corruption("a blob hash is not 32 bytes");
+        if (opts_.max_memory > 0 && env.payload_bytes() > opts_.max_memory) {
+          ReplyError("a blob of " + std::to_string(env.payload_bytes()) + " bytes exceeds the runtime's memory limit");
+          return Status::InvalidArgument("refused a blob larger than --max-memory");
+        }
         // Received straight into the buffer the runtime keeps (a CPU tensor's storage).
         runtime::BlobBuffer bytes = runtime::BlobBuffer::Allocate(env.payload_bytes());
         GENIE_RETURN_IF_ERROR(sock_.RecvAll(bytes.data.get(), bytes.size));

@@ -200,6 +200,24 @@ def test_serve_logs_a_line_per_request_and_stops_cleanly_on_sigterm(genie, runti
     assert "shutting down" in log
 
 
+def test_a_blob_larger_than_the_memory_limit_is_refused_before_it_is_read(genie, tmp_path):
+    rt = Runtime(tmp_path, extra=["--max-memory", "100K"])
+    try:
+        big = genie.script("""
+            import torch
+            w = torch.ones(256, 256).to("remote_accelerator")
+            print(w.sum().item())
+        """)
+        rec, trace = genie.record(big, trace="big.gtrace")  # a 256 KB weight
+        assert rec.returncode == 0, rec.stderr
+        pool_config(genie.tmp, rt.address)
+        r = genie.run("run", "--pool", "test-pool", trace)
+        assert r.returncode == 1
+        assert "exceeds the runtime's memory limit" in r.stderr
+    finally:
+        rt.stop()
+
+
 def test_memory_limit_evicts_blobs_no_session_uses(genie, tmp_path):
     rt = Runtime(tmp_path, extra=["--max-memory", "600K"])
     try:
