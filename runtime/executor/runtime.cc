@@ -1,6 +1,8 @@
 // The only translation unit of Genie that includes torch headers.
 #include "runtime/executor/runtime.h"
 
+#include "runtime/executor/host_arena.h"
+
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/stack.h>
@@ -76,9 +78,18 @@ struct Session {
 
 class TorchRuntime final : public Runtime {
  public:
-  TorchRuntime(c10::Device device, uint64_t max_memory) : device_(device), max_memory_(max_memory) {}
+  TorchRuntime(c10::Device device, uint64_t max_memory)
+      : device_(device), max_memory_(max_memory), arena_(std::make_shared<HostArena>(max_memory)) {}
 
   std::string device() const override { return device_.str(); }
+
+  BlobBuffer AllocateBlob(size_t n) override {
+    if (char* p = arena_->Allocate(n)) {
+      std::shared_ptr<HostArena> arena = arena_;  // outlives the blob's last tensor
+      return {std::shared_ptr<char[]>(p, [arena](char* q) { arena->Free(q); }), n};
+    }
+    return BlobBuffer::Allocate(n);
+  }
   std::string torch_version() const override { return TORCH_VERSION; }
 
   bool HasBlob(uint64_t session, const ContentHash& h) override {
@@ -495,6 +506,7 @@ class TorchRuntime final : public Runtime {
 
   c10::Device device_;
   uint64_t max_memory_;
+  std::shared_ptr<HostArena> arena_;
   std::mutex blob_mu_;
   std::unordered_map<ContentHash, Blob, ContentHashHasher> blobs_;
   std::list<ContentHash> lru_;

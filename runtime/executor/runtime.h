@@ -36,8 +36,8 @@ struct ExecuteResult {
 struct BlobBuffer {
   std::shared_ptr<char[]> data;
   size_t size = 0;
-  // Large buffers are mapped with transparent huge pages: receiving into
-  // fresh memory then faults once per 2 MiB rather than once per 4 KiB.
+  // Memory outside any arena: large buffers are mapped populated, so the
+  // network writes into pages already faulted in.
   static BlobBuffer Allocate(size_t n);
   static BlobBuffer Copy(const std::string& s);
 };
@@ -52,11 +52,17 @@ struct RuntimeStats {
 class Runtime {
  public:
   // `device`: "cpu", "cuda" or "cuda:N". `max_memory`: bytes the blob cache
-  // may hold (0: no limit). Fails when the device does not exist.
+  // may hold (0: no limit); with a limit, that much host memory is reserved
+  // and faulted in up front to receive blobs into. Fails when the device does
+  // not exist.
   static Result<std::unique_ptr<Runtime>> Create(const std::string& device, uint64_t max_memory);
   virtual ~Runtime() = default;
 
   virtual std::string device() const = 0;
+
+  // A buffer for a blob of `n` bytes about to be received: from the host
+  // arena reserved at start-up (with a memory limit), else freshly mapped.
+  virtual BlobBuffer AllocateBlob(size_t n) = 0;
   virtual std::string torch_version() const = 0;
 
   // Whether the blob is here; if it is, `session` pins it (it will not be

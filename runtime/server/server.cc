@@ -129,7 +129,7 @@ class Connection {
           return Status::InvalidArgument("refused a blob larger than --max-memory");
         }
         // Received straight into the buffer the runtime keeps (a CPU tensor's storage).
-        runtime::BlobBuffer bytes = runtime::BlobBuffer::Allocate(env.payload_bytes());
+        runtime::BlobBuffer bytes = rt_->AllocateBlob(env.payload_bytes());
         GENIE_RETURN_IF_ERROR(sock_.RecvAll(bytes.data.get(), bytes.size));
         ContentHash ch;
         std::copy(h.begin(), h.end(), ch.bytes.begin());

@@ -1,4 +1,5 @@
 #include "runtime/executor/runtime.h"
+#include "runtime/executor/host_arena.h"
 
 #include <cstring>
 
@@ -121,4 +122,43 @@ TEST_CASE("an unknown device is a clear error") {
   auto rt = runtime::Runtime::Create("tpu:3", 0);
   REQUIRE_FALSE(rt.ok());
   REQUIRE(rt.status().message().find("tpu:3") != std::string::npos);
+}
+
+TEST_CASE("the host arena hands out blocks and coalesces them when freed") {
+  runtime::HostArena arena(4 * 4096);
+  REQUIRE(arena.capacity() == 4 * 4096);
+  char* a = arena.Allocate(4096);
+  char* b = arena.Allocate(100);  // rounded up to a page
+  char* c = arena.Allocate(2 * 4096);
+  REQUIRE(a != nullptr);
+  REQUIRE(b != nullptr);
+  REQUIRE(c != nullptr);
+  REQUIRE(arena.Allocate(1) == nullptr);  // full
+  arena.Free(b);
+  arena.Free(a);
+  REQUIRE(arena.free_bytes() == 2 * 4096);
+  // The two freed neighbours coalesced into one block of two pages.
+  char* d = arena.Allocate(2 * 4096);
+  REQUIRE(d == a);
+  arena.Free(c);
+  arena.Free(d);
+  REQUIRE(arena.free_bytes() == 4 * 4096);
+}
+
+TEST_CASE("blobs received into the arena return their memory when evicted") {
+  auto rt = runtime::Runtime::Create("cpu", 64 * 1024);
+  REQUIRE(rt.ok());
+  auto& r = *rt.value();
+  for (int i = 0; i < 8; ++i) {
+    std::string bytes(40 * 1024, static_cast<char>('a' + i));
+    ContentHash h = ContentHash::Of(bytes.data(), bytes.size());
+    runtime::BlobBuffer buf = r.AllocateBlob(bytes.size());
+    std::memcpy(buf.data.get(), bytes.data(), bytes.size());
+    uint64_t s = r.OpenSession();
+    REQUIRE(r.PutBlob(s, h, std::move(buf)).ok());
+    r.CloseSession(s);
+  }
+  // Each new 40 KB blob evicted the previous one within the 64 KB limit.
+  REQUIRE(r.stats().blobs == 1);
+  REQUIRE(r.stats().evictions == 7);
 }

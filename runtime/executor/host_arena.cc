@@ -1,0 +1,70 @@
+#include "runtime/executor/host_arena.h"
+
+#include <sys/mman.h>
+
+namespace genie::runtime {
+namespace {
+
+constexpr size_t kAlign = 4096;
+
+size_t RoundUp(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+}  // namespace
+
+HostArena::HostArena(size_t bytes) {
+  if (bytes == 0) return;
+  size_t len = RoundUp(bytes);
+  void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  if (p == MAP_FAILED) return;
+  base_ = static_cast<char*>(p);
+  size_ = len;
+  free_[0] = len;
+}
+
+HostArena::~HostArena() {
+  if (base_) ::munmap(base_, size_);
+}
+
+char* HostArena::Allocate(size_t n) {
+  size_t len = RoundUp(n == 0 ? 1 : n);
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto it = free_.begin(); it != free_.end(); ++it) {
+    if (it->second < len) continue;
+    size_t offset = it->first, rest = it->second - len;
+    free_.erase(it);
+    if (rest > 0) free_[offset + len] = rest;
+    used_[offset] = len;
+    return base_ + offset;
+  }
+  return nullptr;
+}
+
+void HostArena::Free(char* p) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto u = used_.find(static_cast<size_t>(p - base_));
+  if (u == used_.end()) return;
+  size_t offset = u->first, len = u->second;
+  used_.erase(u);
+  auto next = free_.lower_bound(offset);
+  if (next != free_.end() && offset + len == next->first) {
+    len += next->second;
+    next = free_.erase(next);
+  }
+  if (next != free_.begin()) {
+    auto prev = std::prev(next);
+    if (prev->first + prev->second == offset) {
+      prev->second += len;
+      return;
+    }
+  }
+  free_[offset] = len;
+}
+
+size_t HostArena::free_bytes() {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t n = 0;
+  for (const auto& [o, l] : free_) n += l;
+  return n;
+}
+
+}  // namespace genie::runtime
