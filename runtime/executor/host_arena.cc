@@ -2,6 +2,8 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
+
 namespace genie::runtime {
 namespace {
 
@@ -14,14 +16,25 @@ size_t RoundUp(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 HostArena::HostArena(size_t bytes) {
   if (bytes == 0) return;
   size_t len = RoundUp(bytes);
-  void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) return;
   base_ = static_cast<char*>(p);
   size_ = len;
   free_[0] = len;
+  // MADV_POPULATE_WRITE faults pages in without changing their contents, so
+  // it is safe while blobs are already being received into them. Kernels
+  // older than 5.14 lack it; their pages fault in on first use instead.
+  populate_ = std::thread([this] {
+    constexpr size_t kStep = 64u << 20;
+    for (size_t off = 0; off < size_ && !stop_; off += kStep) {
+      if (::madvise(base_ + off, std::min(kStep, size_ - off), MADV_POPULATE_WRITE) != 0) return;
+    }
+  });
 }
 
 HostArena::~HostArena() {
+  stop_ = true;
+  if (populate_.joinable()) populate_.join();
   if (base_) ::munmap(base_, size_);
 }
 

@@ -1,19 +1,22 @@
-// A region of host memory reserved and faulted in once, when the runtime
-// starts, from which blob buffers are carved. Receiving a tensor into it
-// touches no fresh pages, so uploads run at the speed of the socket instead
-// of the kernel's page zeroing. Thread-safe.
+// A region of host memory reserved when the runtime starts, and faulted in
+// by a background thread (so start-up does not wait for it), from which blob
+// buffers are carved. Receiving a tensor into it touches no fresh pages, so
+// uploads run at the speed of the socket instead of the kernel's page
+// zeroing. Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <thread>
 
 namespace genie::runtime {
 
 class HostArena {
  public:
-  // Maps and populates `bytes`; an arena of size 0 when that fails.
+  // Maps `bytes` and starts faulting it in; an arena of size 0 when mapping fails.
   explicit HostArena(size_t bytes);
   ~HostArena();
   HostArena(const HostArena&) = delete;
@@ -33,6 +36,8 @@ class HostArena {
   std::mutex mu_;
   std::map<size_t, size_t> free_;  // offset -> length, coalesced
   std::map<size_t, size_t> used_;  // offset -> length
+  std::atomic<bool> stop_{false};
+  std::thread populate_;
 };
 
 }  // namespace genie::runtime
