@@ -7,7 +7,6 @@
 #pragma once
 
 #include <cstdio>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
