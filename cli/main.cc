@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   CLI::App app{"genie: run unchanged PyTorch programs on remote accelerators.\n"
                "Capture a program with `genie record`, inspect traces with `genie trace`,\n"
                "replay them with `genie run` on runtimes started with `genie serve`."};
+  app.name("genie");
   app.require_subcommand(1);
   app.set_version_flag("--version", GENIE_VERSION);
   genie::cli::Action action;
