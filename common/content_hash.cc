@@ -2,6 +2,8 @@
 
 #include <openssl/evp.h>
 
+#include <cstring>
+
 namespace genie {
 
 ContentHash ContentHash::Of(const void* data, size_t n) {
@@ -9,6 +11,12 @@ ContentHash ContentHash::Of(const void* data, size_t n) {
   unsigned int len = 0;
   EVP_Digest(data, n, h.bytes.data(), &len, EVP_sha256(), nullptr);
   return h;
+}
+
+bool ContentHash::FromBytes(const void* bytes, size_t n, ContentHash* out) {
+  if (n != out->bytes.size()) return false;
+  std::memcpy(out->bytes.data(), bytes, n);
+  return true;
 }
 
 std::string ContentHash::Hex(size_t digits) const {

@@ -14,6 +14,8 @@ struct ContentHash {
   std::array<uint8_t, 32> bytes{};
 
   static ContentHash Of(const void* data, size_t n);
+  // The hash whose 32 raw bytes are at `bytes`; false when `n` is not 32.
+  static bool FromBytes(const void* bytes, size_t n, ContentHash* out);
   // Lower-case hex; `digits` limits it to a prefix (the dump prints 16).
   std::string Hex(size_t digits = 64) const;
   bool operator==(const ContentHash& o) const { return bytes == o.bytes; }

@@ -298,7 +298,7 @@ class Decoder {
     for (auto& h : hashes_) {
       const uint8_t* p;
       GENIE_RETURN_IF_ERROR(in->Skip(32, &p));
-      std::copy(p, p + 32, h.bytes.begin());
+      ContentHash::FromBytes(p, 32, &h);
     }
     GENIE_RETURN_IF_ERROR(in->Count(&n, in->remaining(), "scalar count"));
     scalars_.resize(n);

@@ -144,7 +144,7 @@ Result<bool> TraceReader::Next(Segment* seg) {
         if (offset > total || in.remaining() > total - offset)
           return Error(Status::Corruption("payload piece lies outside its payload"));
         ContentHash hash;
-        std::copy(h, h + 32, hash.bytes.begin());
+        ContentHash::FromBytes(h, 32, &hash);
         const uint8_t* bytes;
         size_t n = in.remaining();
         GENIE_RETURN_IF_ERROR(Error(in.Skip(n, &bytes)));

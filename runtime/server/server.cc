@@ -30,12 +30,6 @@ std::atomic<bool> g_stop{false};
 
 void OnSignal(int) { g_stop = true; }
 
-std::string Hex16(const std::string& bytes) {
-  ContentHash h;
-  std::copy(bytes.begin(), bytes.begin() + std::min<size_t>(32, bytes.size()), h.bytes.begin());
-  return h.Hex(16);
-}
-
 class Connection {
  public:
   Connection(transport::Socket sock, runtime::Runtime* rt, const ServeOptions& opts)
@@ -111,8 +105,7 @@ class Connection {
         uint64_t present = 0;
         for (const auto& h : env.query_blobs().hashes()) {
           ContentHash ch;
-          if (h.size() != 32) return Status::Corruption("a blob hash is not 32 bytes");
-          std::copy(h.begin(), h.end(), ch.bytes.begin());
+          if (!ContentHash::FromBytes(h.data(), h.size(), &ch)) return Status::Corruption("a blob hash is not 32 bytes");
           bool has = rt_->HasBlob(session_, ch);
           present += has;
           r->add_present(has);
@@ -122,8 +115,9 @@ class Connection {
         return Reply(reply);
       }
       case wire::Envelope::kPutBlob: {
+        ContentHash ch;
         const std::string& h = env.put_blob().hash();
-        if (h.size() != 32) return Status::Corruption("a blob hash is not 32 bytes");
+        if (!ContentHash::FromBytes(h.data(), h.size(), &ch)) return Status::Corruption("a blob hash is not 32 bytes");
         if (opts_.max_memory > 0 && env.payload_bytes() > opts_.max_memory) {
           ReplyError("a blob of " + std::to_string(env.payload_bytes()) + " bytes exceeds the runtime's memory limit");
           return Status::InvalidArgument("refused a blob larger than --max-memory");
@@ -131,12 +125,10 @@ class Connection {
         // Received straight into the buffer the runtime keeps (a CPU tensor's storage).
         runtime::BlobBuffer bytes = rt_->AllocateBlob(env.payload_bytes());
         GENIE_RETURN_IF_ERROR(sock_.RecvAll(bytes.data.get(), bytes.size));
-        ContentHash ch;
-        std::copy(h.begin(), h.end(), ch.bytes.begin());
         uint64_t n = bytes.size;
         auto stored = rt_->PutBlob(session_, ch, std::move(bytes));
         if (!stored.ok()) return ReplyError(stored.status().message());
-        Log(LogLevel::kInfo, sock_.peer() + " put blob " + Hex16(h) + " (" + std::to_string(n) + " bytes)");
+        Log(LogLevel::kInfo, sock_.peer() + " put blob " + ch.Hex(16) + " (" + std::to_string(n) + " bytes)");
         wire::Envelope reply;
         reply.mutable_put_blob_reply()->set_stored(stored.value());
         return Reply(reply);

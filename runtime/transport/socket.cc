@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 
 namespace genie::transport {
 namespace {
@@ -23,6 +24,22 @@ void Tune(int fd) {
   int buf = kBufferBytes;
   ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
   ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+}
+
+// The addresses of "host:port" (`passive`: for listening), freed with the result.
+using AddrList = std::unique_ptr<addrinfo, void (*)(addrinfo*)>;
+
+Result<AddrList> Resolve(const std::string& address, bool passive) {
+  std::string host;
+  int port;
+  GENIE_RETURN_IF_ERROR(SplitAddress(address, &host, &port));
+  addrinfo hints{}, *res = nullptr;
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  if (passive) hints.ai_flags = AI_PASSIVE;
+  int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res);
+  if (rc != 0) return Status::IOError("cannot resolve " + address + ": " + gai_strerror(rc));
+  return AddrList(res, ::freeaddrinfo);
 }
 
 }  // namespace
@@ -55,16 +72,10 @@ void Socket::Close() {
 }
 
 Result<Socket> Socket::Connect(const std::string& address, int timeout_ms) {
-  std::string host;
-  int port;
-  GENIE_RETURN_IF_ERROR(SplitAddress(address, &host, &port));
-  addrinfo hints{}, *res = nullptr;
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res);
-  if (rc != 0) return Status::IOError("cannot resolve " + address + ": " + gai_strerror(rc));
+  GENIE_ASSIGN_OR_RETURN(AddrList res, Resolve(address, false));
   std::string last = "no address";
-  for (addrinfo* ai = res; ai; ai = ai->ai_next) {
+  int rc;
+  for (addrinfo* ai = res.get(); ai; ai = ai->ai_next) {
     int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
     if (fd < 0) continue;
     rc = ::connect(fd, ai->ai_addr, ai->ai_addrlen);
@@ -86,7 +97,6 @@ Result<Socket> Socket::Connect(const std::string& address, int timeout_ms) {
     if (rc == 0) {
       ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
       Tune(fd);
-      ::freeaddrinfo(res);
       Socket s(fd);
       s.set_peer(address);
       return s;
@@ -94,7 +104,6 @@ Result<Socket> Socket::Connect(const std::string& address, int timeout_ms) {
     last = std::strerror(errno);
     ::close(fd);
   }
-  ::freeaddrinfo(res);
   return Status::IOError("cannot reach runtime " + address + ": " + last);
 }
 
@@ -134,25 +143,13 @@ void Socket::SetRecvTimeout(int ms) {
 }
 
 Result<Listener> Listener::Listen(const std::string& address) {
-  std::string host;
-  int port;
-  GENIE_RETURN_IF_ERROR(SplitAddress(address, &host, &port));
-  addrinfo hints{}, *res = nullptr;
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
-  int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res);
-  if (rc != 0) return Status::IOError("cannot resolve " + address + ": " + gai_strerror(rc));
+  GENIE_ASSIGN_OR_RETURN(AddrList res, Resolve(address, true));
   Listener l;
   l.fd_ = ::socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
   int one = 1;
   ::setsockopt(l.fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (l.fd_ < 0 || ::bind(l.fd_, res->ai_addr, res->ai_addrlen) != 0 || ::listen(l.fd_, 64) != 0) {
-    std::string err = std::strerror(errno);
-    ::freeaddrinfo(res);
-    return Status::IOError("cannot listen on " + address + ": " + err);
-  }
-  ::freeaddrinfo(res);
+  if (l.fd_ < 0 || ::bind(l.fd_, res->ai_addr, res->ai_addrlen) != 0 || ::listen(l.fd_, 64) != 0)
+    return Status::IOError("cannot listen on " + address + ": " + std::strerror(errno));
   sockaddr_storage ss{};
   socklen_t len = sizeof(ss);
   ::getsockname(l.fd_, reinterpret_cast<sockaddr*>(&ss), &len);
