@@ -22,6 +22,7 @@ void AddServeOptions(CLI::App* cmd, Action* action);
 // `genie serve ARGS...`: runs genie-serve, found beside this executable, with ARGS.
 void AddServeCommand(CLI::App& app, Action* action);
 void AddRunCommand(CLI::App& app, Action* action);
+void AddDiffCommand(CLI::App& app, Action* action);
 
 // `genie record [options] -- PROGRAM ...`: the `--` is optional, and CLI11
 // would take the program's arguments for genie's after it; drops it.

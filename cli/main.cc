@@ -9,7 +9,8 @@
 int main(int argc, char** argv) {
   CLI::App app{"genie: run unchanged PyTorch programs on remote accelerators.\n"
                "Capture a program with `genie record`, inspect traces with `genie trace`,\n"
-               "replay them with `genie run` on runtimes started with `genie serve`."};
+               "replay them with `genie run` on runtimes started with `genie serve`,\n"
+               "compare them with `genie diff`."};
   app.name("genie");
   app.require_subcommand(1);
   app.set_version_flag("--version", GENIE_VERSION);
@@ -19,6 +20,7 @@ int main(int argc, char** argv) {
   genie::cli::AddRunCommand(app, &action);
 #endif
   genie::cli::AddTraceCommand(app, &action);
+  genie::cli::AddDiffCommand(app, &action);
   genie::cli::AddServeCommand(app, &action);
   std::vector<std::string> args(argv, argv + argc);
 #ifndef GENIE_RUNTIME_ONLY

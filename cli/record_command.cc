@@ -4,7 +4,7 @@
 #include <memory>
 
 #include "cli/commands.h"
-#include "cli/format.h"
+#include "common/human_format.h"
 #include "recorder/recorder.h"
 
 namespace genie::cli {

@@ -6,7 +6,7 @@
 #include <memory>
 
 #include "cli/commands.h"
-#include "cli/format.h"
+#include "common/human_format.h"
 #include "common/json_writer.h"
 #include "replayer/local_runtime.h"
 #include "common/token_file.h"

@@ -5,7 +5,7 @@
 #include <memory>
 
 #include "cli/commands.h"
-#include "cli/format.h"
+#include "common/human_format.h"
 #include "common/json_writer.h"
 #include "traces/trace_dump.h"
 #include "traces/trace_paths.h"

@@ -1,8 +1,8 @@
-#include "cli/format.h"
+#include "common/human_format.h"
 
 #include <cstdio>
 
-namespace genie::cli {
+namespace genie {
 
 std::string FormatBytes(uint64_t bytes) {
   const char* units[] = {"B", "KB", "MB", "GB", "TB"};
@@ -31,4 +31,4 @@ std::string FormatCount(uint64_t n) {
   return s;
 }
 
-}  // namespace genie::cli
+}  // namespace genie
