@@ -23,6 +23,7 @@ void AddServeOptions(CLI::App* cmd, Action* action);
 void AddServeCommand(CLI::App& app, Action* action);
 void AddRunCommand(CLI::App& app, Action* action);
 void AddDiffCommand(CLI::App& app, Action* action);
+void AddAnalyzeCommand(CLI::App& app, Action* action);
 
 // `genie record [options] -- PROGRAM ...`: the `--` is optional, and CLI11
 // would take the program's arguments for genie's after it; drops it.

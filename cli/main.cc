@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   genie::cli::Action action;
 #ifndef GENIE_RUNTIME_ONLY
   genie::cli::AddRecordCommand(app, &action);
+  genie::cli::AddAnalyzeCommand(app, &action);
   genie::cli::AddRunCommand(app, &action);
 #endif
   genie::cli::AddTraceCommand(app, &action);

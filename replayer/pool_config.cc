@@ -40,6 +40,14 @@ Result<Config> LoadConfig(const std::string& explicit_path) {
     if (!root || root.IsNull()) return config;
     if (!root.IsMap()) return Status::InvalidArgument(Where(path, root) + ": the top level must be a mapping");
     if (root["store"]) config.store = root["store"].as<std::string>();
+    if (YAML::Node pats = root["patterns"]) {
+      if (!pats.IsSequence()) return Status::InvalidArgument(Where(path, pats) + ": 'patterns' must be a list of files");
+      for (const auto& f : pats) {
+        fs::path file = f.as<std::string>();
+        if (file.is_relative()) file = fs::absolute(path).parent_path() / file;
+        config.patterns.push_back(file.string());
+      }
+    }
     YAML::Node pools = root["pools"];
     if (!pools) return config;
     if (!pools.IsMap()) return Status::InvalidArgument(Where(path, pools) + ": 'pools' must map names to pools");

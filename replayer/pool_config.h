@@ -6,6 +6,7 @@
 //         - {address: 10.0.0.5:7070, transport: tcp, token_file: /etc/genie/token}
 //       backup: gpu-pool-2
 //   store: ~/.local/share/genie/plans.db
+//   patterns: [my-patterns.yaml]      # pattern files for genie analyze/plan, relative to this file
 //
 // The file is the one given with --config, else the first that exists of
 // ./genie.yaml, $GENIE_CONFIG, ~/.config/genie/genie.yaml. No file is an
@@ -36,6 +37,7 @@ struct Config {
   std::string path;  // the file read, "" when none exists
   std::map<std::string, Pool> pools;
   std::string store;
+  std::vector<std::string> patterns;  // pattern files, made absolute
 };
 
 Result<Config> LoadConfig(const std::string& explicit_path);
