@@ -23,6 +23,7 @@ using traces::TensorMeta;
 using traces::ValueId;
 
 constexpr uint32_t kNone32 = std::numeric_limits<uint32_t>::max();
+constexpr ValueId kNoValue = std::numeric_limits<ValueId>::max();
 constexpr size_t kMaxOpLists = 256;
 constexpr size_t kMaxResidualVisits = 96;
 constexpr size_t kMaxFusionEvents = 4096;
@@ -42,6 +43,7 @@ struct ValueInfo {
   uint32_t depth = 0;
   double depth_flops = 0;
   bool parameter = false;
+  ValueId param_root = kNoValue;  // the parameter input whose storage this value views
   bool attributed = false;  // a parameter whose bytes went to a branch
   bool returned = false;    // counted as coming back (no residency)
 };
@@ -220,6 +222,7 @@ class Analyzer {
         v.segment = ordinal;
         v.parameter = in.kind == traces::Input::Kind::kParameter;
         if (v.parameter) {
+          v.param_root = in.id;
           ++parameters_;
           parameter_bytes_ += v.bytes;
         } else {
@@ -266,6 +269,7 @@ class Analyzer {
       else optimizer_ran_ = true;
     }
 
+    const bool forward = op.phase != Phase::kBackward && op.phase != Phase::kOptimizer;
     // Inputs: uses across segments, residency accounting, propagated state.
     uint64_t chain_in = 0, source_or = 0, branch_or = 0;
     uint32_t depth = 0;
@@ -285,9 +289,12 @@ class Analyzer {
           stats_[v.segment].down_no_residency += v.bytes;
         }
       }
-      if (v.parameter && !v.attributed && branch >= 0) {
-        v.attributed = true;
-        branches_[branch].parameter_bytes += v.bytes;
+      if (v.param_root != kNoValue && branch >= 0 && forward) {
+        ValueInfo& root = Value(vals, v.param_root);
+        if (!root.attributed) {
+          root.attributed = true;
+          branches_[branch].parameter_bytes += root.bytes;
+        }
       }
       chain_in |= v.chain_bits;
       if (v.source_mask) {
@@ -341,7 +348,6 @@ class Analyzer {
     }
 
     // Patterns match forward computation only.
-    const bool forward = op.phase != Phase::kBackward && op.phase != Phase::kOptimizer;
     uint64_t chain_out = 0;
     uint32_t carried_out = 0;
     uint64_t source_out = source_or;
@@ -395,13 +401,15 @@ class Analyzer {
     }
     for (int s : interaction_sources_) {
       if (!mem[s] || ins_.empty()) continue;
-      auto [it, fresh] = source_bits_.emplace(ins_[0], source_bits_.size() % 64);
+      // A table is its weight's parameter (every step's updated weight views the same one).
+      ValueId table = ins_[0] < vals.size() && vals[ins_[0]].param_root != kNoValue ? vals[ins_[0]].param_root : ins_[0];
+      auto [it, fresh] = source_bits_.emplace(table, source_bits_.size() % 64);
       source_out = 1ull << it->second;
-      if (first_out) {
+      if (fresh && first_out && forward) {
         EmbeddingTable t;
         t.module = strings_->Get(op.module);
-        if (ins_[0] < vals.size()) t.bytes = vals[ins_[0]].bytes;
-        if (fresh) embedding_weights_.push_back({ins_[0], t});
+        if (table < vals.size()) t.bytes = vals[table].bytes;
+        embedding_weights_.push_back({table, t});
       }
       break;
     }
@@ -430,6 +438,7 @@ class Analyzer {
       v.source_mask = source_out;
       v.branch_mask = branch_out;
       v.carried_bits = carried_out;
+      if (o.meta.storage != o.id && o.meta.storage < vals.size()) v.param_root = vals[o.meta.storage].param_root;
       v.depth = depth + 1;
       v.depth_flops = depth_flops + flops;
       cur_->critical_ops = std::max<uint64_t>(cur_->critical_ops, v.depth);

@@ -24,6 +24,8 @@ void AddServeCommand(CLI::App& app, Action* action);
 void AddRunCommand(CLI::App& app, Action* action);
 void AddDiffCommand(CLI::App& app, Action* action);
 void AddAnalyzeCommand(CLI::App& app, Action* action);
+// `genie plan` and `genie plans list|show|rm|gc`.
+void AddPlanCommands(CLI::App& app, Action* action);
 
 // `genie record [options] -- PROGRAM ...`: the `--` is optional, and CLI11
 // would take the program's arguments for genie's after it; drops it.

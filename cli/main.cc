@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
 #ifndef GENIE_RUNTIME_ONLY
   genie::cli::AddRecordCommand(app, &action);
   genie::cli::AddAnalyzeCommand(app, &action);
+  genie::cli::AddPlanCommands(app, &action);
   genie::cli::AddRunCommand(app, &action);
 #endif
   genie::cli::AddTraceCommand(app, &action);

@@ -6,6 +6,8 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/planning.h"
+#include "planner/plan_lookup.h"
 #include "common/human_format.h"
 #include "common/json_writer.h"
 #include "replayer/local_runtime.h"
@@ -27,7 +29,31 @@ struct RunArgs {
   std::string timeline;
   double rtol = 1e-4;
   double atol = 1e-5;
+  std::string store;
+  std::string plan;
+  std::string pattern = "auto";
+  std::vector<std::string> patterns;
 };
+
+// The plan `genie run` follows: --plan ID (which must be for this pool and
+// trace), else the stored plan for the trace and pool, else a new one, stored.
+Result<planner::PlanChoice> ChoosePlan(const RunArgs& a, const replayer::Config& config, const std::string& trace,
+                                       planner::PlanStore& store) {
+  GENIE_ASSIGN_OR_RETURN(planner::PoolShape shape, PoolShapeFor(config, a.pool, a.device));
+  if (!a.plan.empty()) {
+    GENIE_ASSIGN_OR_RETURN(planner::ExecutionPlan plan, store.Get(a.plan));
+    if (plan.pool != a.pool)
+      return Status::InvalidArgument("plan " + plan.id + " is for pool '" + plan.pool + "', not '" + a.pool + "'");
+    GENIE_ASSIGN_OR_RETURN(std::string key, planner::TraceKeyOf(store, trace));
+    if (key != plan.trace_key)
+      return Status::InvalidArgument("plan " + plan.id + " was made for another trace (" + plan.trace_path +
+                                     "); the segment fingerprints of " + trace + " differ");
+    return planner::PlanChoice{std::move(plan), true, ""};
+  }
+  GENIE_ASSIGN_OR_RETURN(analyzer::WorkloadClass klass, PatternOption(a.pattern));
+  GENIE_ASSIGN_OR_RETURN(analyzer::PatternLibrary library, LibraryFor(config, a.patterns));
+  return planner::FindOrMakePlan(store, trace, shape, library, klass, false);
+}
 
 // "\r  what [#####.....] text" on stderr; cleared when done reaches total.
 void Bar(const char* what, uint64_t done, uint64_t total, const std::string& text) {
@@ -54,6 +80,24 @@ int RunRun(const RunArgs& a) {
     if (!newest.ok()) return Fail(newest.status().message());
     trace = newest.value();
   }
+  auto config = replayer::LoadConfig(a.config);
+  if (!config.ok()) return Fail(config.status().message());
+  auto store = OpenStore(config.value(), a.store);
+  if (!store.ok()) return Fail(store.status().message());
+  auto choice = ChoosePlan(a, config.value(), trace, *store.value());
+  if (!choice.ok()) return Fail(choice.status().message());
+  const planner::ExecutionPlan& plan = choice.value().plan;
+  if (Status st = store.value()->MarkUsed(plan.id); !st.ok()) return Fail(st.message());
+  if (!a.json) {
+    if (choice.value().from_store)
+      std::fprintf(stderr, "genie run: plan %s (%s) from the store %s\n", plan.id.c_str(),
+                   analyzer::WorkloadClassName(plan.klass), store.value()->path().c_str());
+    else
+      std::fprintf(stderr, "genie run: planned %s (%s: %s) and stored it in %s\n", plan.id.c_str(),
+                   analyzer::WorkloadClassName(plan.klass), plan.strategy.c_str(), store.value()->path().c_str());
+  }
+  // The runtime of the plan's first fragment runs the trace.
+  const uint32_t runtime = plan.fragments.empty() ? 0 : plan.fragments.front().placement.runtime;
   std::unique_ptr<replayer::LocalRuntime> local;
   std::string address, token;
   if (a.pool == "local") {
@@ -62,11 +106,12 @@ int RunRun(const RunArgs& a) {
     local = std::move(rt).value();
     address = local->address();
   } else {
-    auto config = replayer::LoadConfig(a.config);
-    if (!config.ok()) return Fail(config.status().message());
     auto pool = replayer::FindPool(config.value(), a.pool);
     if (!pool.ok()) return Fail(pool.status().message());
-    const replayer::RuntimeEndpoint& e = pool->runtimes.front();
+    if (runtime >= pool->runtimes.size())
+      return Fail("plan " + plan.id + " places work on runtime " + std::to_string(runtime) + ", but pool '" + a.pool +
+                  "' has " + std::to_string(pool->runtimes.size()));
+    const replayer::RuntimeEndpoint& e = pool->runtimes[runtime];
     address = e.address;
     if (!e.token_file.empty()) {
       auto t = ReadToken(e.token_file);
@@ -98,6 +143,8 @@ int RunRun(const RunArgs& a) {
   if (a.json) {
     JsonWriter w;
     w.BeginObject().Key("trace").String(trace).Key("pool").String(a.pool).Key("runtime").String(address);
+    w.Key("plan").BeginObject().Key("id").String(plan.id).Key("class").String(analyzer::WorkloadClassName(plan.klass));
+    w.Key("from_store").Bool(choice.value().from_store).Key("store").String(store.value()->path()).EndObject();
     w.Key("device").String(hello.device()).Key("torch_version").String(hello.torch_version());
     w.Key("segments").Uint(r.segments).Key("ops").Uint(r.ops).Key("repeat").Int(a.repeat);
     w.Key("round_trips").Uint(r.counters.round_trips).Key("bytes_up").Uint(r.counters.bytes_up);
@@ -145,7 +192,9 @@ int RunRun(const RunArgs& a) {
 
 void AddRunCommand(CLI::App& app, Action* action) {
   auto a = std::make_shared<RunArgs>();
-  CLI::App* cmd = app.add_subcommand("run", "Replay a trace on a pool of runtimes and verify its results");
+  CLI::App* cmd = app.add_subcommand(
+      "run", "Replay a trace on a pool of runtimes and verify its results, following the stored plan for the trace and "
+             "pool (planning and storing one first when there is none)");
   cmd->add_option("--pool", a->pool, "Pool from genie.yaml, or local (a runtime on loopback for this command)")
       ->required();
   cmd->add_option("trace", a->trace, "Trace file (default: the newest under ./traces/)");
@@ -154,6 +203,11 @@ void AddRunCommand(CLI::App& app, Action* action) {
   cmd->add_flag("--json", a->json, "Print JSON");
   cmd->add_option("--repeat", a->repeat, "Replay the trace N times in one session")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--timeline", a->timeline, "Write upload/execute/download spans as Chrome trace JSON");
+  cmd->add_option("--store", a->store,
+                  "Plan store (default: $GENIE_STORE, genie.yaml's `store:`, ~/.local/share/genie/plans.db)");
+  cmd->add_option("--plan", a->plan, "Follow this stored plan (id or prefix); it must be for this pool and trace");
+  cmd->add_option("--pattern", a->pattern, kPatternHelp)->capture_default_str();
+  cmd->add_option("--patterns", a->patterns, "A YAML pattern file for planning (repeatable)");
   cmd->add_option("--rtol", a->rtol, "Relative tolerance for floats")->capture_default_str();
   cmd->add_option("--atol", a->atol, "Absolute tolerance for floats")->capture_default_str();
   cmd->footer("Exit status: 0 when every recorded value matches, 1 on a mismatch or an error.");

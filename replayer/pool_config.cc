@@ -66,6 +66,12 @@ Result<Config> LoadConfig(const std::string& explicit_path) {
         if (e.transport != "tcp")
           return Status::InvalidArgument(Where(path, r) + ": transport '" + e.transport + "' is not available (tcp)");
         if (r["token_file"]) e.token_file = r["token_file"].as<std::string>();
+        if (YAML::Node d = r["devices"]) {
+          if (!d.IsSequence() || d.size() == 0)
+            return Status::InvalidArgument(Where(path, d) + ": 'devices' must be a non-empty list like [cuda:0, cuda:1]");
+          e.devices.clear();
+          for (const auto& dev : d) e.devices.push_back(dev.as<std::string>());
+        }
         pool.runtimes.push_back(e);
       }
       if (pool.runtimes.empty()) return Status::InvalidArgument(Where(path, p) + ": pool '" + pool.name + "' has no runtimes");

@@ -3,7 +3,7 @@
 //   pools:
 //     gpu-pool-1:
 //       runtimes:
-//         - {address: 10.0.0.5:7070, transport: tcp, token_file: /etc/genie/token}
+//         - {address: 10.0.0.5:7070, transport: tcp, token_file: /etc/genie/token, devices: [cuda:0, cuda:1]}
 //       backup: gpu-pool-2
 //   store: ~/.local/share/genie/plans.db
 //   patterns: [my-patterns.yaml]      # pattern files for genie analyze/plan, relative to this file
@@ -25,6 +25,7 @@ struct RuntimeEndpoint {
   std::string address;           // host:port
   std::string transport = "tcp";
   std::string token_file;        // "" when the runtime takes no token
+  std::vector<std::string> devices = {"default"};  // `devices: [cuda:0, cuda:1]`; "default": the runtime's own
 };
 
 struct Pool {
