@@ -8,7 +8,7 @@
 #include <set>
 #include <unordered_map>
 
-#include "traces/trace_reader.h"
+#include "traces/prefetching_reader.h"
 
 namespace genie::analyzer {
 namespace {
@@ -46,6 +46,29 @@ struct ValueInfo {
   ValueId param_root = kNoValue;  // the parameter input whose storage this value views
   bool attributed = false;  // a parameter whose bytes went to a branch
   bool returned = false;    // counted as coming back (no residency)
+  bool mark_heavy = false;  // Walk's state
+  uint32_t mark = 0;
+};
+
+// Values by id, in pages that never move: ids are the frontend's dense
+// generation counters, so a flat table beats a hash map.
+class ValueTable {
+ public:
+  static constexpr ValueId kMaxIds = ValueId{1} << 28;
+  size_t size() const { return pages_.size() << kShift; }
+  ValueInfo& operator[](ValueId id) { return (*pages_[id >> kShift])[id & kMask]; }
+  const ValueInfo& operator[](ValueId id) const { return (*pages_[id >> kShift])[id & kMask]; }
+  // Makes room for `id` (below kMaxIds, which the caller checks).
+  ValueInfo& Grow(ValueId id) {
+    while (id >= size()) pages_.push_back(std::make_unique<Page>());
+    return (*this)[id];
+  }
+
+ private:
+  static constexpr int kShift = 16;
+  static constexpr ValueId kMask = (ValueId{1} << kShift) - 1;
+  using Page = std::array<ValueInfo, size_t{1} << kShift>;
+  std::vector<std::unique_ptr<Page>> pages_;
 };
 
 struct OpNode {
@@ -97,6 +120,7 @@ class Analyzer {
         case Pattern::Kind::kResidual:
           c.ops = add(p.ops);
           c.through = add(p.through);
+          residual_through_.push_back(c.through);
           break;
         case Pattern::Kind::kInteraction:
           c.ops = add(p.ops);
@@ -114,20 +138,22 @@ class Analyzer {
     if (chain_bits > 64) return Status::InvalidArgument("chain patterns have more than 64 steps in all");
     if (carried > 32) return Status::InvalidArgument("more than 32 carried patterns");
     counts_.assign(compiled_.size(), 0);
+    list_seen_in_.assign(lists_.size(), kNone32);
+    module_counts_.resize(compiled_.size());
     return Status::OK();
   }
 
   Status Run(const std::string& path, Analysis* out) {
-    GENIE_ASSIGN_OR_RETURN(auto reader, traces::TraceReader::Open(path));
+    GENIE_ASSIGN_OR_RETURN(auto reader, traces::PrefetchingReader::Open(path));
     out->path = path;
+    strings_ = &reader->strings();
     Segment seg;
     std::set<uint64_t> fingerprints;
     while (true) {
       GENIE_ASSIGN_OR_RETURN(bool more, reader->Next(&seg));
       if (!more) break;
-      strings_ = &reader->strings();
       fingerprints.insert(seg.fingerprint);
-      Segment_(seg);
+      GENIE_RETURN_IF_ERROR(Segment_(seg));
     }
     out->fingerprints.assign(fingerprints.begin(), fingerprints.end());
     Finish(out);
@@ -150,12 +176,7 @@ class Analyzer {
     return members_[schema];
   }
 
-  std::vector<ValueInfo>& Values(uint32_t stream) { return values_[stream]; }
-
-  ValueInfo& Value(std::vector<ValueInfo>& vals, ValueId id) {
-    if (id >= vals.size()) vals.resize(std::max<size_t>(id + 1, vals.size() * 2));
-    return vals[id];
-  }
+  ValueTable& Values(uint32_t stream) { return values_[stream]; }
 
   static void SetMeta(ValueInfo& v, const TensorMeta& m) {
     v.numel = m.numel();
@@ -190,7 +211,9 @@ class Analyzer {
 
   void Match(size_t pattern, StringId module, int branch) {
     ++counts_[pattern];
-    ++module_counts_[(static_cast<uint64_t>(pattern) << 32) | module];
+    std::vector<uint64_t>& by_module = module_counts_[pattern];
+    if (module >= by_module.size()) by_module.resize(module + 1, 0);
+    ++by_module[module];
     if (pattern < 64) cur_->patterns |= 1ull << pattern;
     const Pattern& p = *compiled_[pattern].p;
     if (p.modality != Modality::kNone && branch >= 0)
@@ -203,7 +226,15 @@ class Analyzer {
       for (const Arg& x : a.list) Collect(x, ins);
   }
 
-  void Segment_(const Segment& seg) {
+  Status Segment_(const Segment& seg) {
+    for (const Step& step : seg.steps) {
+      ValueId last = step.kind == Step::Kind::kInput ? step.input.id
+                     : step.op.outputs.empty()       ? 0
+                                                     : step.op.outputs.back().id;
+      if (last >= ValueTable::kMaxIds)
+        return Status::Unsupported("segment " + std::to_string(seg.index) + " defines value id " + std::to_string(last) +
+                                   ", beyond the " + std::to_string(ValueTable::kMaxIds) + " values analyze handles");
+    }
     const uint32_t ordinal = static_cast<uint32_t>(stats_.size());
     stats_.emplace_back();
     cur_ = &stats_.back();
@@ -211,12 +242,12 @@ class Analyzer {
     cur_->stream = seg.stream;
     cur_->fingerprint = seg.fingerprint;
     cur_carried_bytes_ = 0;
-    std::vector<ValueInfo>& vals = Values(seg.stream);
+    ValueTable& vals = Values(seg.stream);
     uint64_t phase_count[8] = {};
     for (const Step& step : seg.steps) {
       if (step.kind == Step::Kind::kInput) {
         const traces::Input& in = step.input;
-        ValueInfo& v = Value(vals, in.id);
+        ValueInfo& v = vals.Grow(in.id);
         v = ValueInfo();
         SetMeta(v, in.meta);
         v.segment = ordinal;
@@ -249,9 +280,10 @@ class Analyzer {
     if (cur_->phase.empty()) cur_->phase = traces::PhaseName(Phase::kNone);
     for (int p = 0; p < 6; ++p)
       if (phase_count[p]) ++phase_segments_[traces::PhaseName(static_cast<Phase>(p))];
+    return Status::OK();
   }
 
-  void OpStep(const Op& op, uint32_t ordinal, std::vector<ValueInfo>& vals) {
+  void OpStep(const Op& op, uint32_t ordinal, ValueTable& vals) {
     const Membership mem = Member(op.schema);  // a copy: Member() may grow the table
     const std::string& schema = strings_->Get(op.schema);
     const bool in_place = in_place_[op.schema];
@@ -259,6 +291,7 @@ class Analyzer {
     ins_.clear();
     for (const Arg& a : op.args) Collect(a, &ins_);
     for (const auto& kv : op.kwargs) Collect(kv.second, &ins_);
+    if (op.schema >= histogram_.size()) histogram_.resize(op.schema + 1, 0);
     ++histogram_[op.schema];
     ++ops_;
     ++op_ordinal_;
@@ -278,8 +311,9 @@ class Analyzer {
     bool sources_differ = false, branches_differ = false;
     uint64_t branch_and = ~0ull;
     for (ValueId id : ins_) {
-      ValueInfo& v = Value(vals, id);
-      if (v.segment == kNone32) continue;  // a value the trace never defined
+      if (id >= vals.size()) continue;  // a value the trace never defined
+      ValueInfo& v = vals[id];
+      if (v.segment == kNone32) continue;
       if (v.segment != ordinal && v.last_use_segment != ordinal) {
         v.last_use_segment = ordinal;
         cur_->up_no_residency += v.bytes;
@@ -290,7 +324,7 @@ class Analyzer {
         }
       }
       if (v.param_root != kNoValue && branch >= 0 && forward) {
-        ValueInfo& root = Value(vals, v.param_root);
+        ValueInfo& root = vals.Grow(v.param_root);
         if (!root.attributed) {
           root.attributed = true;
           branches_[branch].parameter_bytes += root.bytes;
@@ -347,6 +381,8 @@ class Analyzer {
       branches_[branch].flops += flops;
     }
 
+    for (int l : residual_through_)
+      if (mem[l]) list_seen_in_[l] = ordinal;
     // Patterns match forward computation only.
     uint64_t chain_out = 0;
     uint32_t carried_out = 0;
@@ -388,8 +424,10 @@ class Analyzer {
           break;
         }
         case Pattern::Kind::kResidual:
-          if (mem[c.ops] && ins_.size() >= 2 &&
-              Residual(vals, ins_[0], ins_[1], c.through))
+          // Only a join of two like-sized values, in a segment where an op of `through` ran, can be one.
+          if (mem[c.ops] && ins_.size() >= 2 && list_seen_in_[c.through] == ordinal && ins_[0] < vals.size() &&
+              ins_[1] < vals.size() && vals[ins_[0]].numel == vals[ins_[1]].numel &&
+              Residual(vals, ins_[0], ins_[1], c.through, ordinal))
             Match(i, op.module, branch);
           break;
         case Pattern::Kind::kInteraction:
@@ -429,7 +467,7 @@ class Analyzer {
     op_inputs_.insert(op_inputs_.end(), ins_.begin(), ins_.begin() + op_nodes_.back().in_count);
     for (const auto& o : op.outputs) {
       if (!o.is_tensor) continue;
-      ValueInfo& v = Value(vals, o.id);
+      ValueInfo& v = vals.Grow(o.id);
       v = ValueInfo();
       SetMeta(v, o.meta);
       v.segment = ordinal;
@@ -450,36 +488,46 @@ class Analyzer {
     }
   }
 
-  // The values `from` is computed from (itself included), each with whether
-  // the path to it passes an op of `through`; a bounded backward walk.
-  void Ancestors(const std::vector<ValueInfo>& vals, ValueId from, int through,
-                 std::vector<std::pair<ValueId, bool>>* out) {
-    out->clear();
+  // Marks the values `from` is computed from (itself included) with `mark`,
+  // noting whether the path to each passes an op of `through`: a bounded
+  // backward walk within the current segment. With `probe`, stops at the
+  // first value already marked by the walk before (`probe` - 1) where either
+  // path passed such an op, and returns true.
+  bool Walk(ValueTable& vals, ValueId from, int through, uint32_t mark, bool probe, uint32_t segment) {
     walk_.clear();
     walk_.push_back({from, false});
-    while (!walk_.empty() && out->size() < kMaxResidualVisits) {
+    size_t visited = 0;
+    while (!walk_.empty() && visited < kMaxResidualVisits) {
       auto [id, heavy] = walk_.back();
       walk_.pop_back();
-      out->push_back({id, heavy});
-      if (id >= vals.size() || vals[id].producer == kNone32) continue;
-      const OpNode& n = op_nodes_[vals[id].producer];
+      if (id >= vals.size()) continue;
+      ValueInfo& v = vals[id];
+      if (probe && v.mark == mark - 1 && (heavy || v.mark_heavy)) return true;
+      if (v.mark == mark && (v.mark_heavy || !heavy)) continue;  // seen, on a path at least as heavy
+      v.mark = mark;
+      v.mark_heavy = heavy;
+      ++visited;
+      if (v.producer == kNone32 || v.segment != segment) continue;
+      const OpNode& n = op_nodes_[v.producer];
       bool h = heavy || Member(n.schema)[through];
       for (uint32_t k = 0; k < n.in_count; ++k) walk_.push_back({op_inputs_[n.in_begin + k], h});
     }
-    std::sort(out->begin(), out->end());
+    return false;
   }
 
   // A residual join: `a` and `b` share an ancestor, and one of the paths from
-  // it passes an op of `through` (the block the shortcut skips).
-  bool Residual(const std::vector<ValueInfo>& vals, ValueId a, ValueId b, int through) {
-    Ancestors(vals, a, through, &anc_a_);
-    Ancestors(vals, b, through, &anc_b_);
-    for (const auto& [id, heavy] : anc_b_) {
-      auto it = std::lower_bound(anc_a_.begin(), anc_a_.end(), std::make_pair(id, false));
-      for (; it != anc_a_.end() && it->first == id; ++it)
-        if (heavy || it->second) return true;
-    }
-    return false;
+  // it passes an op of `through` (the block the shortcut skips). The common
+  // case, an identity shortcut, is found walking back from the later value
+  // to the earlier alone; a projection shortcut needs both walks.
+  bool Residual(ValueTable& vals, ValueId a, ValueId b, int through, uint32_t segment) {
+    if (vals[a].producer != kNone32 && vals[b].producer != kNone32 && vals[a].producer > vals[b].producer) std::swap(a, b);
+    mark_ += 2;
+    vals[a].mark = mark_ - 1;
+    vals[a].mark_heavy = false;
+    if (Walk(vals, b, through, mark_, true, segment)) return true;
+    mark_ += 2;
+    Walk(vals, a, through, mark_ - 1, false, segment);
+    return Walk(vals, b, through, mark_, true, segment);
   }
 
   void Finish(Analysis* out) {
@@ -492,7 +540,8 @@ class Analyzer {
     out->input_bytes = input_bytes_;
     out->activation_bytes = activation_bytes_;
     out->flops = flops_;
-    for (const auto& [schema, n] : histogram_) out->histogram.push_back({strings_->Get(schema), n});
+    for (StringId schema = 0; schema < histogram_.size(); ++schema)
+      if (histogram_[schema]) out->histogram.push_back({strings_->Get(schema), histogram_[schema]});
     std::sort(out->histogram.begin(), out->histogram.end(),
               [](const auto& a, const auto& b) { return a.second != b.second ? a.second > b.second : a.first < b.first; });
     for (int p = 0; p < 6; ++p)
@@ -515,7 +564,8 @@ class Analyzer {
             if ((event >> b) & 1 && branches_[b].modality != "none") modalities.insert(branches_[b].modality);
           if (modalities.size() < 2) continue;
           counts_[i] += first.second;
-          module_counts_[(static_cast<uint64_t>(i) << 32) | first.first] += first.second;
+          if (first.first >= module_counts_[i].size()) module_counts_[i].resize(first.first + 1, 0);
+          module_counts_[i][first.first] += first.second;
         }
       } else if (p.kind == Pattern::Kind::kPhase) {
         auto it = phase_segments_.find(p.phase);
@@ -536,8 +586,8 @@ class Analyzer {
       m.weight = p.weight;
       m.count = counts_[i];
       m.counted = counts_[i] >= p.min_count;
-      for (const auto& [key, n] : module_counts_)
-        if ((key >> 32) == i) m.modules.push_back({strings_->Get(static_cast<StringId>(key & 0xffffffffu)), n});
+      for (StringId module = 0; module < module_counts_[i].size(); ++module)
+        if (module_counts_[i][module]) m.modules.push_back({strings_->Get(module), module_counts_[i][module]});
       std::sort(m.modules.begin(), m.modules.end(),
                 [](const auto& a, const auto& b) { return a.second != b.second ? a.second > b.second : a.first < b.first; });
       if (m.modules.size() > 8) m.modules.resize(8);
@@ -573,21 +623,24 @@ class Analyzer {
   std::vector<Compiled> compiled_;
   std::vector<const OpList*> lists_;
   std::vector<int> interaction_sources_;
+  std::vector<int> residual_through_;
+  std::vector<uint32_t> list_seen_in_;  // per op list: the last segment an op of it ran in
   int mm_list_ = 0, conv_list_ = 0;
   const traces::StringTable* strings_ = nullptr;
   std::vector<bool> member_known_;
   std::vector<Membership> members_;
   std::vector<bool> in_place_;
-  std::unordered_map<uint32_t, std::vector<ValueInfo>> values_;
+  std::unordered_map<uint32_t, ValueTable> values_;
   std::vector<OpNode> op_nodes_;
   std::vector<ValueId> op_inputs_;
   std::vector<ValueId> ins_;
-  std::vector<std::pair<ValueId, bool>> walk_, anc_a_, anc_b_;
+  std::vector<std::pair<ValueId, bool>> walk_;
+  uint32_t mark_ = 0;
   std::vector<SegmentStats> stats_;
   SegmentStats* cur_ = nullptr;
   std::vector<uint64_t> counts_;
-  std::unordered_map<uint64_t, uint64_t> module_counts_;
-  std::unordered_map<StringId, uint64_t> histogram_;
+  std::vector<std::vector<uint64_t>> module_counts_;  // per pattern, by module string id
+  std::vector<uint64_t> histogram_;  // by schema string id
   uint64_t phase_ops_[8] = {};
   std::map<std::string, uint64_t> phase_segments_;
   std::unordered_map<uint64_t, uint64_t> edges_;

@@ -56,7 +56,8 @@ void AddAnalyzeCommand(CLI::App& app, Action* action) {
   cmd->add_flag("--json", args->json, "Print JSON (every segment's statistics included)");
   cmd->add_option("--dot", args->dot, "Write the segment graph, patterns highlighted, for Graphviz to FILE");
   cmd->add_option("--patterns", args->patterns,
-                  "A YAML pattern file to add to the built-in library (repeatable; after genie.yaml's `patterns:`)");
+                  "A YAML pattern file to add to the built-in library (repeatable; after genie.yaml's `patterns:`)")
+      ->allow_extra_args(false);
   cmd->add_option("--config", args->config, "genie.yaml to read (default: ./genie.yaml, $GENIE_CONFIG, ~/.config/genie/)");
   cmd->callback([args, action] { *action = [args] { return Analyze(*args); }; });
 }

@@ -140,7 +140,7 @@ void AddPlanCommands(CLI::App& app, Action* action) {
   plan->add_option("--pattern", args->pattern, kPatternHelp)->capture_default_str();
   plan->add_option("--pool", args->pool, "Pool to plan for: `local` or a pool of genie.yaml")->capture_default_str();
   plan->add_option("--device", args->device, "Device of the `local` pool's runtime")->capture_default_str();
-  plan->add_option("--patterns", args->patterns, "A YAML pattern file to add to the built-in library (repeatable)");
+  plan->add_option("--patterns", args->patterns, "A YAML pattern file to add to the built-in library (repeatable)")->allow_extra_args(false);
   plan->add_flag("--json", args->json, "Print the plan as JSON");
   StoreOptions(plan, args.get());
   plan->callback([args, action] { *action = [args] { return Plan(*args); }; });

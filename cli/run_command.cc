@@ -207,7 +207,7 @@ void AddRunCommand(CLI::App& app, Action* action) {
                   "Plan store (default: $GENIE_STORE, genie.yaml's `store:`, ~/.local/share/genie/plans.db)");
   cmd->add_option("--plan", a->plan, "Follow this stored plan (id or prefix); it must be for this pool and trace");
   cmd->add_option("--pattern", a->pattern, kPatternHelp)->capture_default_str();
-  cmd->add_option("--patterns", a->patterns, "A YAML pattern file for planning (repeatable)");
+  cmd->add_option("--patterns", a->patterns, "A YAML pattern file for planning (repeatable)")->allow_extra_args(false);
   cmd->add_option("--rtol", a->rtol, "Relative tolerance for floats")->capture_default_str();
   cmd->add_option("--atol", a->atol, "Absolute tolerance for floats")->capture_default_str();
   cmd->footer("Exit status: 0 when every recorded value matches, 1 on a mismatch or an error.");

@@ -332,6 +332,7 @@ class Decoder {
         ++defined_;
         GENIE_RETURN_IF_ERROR(in->U8(&has_payload));
         if (has_payload) GENIE_RETURN_IF_ERROR(NextHash(&step.input.payload));
+        else step.input.payload.reset();  // steps are reused between segments
         continue;
       }
       Op& op = step.op;
@@ -364,6 +365,7 @@ class Decoder {
           uint8_t has_payload;
           GENIE_RETURN_IF_ERROR(in->U8(&has_payload));
           if (has_payload) GENIE_RETURN_IF_ERROR(NextHash(&out.payload));
+          else out.payload.reset();
         } else {
           if (next_scalar_ >= scalars_.size()) return Status::Corruption("segment has fewer recorded scalars than outputs");
           out.scalar = scalars_[next_scalar_++];
@@ -382,6 +384,7 @@ class Decoder {
       m.how = static_cast<Materialization::How>(how);
       GENIE_RETURN_IF_ERROR(in->U8(&has_payload));
       if (has_payload) GENIE_RETURN_IF_ERROR(NextHash(&m.payload));
+      else m.payload.reset();
     }
     if (!in->done()) return Status::Corruption("segment structure has trailing bytes");
     return Status::OK();

@@ -46,6 +46,14 @@ class Genie:
         return json.loads(self.run("trace", "info", "--json", trace, check=True).stdout)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_plan_store(tmp_path_factory):
+    """`genie run` and `genie plan` keep plans in a store; the tests' goes to a temporary folder, not ~/.local."""
+    os.environ["GENIE_STORE"] = str(tmp_path_factory.mktemp("store") / "plans.db")
+    yield
+    del os.environ["GENIE_STORE"]
+
+
 @pytest.fixture
 def genie(tmp_path):
     return Genie(tmp_path)
