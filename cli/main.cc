@@ -9,6 +9,7 @@
 int main(int argc, char** argv) {
   CLI::App app{"genie: run unchanged PyTorch programs on remote accelerators.\n"
                "Capture a program with `genie record`, inspect traces with `genie trace`,\n"
+               "classify them with `genie analyze`, plan them with `genie plan`,\n"
                "replay them with `genie run` on runtimes started with `genie serve`,\n"
                "compare them with `genie diff`."};
   app.name("genie");
