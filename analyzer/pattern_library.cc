@@ -135,7 +135,7 @@ std::string Where(const std::string& origin, const YAML::Node& n) {
 
 const char* WorkloadClassName(WorkloadClass c) {
   switch (c) {
-    case WorkloadClass::kNone: return "none";
+    case WorkloadClass::kNone: return "unclassified";
     case WorkloadClass::kLlm: return "llm";
     case WorkloadClass::kVision: return "vision";
     case WorkloadClass::kRecsys: return "recsys";

@@ -39,6 +39,7 @@
 
 namespace genie::analyzer {
 
+// kNone ("unclassified"): no pattern that votes for a class matched.
 enum class WorkloadClass { kNone = 0, kLlm, kVision, kRecsys, kMultimodal, kDense };
 constexpr int kNumWorkloadClasses = 6;
 const char* WorkloadClassName(WorkloadClass c);

@@ -1,6 +1,7 @@
 #include <CLI/CLI.hpp>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -10,6 +11,7 @@
 #include "planner/plan_lookup.h"
 #include "common/human_format.h"
 #include "common/json_writer.h"
+#include "replayer/heartbeat.h"
 #include "replayer/local_runtime.h"
 #include "common/token_file.h"
 #include "replayer/pool_config.h"
@@ -33,6 +35,7 @@ struct RunArgs {
   std::string plan;
   std::string pattern = "auto";
   std::vector<std::string> patterns;
+  double heartbeat_timeout = 10;
 };
 
 // The plan `genie run` follows: --plan ID (which must be for this pool and
@@ -121,6 +124,14 @@ int RunRun(const RunArgs& a) {
   }
   auto client = replayer::RuntimeClient::Connect(address, token);
   if (!client.ok()) return Fail(client.status().message());
+  // A runtime that stops answering fails the run within the timeout instead of hanging it.
+  std::unique_ptr<replayer::HeartbeatMonitor> monitor;
+  if (a.heartbeat_timeout > 0) {
+    auto m = replayer::HeartbeatMonitor::Start(
+        address, token, client->fd(), std::chrono::milliseconds(static_cast<int64_t>(a.heartbeat_timeout * 1000)));
+    if (!m.ok()) return Fail(m.status().message());
+    monitor = std::move(m).value();
+  }
 
   replayer::ReplayOptions opts;
   opts.repeat = a.repeat;
@@ -132,7 +143,14 @@ int RunRun(const RunArgs& a) {
     opts.upload_progress = UploadBar;
   }
   auto rep = replayer::Replay(trace, client.value(), opts);
-  if (!rep.ok()) return Fail(rep.status().message());
+  if (!rep.ok()) {
+    if (monitor && monitor->dead()) {
+      if (opts.progress) std::fprintf(stderr, "\n");
+      return Fail(monitor->reason());
+    }
+    return Fail(rep.status().message());
+  }
+  monitor.reset();
   const replayer::ReplayReport& r = rep.value();
   const auto& hello = client->hello();
   double median = replayer::Median(r.segment_ms);
@@ -208,6 +226,11 @@ void AddRunCommand(CLI::App& app, Action* action) {
   cmd->add_option("--plan", a->plan, "Follow this stored plan (id or prefix); it must be for this pool and trace");
   cmd->add_option("--pattern", a->pattern, kPatternHelp)->capture_default_str();
   cmd->add_option("--patterns", a->patterns, "A YAML pattern file for planning (repeatable)")->allow_extra_args(false);
+  cmd->add_option("--heartbeat-timeout", a->heartbeat_timeout,
+                  "Seconds without an answered heartbeat after which the runtime counts as dead and the run fails "
+                  "(0: never)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--rtol", a->rtol, "Relative tolerance for floats")->capture_default_str();
   cmd->add_option("--atol", a->atol, "Absolute tolerance for floats")->capture_default_str();
   cmd->footer("Exit status: 0 when every recorded value matches, 1 on a mismatch or an error.");

@@ -85,6 +85,20 @@ Status RuntimeClient::PutBlobs(const std::vector<std::pair<ContentHash, std::str
   return Status::OK();
 }
 
+Status RuntimeClient::Heartbeat(uint64_t nonce, int timeout_ms) {
+  wire::Envelope env;
+  env.mutable_heartbeat()->set_nonce(nonce);
+  GENIE_RETURN_IF_ERROR(Send(env));
+  sock_.SetRecvTimeout(timeout_ms);
+  wire::Envelope reply;
+  Status st = Receive(&reply);
+  sock_.SetRecvTimeout(0);
+  GENIE_RETURN_IF_ERROR(st);
+  if (!reply.has_heartbeat_reply() || reply.heartbeat_reply().nonce() != nonce)
+    return Status::Corruption("runtime " + address_ + " answered a heartbeat wrongly");
+  return Status::OK();
+}
+
 Result<ExecuteReply> RuntimeClient::Execute(const std::vector<std::string>& new_strings, const std::string& segment,
                                             const std::vector<uint64_t>& fetch) {
   wire::Envelope env;

@@ -51,6 +51,11 @@ class RuntimeClient {
   // `progress`, when set, is called with the payload bytes sent so far.
   Status PutBlobs(const std::vector<std::pair<ContentHash, std::string_view>>& blobs,
                   const std::function<void(uint64_t)>& progress = nullptr);
+  // One heartbeat round trip; IOError when no answer comes within `timeout_ms`.
+  Status Heartbeat(uint64_t nonce, int timeout_ms);
+  // The connection's socket (to shut it down from another thread).
+  int fd() const { return sock_.fd(); }
+
   // Runs one segment record (one round trip).
   Result<ExecuteReply> Execute(const std::vector<std::string>& new_strings, const std::string& segment,
                                const std::vector<uint64_t>& fetch);

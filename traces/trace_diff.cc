@@ -12,7 +12,7 @@
 #include "common/human_format.h"
 #include "common/json_writer.h"
 #include "traces/sequence_diff.h"
-#include "traces/trace_reader.h"
+#include "traces/prefetching_reader.h"
 
 namespace genie::traces {
 namespace {
@@ -129,7 +129,7 @@ class Loader {
   Loader(IdentTable* idents, OutputTexts* texts) : idents_(idents), texts_(texts) {}
 
   Result<LoadedTrace> Load(const std::string& path) {
-    GENIE_ASSIGN_OR_RETURN(auto reader, TraceReader::Open(path));
+    GENIE_ASSIGN_OR_RETURN(auto reader, PrefetchingReader::Open(path));
     LoadedTrace t;
     t.totals.path = path;
     t.totals.torch_version = reader->header().Get("torch_version");

@@ -1,10 +1,12 @@
 """`genie serve` and `genie run`: real runtime processes over loopback TCP."""
 import json
+import os
 import signal
 import socket
 import struct
 import subprocess
 import textwrap
+import time
 
 import pytest
 
@@ -268,3 +270,48 @@ def test_the_runtime_answers_hello_first_then_heartbeats(runtime):
         assert reply[:1] == bytes([0x62])  # error (12)
         assert b"the first message must be Hello" in reply
         assert s.recv(10) == b""
+
+
+LONG_PROGRAM = """
+    import torch
+    x = torch.ones(4, device="remote_accelerator")
+    for i in range(50):
+        x = x + 1
+        print(x.sum().item())
+"""
+
+
+def start_long_run(genie, runtime, tmp_path, *extra):
+    _, trace = genie.record(genie.script(LONG_PROGRAM))
+    cfg = pool_config(tmp_path, runtime.address)
+    proc = subprocess.Popen([GENIE, "run", "--pool", "test-pool", "--config", str(cfg), "--repeat", "1000000",
+                             *extra, str(trace)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    assert proc.poll() is None, proc.communicate()
+    return proc
+
+
+def test_a_runtime_that_stops_answering_fails_the_run_within_the_heartbeat_timeout(genie, runtime, tmp_path):
+    proc = start_long_run(genie, runtime, tmp_path, "--heartbeat-timeout", "2")
+    os.kill(runtime.proc.pid, signal.SIGSTOP)
+    start = time.monotonic()
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.kill(runtime.proc.pid, signal.SIGCONT)
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 1
+    assert err.count("genie: error:") == 1
+    assert "stopped answering heartbeats" in err and runtime.address in err
+    assert elapsed < 2 + 3  # the timeout, plus slack for a loaded machine
+
+
+def test_a_runtime_killed_mid_run_is_one_clear_error(genie, runtime, tmp_path):
+    proc = start_long_run(genie, runtime, tmp_path)
+    start = time.monotonic()
+    runtime.proc.kill()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert err.count("genie: error:") == 1
+    assert runtime.address in err
+    assert time.monotonic() - start < 5

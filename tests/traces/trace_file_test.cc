@@ -5,6 +5,7 @@
 
 #include "tests/catch.h"
 #include "tests/temp_dir.h"
+#include "traces/prefetching_reader.h"
 #include "traces/trace_dump.h"
 #include "traces/trace_reader.h"
 #include "traces/trace_writer.h"
@@ -248,4 +249,48 @@ TEST_CASE("a payload larger than a chunk is split and reassembled") {
   REQUIRE_FALSE(more.value());
   REQUIRE(pieces == 3);
   REQUIRE(got == big);
+}
+
+TEST_CASE("the prefetching reader returns what the plain reader does, strings and errors included") {
+  testing::TempDir dir;
+  std::string path = dir.File("t.gtrace");
+  WriteSample(path);
+  auto plain = TraceReader::Open(path);
+  auto ahead = PrefetchingReader::Open(path, 1);
+  REQUIRE(plain.ok());
+  REQUIRE(ahead.ok());
+  REQUIRE(ahead.value()->header().Get("command") == "python3 model.py");
+  Segment a, b;
+  int n = 0;
+  while (true) {
+    auto more_a = plain.value()->Next(&a);
+    auto more_b = ahead.value()->Next(&b);
+    REQUIRE(more_a.ok());
+    REQUIRE(more_b.ok());
+    REQUIRE(more_a.value() == more_b.value());
+    if (!more_a.value()) break;
+    ++n;
+    REQUIRE(a.fingerprint == b.fingerprint);
+    REQUIRE(a.steps.size() == b.steps.size());
+    REQUIRE(ahead.value()->strings().Get(b.steps[1].op.schema) == "aten::relu");
+  }
+  REQUIRE(n == 2);
+  REQUIRE(ahead.value()->footer().has_value());
+  REQUIRE(ahead.value()->footer()->capture_ns == 42);
+
+  // A trace cut before its end record: the segments before, then the reader's error.
+  WriteSample(dir.File("open.gtrace"), false);
+  auto cut = PrefetchingReader::Open(dir.File("open.gtrace"));
+  REQUIRE(cut.ok());
+  Result<bool> more = true;
+  int read = 0;
+  while (more.ok() && more.value()) {
+    more = cut.value()->Next(&b);
+    if (more.ok() && more.value()) ++read;
+  }
+  REQUIRE_FALSE(more.ok());
+  REQUIRE(more.status().message().find("truncated") != std::string::npos);
+  // Dropping a reader mid-trace stops its thread.
+  auto dropped = PrefetchingReader::Open(path, 1);
+  REQUIRE(dropped.ok());
 }
