@@ -1,6 +1,7 @@
 #include <CLI/CLI.hpp>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -76,6 +77,59 @@ void UploadBar(uint64_t sent, uint64_t total) {
   Bar("upload", sent, total, FormatBytes(sent) + "/" + FormatBytes(total));
 }
 
+// One attempt at the replay on one pool: its plan, its runtime, the connection.
+struct Attempt {
+  std::string pool;
+  planner::PlanChoice choice;
+  std::unique_ptr<replayer::LocalRuntime> local;
+  std::string address, token;
+  std::unique_ptr<replayer::RuntimeClient> client;
+  std::unique_ptr<replayer::HeartbeatMonitor> monitor;
+};
+
+// Plans (or finds the plan) for `pool` and connects to the runtime of its first fragment.
+Status Prepare(const RunArgs& a, const replayer::Config& config, const std::string& trace, planner::PlanStore& store,
+               Attempt* at) {
+  RunArgs args = a;
+  args.pool = at->pool;
+  if (at->pool != a.pool) args.plan.clear();  // --plan names a plan of the first pool
+  GENIE_ASSIGN_OR_RETURN(at->choice, ChoosePlan(args, config, trace, store));
+  const planner::ExecutionPlan& plan = at->choice.plan;
+  GENIE_RETURN_IF_ERROR(store.MarkUsed(plan.id));
+  if (!a.json) {
+    if (at->choice.from_store)
+      std::fprintf(stderr, "genie run: plan %s (%s) from the store %s\n", plan.id.c_str(),
+                   analyzer::WorkloadClassName(plan.klass), store.path().c_str());
+    else
+      std::fprintf(stderr, "genie run: planned %s (%s: %s) and stored it in %s\n", plan.id.c_str(),
+                   analyzer::WorkloadClassName(plan.klass), plan.strategy.c_str(), store.path().c_str());
+  }
+  // The runtime of the plan's first fragment runs the trace.
+  const uint32_t runtime = plan.fragments.empty() ? 0 : plan.fragments.front().placement.runtime;
+  if (at->pool == "local") {
+    GENIE_ASSIGN_OR_RETURN(at->local, replayer::LocalRuntime::Start(a.device));
+    at->address = at->local->address();
+  } else {
+    GENIE_ASSIGN_OR_RETURN(replayer::Pool pool, replayer::FindPool(config, at->pool));
+    if (runtime >= pool.runtimes.size())
+      return Status::InvalidArgument("plan " + plan.id + " places work on runtime " + std::to_string(runtime) +
+                                     ", but pool '" + at->pool + "' has " + std::to_string(pool.runtimes.size()));
+    const replayer::RuntimeEndpoint& e = pool.runtimes[runtime];
+    at->address = e.address;
+    if (!e.token_file.empty()) {
+      GENIE_ASSIGN_OR_RETURN(at->token, ReadToken(e.token_file));
+    }
+  }
+  GENIE_ASSIGN_OR_RETURN(replayer::RuntimeClient client, replayer::RuntimeClient::Connect(at->address, at->token));
+  at->client = std::make_unique<replayer::RuntimeClient>(std::move(client));
+  // A runtime that stops answering fails the attempt within the timeout instead of hanging it.
+  if (a.heartbeat_timeout > 0) {
+    auto timeout = std::chrono::milliseconds(static_cast<int64_t>(a.heartbeat_timeout * 1000));
+    GENIE_ASSIGN_OR_RETURN(at->monitor, replayer::HeartbeatMonitor::Start(at->address, at->token, at->client->fd(), timeout));
+  }
+  return Status::OK();
+}
+
 int RunRun(const RunArgs& a) {
   std::string trace = a.trace;
   if (trace.empty()) {
@@ -87,51 +141,6 @@ int RunRun(const RunArgs& a) {
   if (!config.ok()) return Fail(config.status().message());
   auto store = OpenStore(config.value(), a.store);
   if (!store.ok()) return Fail(store.status().message());
-  auto choice = ChoosePlan(a, config.value(), trace, *store.value());
-  if (!choice.ok()) return Fail(choice.status().message());
-  const planner::ExecutionPlan& plan = choice.value().plan;
-  if (Status st = store.value()->MarkUsed(plan.id); !st.ok()) return Fail(st.message());
-  if (!a.json) {
-    if (choice.value().from_store)
-      std::fprintf(stderr, "genie run: plan %s (%s) from the store %s\n", plan.id.c_str(),
-                   analyzer::WorkloadClassName(plan.klass), store.value()->path().c_str());
-    else
-      std::fprintf(stderr, "genie run: planned %s (%s: %s) and stored it in %s\n", plan.id.c_str(),
-                   analyzer::WorkloadClassName(plan.klass), plan.strategy.c_str(), store.value()->path().c_str());
-  }
-  // The runtime of the plan's first fragment runs the trace.
-  const uint32_t runtime = plan.fragments.empty() ? 0 : plan.fragments.front().placement.runtime;
-  std::unique_ptr<replayer::LocalRuntime> local;
-  std::string address, token;
-  if (a.pool == "local") {
-    auto rt = replayer::LocalRuntime::Start(a.device);
-    if (!rt.ok()) return Fail(rt.status().message());
-    local = std::move(rt).value();
-    address = local->address();
-  } else {
-    auto pool = replayer::FindPool(config.value(), a.pool);
-    if (!pool.ok()) return Fail(pool.status().message());
-    if (runtime >= pool->runtimes.size())
-      return Fail("plan " + plan.id + " places work on runtime " + std::to_string(runtime) + ", but pool '" + a.pool +
-                  "' has " + std::to_string(pool->runtimes.size()));
-    const replayer::RuntimeEndpoint& e = pool->runtimes[runtime];
-    address = e.address;
-    if (!e.token_file.empty()) {
-      auto t = ReadToken(e.token_file);
-      if (!t.ok()) return Fail(t.status().message());
-      token = t.value();
-    }
-  }
-  auto client = replayer::RuntimeClient::Connect(address, token);
-  if (!client.ok()) return Fail(client.status().message());
-  // A runtime that stops answering fails the run within the timeout instead of hanging it.
-  std::unique_ptr<replayer::HeartbeatMonitor> monitor;
-  if (a.heartbeat_timeout > 0) {
-    auto m = replayer::HeartbeatMonitor::Start(
-        address, token, client->fd(), std::chrono::milliseconds(static_cast<int64_t>(a.heartbeat_timeout * 1000)));
-    if (!m.ok()) return Fail(m.status().message());
-    monitor = std::move(m).value();
-  }
 
   replayer::ReplayOptions opts;
   opts.repeat = a.repeat;
@@ -142,15 +151,36 @@ int RunRun(const RunArgs& a) {
     opts.progress = ReplayBar;
     opts.upload_progress = UploadBar;
   }
-  auto rep = replayer::Replay(trace, client.value(), opts);
-  if (!rep.ok()) {
-    if (monitor && monitor->dead()) {
-      if (opts.progress) std::fprintf(stderr, "\n");
-      return Fail(monitor->reason());
-    }
-    return Fail(rep.status().message());
+  // The pool, then its backup, and the backup's backup: a lost runtime moves the replay to the next.
+  std::vector<std::string> chain = {a.pool};
+  while (a.pool != "local") {
+    auto pool = replayer::FindPool(config.value(), chain.back());
+    if (!pool.ok() || pool->backup.empty() ||
+        std::find(chain.begin(), chain.end(), pool->backup) != chain.end())
+      break;
+    chain.push_back(pool->backup);
   }
-  monitor.reset();
+  Attempt at;
+  Result<replayer::ReplayReport> rep = Status::Internal("no attempt was made");
+  for (size_t i = 0; i < chain.size(); ++i) {
+    at = Attempt();
+    at.pool = chain[i];
+    Status ready = Prepare(a, config.value(), trace, *store.value(), &at);
+    if (ready.ok()) {
+      rep = replayer::Replay(trace, *at.client, opts);
+      if (rep.ok()) break;
+    }
+    // Lost: unreachable, silent past the heartbeat timeout, or gone mid-replay.
+    bool dead = at.monitor && at.monitor->dead();
+    Status why = !ready.ok() ? ready : dead ? Status::IOError(at.monitor->reason()) : rep.status();
+    if (opts.progress) std::fprintf(stderr, "\n");
+    if (why.code() != Status::Code::kIOError || i + 1 == chain.size()) return Fail(why.message());
+    std::fprintf(stderr, "genie run: %s; replaying on backup pool '%s'\n", why.message().c_str(), chain[i + 1].c_str());
+  }
+  at.monitor.reset();
+  const planner::ExecutionPlan& plan = at.choice.plan;
+  const std::string& address = at.address;
+  auto& client = at.client;
   const replayer::ReplayReport& r = rep.value();
   const auto& hello = client->hello();
   double median = replayer::Median(r.segment_ms);
@@ -160,9 +190,9 @@ int RunRun(const RunArgs& a) {
   bool ok = r.mismatches.empty();
   if (a.json) {
     JsonWriter w;
-    w.BeginObject().Key("trace").String(trace).Key("pool").String(a.pool).Key("runtime").String(address);
+    w.BeginObject().Key("trace").String(trace).Key("pool").String(at.pool).Key("runtime").String(address);
     w.Key("plan").BeginObject().Key("id").String(plan.id).Key("class").String(analyzer::WorkloadClassName(plan.klass));
-    w.Key("from_store").Bool(choice.value().from_store).Key("store").String(store.value()->path()).EndObject();
+    w.Key("from_store").Bool(at.choice.from_store).Key("store").String(store.value()->path()).EndObject();
     w.Key("device").String(hello.device()).Key("torch_version").String(hello.torch_version());
     w.Key("segments").Uint(r.segments).Key("ops").Uint(r.ops).Key("repeat").Int(a.repeat);
     w.Key("round_trips").Uint(r.counters.round_trips).Key("bytes_up").Uint(r.counters.bytes_up);
@@ -180,7 +210,7 @@ int RunRun(const RunArgs& a) {
     w.EndArray().Key("ok").Bool(ok).EndObject();
     std::cout << w.str() << "\n";
   } else {
-    std::printf("genie run: %s on %s (%s, %s, torch %s)\n", trace.c_str(), a.pool.c_str(), address.c_str(),
+    std::printf("genie run: %s on %s (%s, %s, torch %s)\n", trace.c_str(), at.pool.c_str(), address.c_str(),
                 hello.device().c_str(), hello.torch_version().c_str());
     std::printf("  segments %s, ops %s, repeat %d, round trips %s\n", FormatCount(r.segments).c_str(),
                 FormatCount(r.ops).c_str(), a.repeat, FormatCount(r.counters.round_trips).c_str());

@@ -8,6 +8,8 @@
 namespace genie::replayer {
 
 constexpr uint64_t kMaxReplyPayload = 64ull << 30;
+// A runtime that accepts a connection but never answers Hello is treated as unreachable after this long.
+constexpr int kHelloTimeoutMs = 10000;
 
 Status RuntimeClient::Send(wire::Envelope& env, const void* payload, uint64_t n) {
   GENIE_RETURN_IF_ERROR(wire::WriteFrame(sock_, env, payload, n));
@@ -33,7 +35,9 @@ Result<RuntimeClient> RuntimeClient::Connect(const std::string& address, const s
   h->set_client("genie run");
   GENIE_RETURN_IF_ERROR(c.Send(env));
   wire::Envelope reply;
+  c.sock_.SetRecvTimeout(kHelloTimeoutMs);
   Status st = c.Receive(&reply);
+  c.sock_.SetRecvTimeout(0);
   ++c.counters_.round_trips;
   if (!st.ok()) return st;
   if (!reply.has_hello_reply()) return Status::Corruption("runtime " + address + " did not answer Hello");

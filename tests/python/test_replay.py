@@ -291,7 +291,17 @@ def start_long_run(genie, runtime, tmp_path, *extra):
     return proc
 
 
-def test_a_runtime_that_stops_answering_fails_the_run_within_the_heartbeat_timeout(genie, runtime, tmp_path):
+@pytest.fixture
+def quiet_runtime(tmp_path):
+    """A runtime that logs warnings only: a long run's request lines would fill the stderr pipe nobody reads."""
+    rt = Runtime(tmp_path, extra=("--log-level", "warn"))
+    yield rt
+    if rt.proc.poll() is None:
+        rt.stop()
+
+
+def test_a_runtime_that_stops_answering_fails_the_run_within_the_heartbeat_timeout(genie, quiet_runtime, tmp_path):
+    runtime = quiet_runtime
     proc = start_long_run(genie, runtime, tmp_path, "--heartbeat-timeout", "2")
     os.kill(runtime.proc.pid, signal.SIGSTOP)
     start = time.monotonic()
@@ -306,7 +316,8 @@ def test_a_runtime_that_stops_answering_fails_the_run_within_the_heartbeat_timeo
     assert elapsed < 2 + 3  # the timeout, plus slack for a loaded machine
 
 
-def test_a_runtime_killed_mid_run_is_one_clear_error(genie, runtime, tmp_path):
+def test_a_runtime_killed_mid_run_is_one_clear_error(genie, quiet_runtime, tmp_path):
+    runtime = quiet_runtime
     proc = start_long_run(genie, runtime, tmp_path)
     start = time.monotonic()
     runtime.proc.kill()
@@ -315,3 +326,48 @@ def test_a_runtime_killed_mid_run_is_one_clear_error(genie, runtime, tmp_path):
     assert err.count("genie: error:") == 1
     assert runtime.address in err
     assert time.monotonic() - start < 5
+
+
+def backup_config(tmp, primary, backup):
+    cfg = tmp / "genie.yaml"
+    cfg.write_text(textwrap.dedent(f"""\
+        pools:
+          main:
+            runtimes:
+              - {{address: {primary}}}
+            backup: spare
+          spare:
+            runtimes:
+              - {{address: {backup}}}
+        """))
+    return cfg
+
+
+def test_an_unreachable_pool_falls_over_to_its_backup(genie, runtime, tmp_path):
+    _, trace = genie.record(genie.script(LONG_PROGRAM))
+    cfg = backup_config(tmp_path, "127.0.0.1:1", runtime.address)
+    r, report = run_json(genie, trace, "--pool", "main", "--config", cfg)
+    assert r.returncode == 0, r.stderr
+    assert report["pool"] == "spare" and report["runtime"] == runtime.address and report["ok"]
+    r = genie.run("run", "--pool", "main", "--config", cfg, trace)
+    assert "replaying on backup pool 'spare'" in r.stderr and "127.0.0.1:1" in r.stderr
+
+
+def test_a_runtime_lost_mid_run_moves_the_replay_to_the_backup_pool(genie, quiet_runtime, tmp_path):
+    runtime = quiet_runtime
+    backup = Runtime(tmp_path, extra=("--log-level", "warn"))
+    try:
+        _, trace = genie.record(genie.script(LONG_PROGRAM))
+        cfg = backup_config(tmp_path, runtime.address, backup.address)
+        proc = subprocess.Popen([GENIE, "run", "--pool", "main", "--config", str(cfg), "--repeat", "300", "--json",
+                                 str(trace)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)
+        assert proc.poll() is None
+        runtime.proc.kill()
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        report = json.loads(out)
+        assert report["pool"] == "spare" and report["ok"] and report["verified"] > 0
+        assert "replaying on backup pool 'spare'" in err
+    finally:
+        backup.stop()
