@@ -35,13 +35,15 @@ struct ServeArgs {
   server::ServeOptions options;
   std::string token_file;
   std::string max_memory;
-  std::string log_level = "info";
+  std::string log_level;  // "" : $GENIE_LOG_LEVEL, else info
 };
 
 int RunServe(ServeArgs& a) {
   LogLevel level;
-  if (!ParseLogLevel(a.log_level, &level)) return Fail("--log-level must be debug, info, warn or error", 2);
-  SetLogLevel(level);
+  if (!a.log_level.empty()) {
+    if (!ParseLogLevel(a.log_level, &level)) return Fail("--log-level must be debug, info, warn or error", 2);
+    SetLogLevel(level);
+  }
   if (!a.max_memory.empty() && !ParseBytes(a.max_memory, &a.options.max_memory))
     return Fail("--max-memory '" + a.max_memory + "' is not a size (e.g. 8G, 512M, 1000000)", 2);
   if (!a.token_file.empty()) {
@@ -67,7 +69,8 @@ void AddServeOptions(CLI::App* cmd, Action* action) {
   cmd->add_option("--device", a->options.device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--token-file", a->token_file, "File holding the token clients must present");
   cmd->add_option("--max-memory", a->max_memory, "Bytes of cached tensors to keep (e.g. 8G); unpinned ones are evicted");
-  cmd->add_option("--log-level", a->log_level, "debug, info (a line per request), warn or error")->capture_default_str();
+  cmd->add_option("--log-level", a->log_level,
+                  "debug, info (a line per request), warn or error (default: $GENIE_LOG_LEVEL, else info)");
   cmd->footer("Prints \"listening on HOST:PORT\" once it accepts connections. SIGTERM or SIGINT stop it cleanly.");
   cmd->callback([a, action] { *action = [a] { return RunServe(*a); }; });
 }
