@@ -7,11 +7,16 @@
 #include "cli/commands.h"
 
 int main(int argc, char** argv) {
+#ifdef GENIE_RUNTIME_ONLY
+  CLI::App app{"genie (runtime-only build): serve a device with `genie serve`, inspect traces with `genie trace`,\n"
+               "compare them with `genie diff`."};
+#else
   CLI::App app{"genie: run unchanged PyTorch programs on remote accelerators.\n"
                "Capture a program with `genie record`, inspect traces with `genie trace`,\n"
                "classify them with `genie analyze`, plan them with `genie plan`,\n"
                "replay them with `genie run` on runtimes started with `genie serve`,\n"
                "compare them with `genie diff`."};
+#endif
   app.name("genie");
   app.require_subcommand(1);
   app.set_version_flag("--version", GENIE_VERSION);
