@@ -12,43 +12,25 @@
 //   build/bench/analyze_million [--ops 1000000] [--repeats 3] [--plans 1000] [--dir /tmp]
 #include <unistd.h>
 
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <functional>
 #include <string>
 #include <vector>
 
 #include "analyzer/analysis.h"
+#include "bench/bench_util.h"
 #include "bench/synthetic_trace.h"
 #include "planner/plan_lookup.h"
-#include "traces/trace_reader.h"
 
 using namespace genie;
-using Clock = std::chrono::steady_clock;
+using bench::Median;
+using bench::Seconds;
 
 namespace {
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-double Seconds(const std::function<void()>& fn) {
-  auto t0 = Clock::now();
-  fn();
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-void Check(const Status& st) {
-  if (!st.ok()) {
-    std::fprintf(stderr, "analyze_million: %s\n", st.message().c_str());
-    std::exit(1);
-  }
-}
+void Check(const Status& st) { bench::CheckOrExit("analyze_million", st); }
 
 }  // namespace
 
@@ -76,16 +58,7 @@ int main(int argc, char** argv) {
   std::vector<double> read, analyze;
   std::string klass;
   for (int r = 0; r < repeats; ++r) {
-    read.push_back(Seconds([&] {
-      auto reader = traces::TraceReader::Open(trace);
-      Check(reader.status());
-      traces::Segment seg;
-      while (true) {
-        auto more = reader.value()->Next(&seg);
-        Check(more.status());
-        if (!more.value()) break;
-      }
-    }));
+    read.push_back(Seconds([&] { Check(bench::ReadWholeTrace(trace)); }));
     analyze.push_back(Seconds([&] {
       auto a = analyzer::AnalyzeTrace(trace, library);
       Check(a.status());

@@ -8,51 +8,24 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <string>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "bench/synthetic_trace.h"
 #include "traces/trace_diff.h"
-#include "traces/trace_reader.h"
 
 using namespace genie;
-using Clock = std::chrono::steady_clock;
+using bench::Median;
+using bench::Seconds;
 
 namespace {
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+void Check(const Status& st) { bench::CheckOrExit("diff_million", st); }
 
-double Seconds(const std::function<void()>& fn) {
-  auto t0 = Clock::now();
-  fn();
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-void Check(const Status& st) {
-  if (!st.ok()) {
-    std::fprintf(stderr, "diff_million: %s\n", st.message().c_str());
-    std::exit(1);
-  }
-}
-
-void ReadAll(const std::string& path) {
-  auto r = traces::TraceReader::Open(path);
-  Check(r.status());
-  traces::Segment seg;
-  while (true) {
-    auto more = r.value()->Next(&seg);
-    Check(more.status());
-    if (!more.value()) break;
-  }
-}
 
 }  // namespace
 
@@ -86,8 +59,8 @@ int main(int argc, char** argv) {
   uint64_t changes = 0;
   for (int r = 0; r < repeats; ++r) {
     read.push_back(Seconds([&] {
-      ReadAll(base);
-      ReadAll(deeper);
+      Check(bench::ReadWholeTrace(base));
+      Check(bench::ReadWholeTrace(deeper));
     }));
     diff_same.push_back(Seconds([&] {
       auto d = traces::DiffTraces(base, same, options);

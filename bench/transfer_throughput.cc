@@ -18,18 +18,15 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "replayer/runtime_client.h"
 #include "runtime/transport/socket.h"
 
 using namespace genie;
+using bench::Median;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 void Fill(std::string& buf, uint64_t seed) {
   std::mt19937_64 rng(seed);

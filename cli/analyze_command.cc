@@ -21,12 +21,9 @@ struct AnalyzeArgs {
 };
 
 int Analyze(const AnalyzeArgs& a) {
-  std::string trace = a.trace;
-  if (trace.empty()) {
-    auto newest = traces::NewestTrace();
-    if (!newest.ok()) return Fail(newest.status().message());
-    trace = newest.value();
-  }
+  auto resolved = traces::TraceOrNewest(a.trace);
+  if (!resolved.ok()) return Fail(resolved.status().message());
+  const std::string& trace = resolved.value();
   auto config = replayer::LoadConfig(a.config);
   if (!config.ok()) return Fail(config.status().message());
   std::vector<std::string> files = config.value().patterns;

@@ -28,12 +28,9 @@ struct PlanArgs {
 };
 
 int Plan(const PlanArgs& a) {
-  std::string trace = a.trace;
-  if (trace.empty()) {
-    auto newest = traces::NewestTrace();
-    if (!newest.ok()) return Fail(newest.status().message());
-    trace = newest.value();
-  }
+  auto resolved = traces::TraceOrNewest(a.trace);
+  if (!resolved.ok()) return Fail(resolved.status().message());
+  const std::string& trace = resolved.value();
   auto klass = PatternOption(a.pattern);
   if (!klass.ok()) return Fail(klass.status().message());
   auto config = replayer::LoadConfig(a.config);
@@ -58,10 +55,14 @@ int Plan(const PlanArgs& a) {
   return 0;
 }
 
+// The store of --store / --config, for the `genie plans` subcommands.
+Result<std::unique_ptr<planner::PlanStore>> StoreOf(const PlanArgs& a) {
+  GENIE_ASSIGN_OR_RETURN(replayer::Config config, replayer::LoadConfig(a.config));
+  return OpenStore(config, a.store);
+}
+
 int List(const PlanArgs& a) {
-  auto config = replayer::LoadConfig(a.config);
-  if (!config.ok()) return Fail(config.status().message());
-  auto store = OpenStore(config.value(), a.store);
+  auto store = StoreOf(a);
   if (!store.ok()) return Fail(store.status().message());
   auto plans = store.value()->List();
   if (!plans.ok()) return Fail(plans.status().message());
@@ -88,9 +89,7 @@ int List(const PlanArgs& a) {
 }
 
 int Show(const PlanArgs& a) {
-  auto config = replayer::LoadConfig(a.config);
-  if (!config.ok()) return Fail(config.status().message());
-  auto store = OpenStore(config.value(), a.store);
+  auto store = StoreOf(a);
   if (!store.ok()) return Fail(store.status().message());
   auto plan = store.value()->Get(a.id);
   if (!plan.ok()) return Fail(plan.status().message());
@@ -99,22 +98,16 @@ int Show(const PlanArgs& a) {
 }
 
 int Remove(const PlanArgs& a) {
-  auto config = replayer::LoadConfig(a.config);
-  if (!config.ok()) return Fail(config.status().message());
-  auto store = OpenStore(config.value(), a.store);
+  auto store = StoreOf(a);
   if (!store.ok()) return Fail(store.status().message());
-  auto plan = store.value()->Get(a.id);
-  if (!plan.ok()) return Fail(plan.status().message());
-  Status st = store.value()->Remove(plan.value().id);
-  if (!st.ok()) return Fail(st.message());
-  std::cout << "removed plan " << plan.value().id << "\n";
+  auto removed = store.value()->Remove(a.id);
+  if (!removed.ok()) return Fail(removed.status().message());
+  std::cout << "removed plan " << removed.value() << "\n";
   return 0;
 }
 
 int Gc(const PlanArgs& a) {
-  auto config = replayer::LoadConfig(a.config);
-  if (!config.ok()) return Fail(config.status().message());
-  auto store = OpenStore(config.value(), a.store);
+  auto store = StoreOf(a);
   if (!store.ok()) return Fail(store.status().message());
   auto report = store.value()->Gc(a.older_than_days);
   if (!report.ok()) return Fail(report.status().message());

@@ -131,12 +131,9 @@ Status Prepare(const RunArgs& a, const replayer::Config& config, const std::stri
 }
 
 int RunRun(const RunArgs& a) {
-  std::string trace = a.trace;
-  if (trace.empty()) {
-    auto newest = traces::NewestTrace();
-    if (!newest.ok()) return Fail(newest.status().message());
-    trace = newest.value();
-  }
+  auto resolved = traces::TraceOrNewest(a.trace);
+  if (!resolved.ok()) return Fail(resolved.status().message());
+  const std::string& trace = resolved.value();
   auto config = replayer::LoadConfig(a.config);
   if (!config.ok()) return Fail(config.status().message());
   auto store = OpenStore(config.value(), a.store);

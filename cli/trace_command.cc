@@ -19,14 +19,8 @@ struct TraceArgs {
   bool json = false;
 };
 
-// The trace named on the command line, or the newest under ./traces/.
-Result<std::string> ResolveTrace(const std::string& given) {
-  if (!given.empty()) return given;
-  return traces::NewestTrace();
-}
-
 int Info(const TraceArgs& a) {
-  auto path = ResolveTrace(a.path);
+  auto path = traces::TraceOrNewest(a.path);
   if (!path.ok()) return Fail(path.status().message());
   auto sum = traces::SummarizeTrace(path.value());
   if (!sum.ok()) return Fail(sum.status().message());
@@ -65,7 +59,7 @@ int Info(const TraceArgs& a) {
 }
 
 int Dump(const TraceArgs& a) {
-  auto path = ResolveTrace(a.path);
+  auto path = traces::TraceOrNewest(a.path);
   if (!path.ok()) return Fail(path.status().message());
   auto reader = traces::TraceReader::Open(path.value());
   if (!reader.ok()) return Fail(reader.status().message());

@@ -10,6 +10,7 @@
 #include "common/content_hash.h"
 #include "common/human_format.h"
 #include "common/json_writer.h"
+#include "common/utc_time.h"
 
 namespace genie::planner {
 namespace {
@@ -20,15 +21,6 @@ using analyzer::WorkloadClass;
 
 // Weights go up once in batches of at most this size (one pipelined upload each).
 constexpr uint64_t kMaxBatchBytes = 64ull << 20;
-
-std::string NowUtc() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 std::vector<Placement> Devices(const PoolShape& pool) {
   std::vector<Placement> out;
@@ -281,7 +273,7 @@ Result<ExecutionPlan> MakePlan(const Analysis& a, const PoolShape& pool, Workloa
   plan.klass = plan.class_overridden ? klass : a.klass;
   plan.confidence = a.confidence;
   plan.training = a.training;
-  plan.created = NowUtc();
+  plan.created = UtcNow();
   Builder b(a, pool, &plan);
   if (!b.HasDevices()) return Status::InvalidArgument("pool '" + pool.name + "' has no devices to place work on");
   switch (plan.klass) {

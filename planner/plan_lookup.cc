@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <optional>
 #include <set>
 
 #include "traces/trace_reader.h"
@@ -49,20 +50,33 @@ Result<std::string> TraceKeyOf(PlanStore& store, const std::string& path) {
 Result<PlanChoice> FindOrMakePlan(PlanStore& store, const std::string& trace_path, const PoolShape& pool,
                                   const analyzer::PatternLibrary& library, analyzer::WorkloadClass klass, bool replan) {
   PlanChoice choice;
-  if (!replan) {
-    GENIE_ASSIGN_OR_RETURN(std::string key, TraceKeyOf(store, trace_path));
+  // The stored plan for `key`, if it is one this call may use.
+  auto usable = [&](const std::string& key) -> Result<bool> {
     GENIE_ASSIGN_OR_RETURN(auto found, store.Find(key, pool.name));
-    if (found && (klass == analyzer::WorkloadClass::kNone || found->klass == klass)) {
-      choice.plan = std::move(*found);
-      choice.from_store = true;
-      return choice;
+    if (!found || (klass != analyzer::WorkloadClass::kNone && found->klass != klass)) return false;
+    choice.plan = std::move(*found);
+    choice.from_store = true;
+    return true;
+  };
+  GENIE_ASSIGN_OR_RETURN(FileStamp stamp, Stamp(trace_path));
+  std::optional<std::string> cached;
+  if (!replan) {
+    GENIE_ASSIGN_OR_RETURN(cached, store.CachedTraceKey(stamp.path, stamp.size, stamp.mtime_ns));
+    if (cached) {
+      GENIE_ASSIGN_OR_RETURN(bool found, usable(*cached));
+      if (found) return choice;
     }
   }
+  // One pass over an unseen trace: the analysis yields its key as well.
   GENIE_ASSIGN_OR_RETURN(analyzer::Analysis analysis, analyzer::AnalyzeTrace(trace_path, library));
+  const std::string key = TraceKey(analysis.fingerprints);
+  if (!cached) GENIE_RETURN_IF_ERROR(store.RememberTraceKey(stamp.path, stamp.size, stamp.mtime_ns, key));
+  if (!replan && !cached) {
+    GENIE_ASSIGN_OR_RETURN(bool found, usable(key));
+    if (found) return choice;
+  }
   GENIE_ASSIGN_OR_RETURN(choice.plan, MakePlan(analysis, pool, klass));
-  GENIE_ASSIGN_OR_RETURN(FileStamp stamp, Stamp(trace_path));
   choice.plan.trace_path = stamp.path;
-  GENIE_RETURN_IF_ERROR(store.RememberTraceKey(stamp.path, stamp.size, stamp.mtime_ns, choice.plan.trace_key));
   GENIE_RETURN_IF_ERROR(store.Put(choice.plan, &choice.replaced));
   return choice;
 }

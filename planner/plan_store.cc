@@ -8,6 +8,8 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+
+#include "common/utc_time.h"
 #include <thread>
 
 namespace genie::planner {
@@ -125,24 +127,6 @@ class Stmt {
   int rc_;
 };
 
-std::string NowUtc() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-std::string UtcDaysAgo(double days) {
-  std::time_t t = std::time(nullptr) - static_cast<std::time_t>(days * 86400);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 std::vector<std::string> SplitLines(const std::string& s) {
   std::vector<std::string> out;
   size_t pos = 0;
@@ -157,7 +141,7 @@ std::vector<std::string> SplitLines(const std::string& s) {
 
 // Runs `fn` (a transaction's body) between BEGIN IMMEDIATE and COMMIT, rolling back on failure.
 template <typename Fn>
-Status Transaction(PlanStore* store, sqlite3* db, Fn fn, const std::string& path) {
+Status Transaction(sqlite3* db, Fn fn, const std::string& path) {
   char* err = nullptr;
   if (sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, &err) != SQLITE_OK) {
     std::string msg = err ? err : "cannot begin a transaction";
@@ -231,7 +215,7 @@ Status PlanStore::Migrate() {
     if (std::chrono::steady_clock::now() > deadline) return Error("the plan store stayed locked");
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  return Transaction(this, db_, [&]() -> Status {
+  return Transaction(db_, [&]() -> Status {
     Stmt app(db_, "PRAGMA application_id");
     Stmt ver(db_, "PRAGMA user_version");
     if (app.Step() != SQLITE_ROW || ver.Step() != SQLITE_ROW) return Error("cannot read the plan store");
@@ -254,7 +238,7 @@ Status PlanStore::Migrate() {
 }
 
 Status PlanStore::Put(const ExecutionPlan& p, std::string* replaced) {
-  return Transaction(this, db_, [&]() -> Status {
+  return Transaction(db_, [&]() -> Status {
     Stmt old(db_, "SELECT id FROM plans WHERE trace_key = ?1 AND pool = ?2");
     old.Text(1, p.trace_key).Text(2, p.pool);
     if (old.Step() == SQLITE_ROW) {
@@ -402,20 +386,21 @@ Result<std::vector<PlanSummary>> PlanStore::List() {
   return out;
 }
 
-Status PlanStore::Remove(const std::string& id) {
+Result<std::string> PlanStore::Remove(const std::string& id) {
   GENIE_ASSIGN_OR_RETURN(ExecutionPlan p, Get(id));
-  return Transaction(this, db_, [&]() -> Status {
+  GENIE_RETURN_IF_ERROR(Transaction(db_, [&]() -> Status {
     Stmt s(db_, "DELETE FROM plans WHERE id = ?1");
     s.Text(1, p.id);
     if (s.Step() != SQLITE_DONE) return Error("cannot remove plan " + p.id);
     return Status::OK();
-  }, path_);
+  }, path_));
+  return p.id;
 }
 
 Status PlanStore::MarkUsed(const std::string& id) {
-  return Transaction(this, db_, [&]() -> Status {
+  return Transaction(db_, [&]() -> Status {
     Stmt s(db_, "UPDATE plans SET last_used = ?1, uses = uses + 1 WHERE id = ?2");
-    s.Text(1, NowUtc()).Text(2, id);
+    s.Text(1, UtcNow()).Text(2, id);
     if (s.Step() != SQLITE_DONE) return Error("cannot record the use of plan " + id);
     return Status::OK();
   }, path_);
@@ -423,7 +408,7 @@ Status PlanStore::MarkUsed(const std::string& id) {
 
 Result<GcReport> PlanStore::Gc(double days) {
   GcReport report;
-  std::string cutoff = UtcDaysAgo(days);
+  std::string cutoff = UtcTimestamp(std::time(nullptr) - static_cast<std::time_t>(days * 86400));
   std::vector<std::string> stale;
   {
     Stmt s(db_, "SELECT path FROM trace_index");
@@ -432,7 +417,7 @@ Result<GcReport> PlanStore::Gc(double days) {
       if (!fs::exists(s.TextAt(0), ec)) stale.push_back(s.TextAt(0));
     }
   }
-  GENIE_RETURN_IF_ERROR(Transaction(this, db_, [&]() -> Status {
+  GENIE_RETURN_IF_ERROR(Transaction(db_, [&]() -> Status {
     Stmt s(db_, "DELETE FROM plans WHERE (CASE WHEN last_used = '' THEN created ELSE last_used END) < ?1");
     s.Text(1, cutoff);
     if (s.Step() != SQLITE_DONE) return Error("cannot collect plans");
@@ -459,7 +444,7 @@ Result<std::optional<std::string>> PlanStore::CachedTraceKey(const std::string& 
 }
 
 Status PlanStore::RememberTraceKey(const std::string& path, uint64_t size, int64_t mtime_ns, const std::string& key) {
-  return Transaction(this, db_, [&]() -> Status {
+  return Transaction(db_, [&]() -> Status {
     Stmt s(db_, "INSERT OR REPLACE INTO trace_index (path, size, mtime_ns, trace_key) VALUES (?1, ?2, ?3, ?4)");
     s.Text(1, path).Int(2, static_cast<int64_t>(size)).Int(3, mtime_ns).Text(4, key);
     if (s.Step() != SQLITE_DONE) return Error("cannot write the trace index");

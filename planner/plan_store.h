@@ -65,7 +65,8 @@ class PlanStore {
   // By id or a unique prefix of one (at least 4 characters); NotFound otherwise.
   Result<ExecutionPlan> Get(const std::string& id);
   Result<std::vector<PlanSummary>> List();
-  Status Remove(const std::string& id);
+  // Removes the plan with this id (or unique prefix); returns its full id.
+  Result<std::string> Remove(const std::string& id);
   // Records a run that used the plan.
   Status MarkUsed(const std::string& id);
   // Removes plans unused (and, if never used, created) more than `days` ago,

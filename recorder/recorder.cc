@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <set>
 
+#include "common/utc_time.h"
 #include "recorder/frontend_protocol.h"
 #include "traces/trace_paths.h"
 
@@ -88,15 +89,6 @@ std::string HostName() {
   utsname u{};
   ::uname(&u);
   return u.nodename;
-}
-
-std::string Now() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
 }
 
 // Starts argv with the frontend on its import path. Returns the pid, or the
@@ -190,7 +182,7 @@ Result<RecordResult> Record(const RecordOptions& options) {
 
   traces::TraceHeader header;
   header.fields = {{"genie_version", GENIE_VERSION}, {"host", HostName()}, {"command", options.command_line},
-                   {"payload", options.payload}, {"created", Now()}};
+                   {"payload", options.payload}, {"created", UtcNow()}};
   // Interpreter details arrive in the first HELLO; they go in the header of the next format version.
   GENIE_ASSIGN_OR_RETURN(auto writer, traces::TraceWriter::Create(result.trace_path, header));
 

@@ -42,4 +42,9 @@ Result<std::string> NewestTrace(const std::string& dir) {
   return best;
 }
 
+Result<std::string> TraceOrNewest(const std::string& given) {
+  if (!given.empty()) return given;
+  return NewestTrace();
+}
+
 }  // namespace genie::traces

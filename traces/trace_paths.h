@@ -17,4 +17,7 @@ Result<std::string> DefaultTracePath(const std::string& program);
 // The most recently modified *.gtrace under `dir`, or NotFound naming `dir`.
 Result<std::string> NewestTrace(const std::string& dir = kTraceDir);
 
+// The trace a command was given, or the newest under ./traces/ when it was given none.
+Result<std::string> TraceOrNewest(const std::string& given);
+
 }  // namespace genie::traces
