@@ -101,8 +101,8 @@ Status Prepare(const RunArgs& a, const replayer::Config& config, const std::stri
       std::fprintf(stderr, "genie run: plan %s (%s) from the store %s\n", plan.id.c_str(),
                    analyzer::WorkloadClassName(plan.klass), store.path().c_str());
     else
-      std::fprintf(stderr, "genie run: planned %s (%s: %s) and stored it in %s\n", plan.id.c_str(),
-                   analyzer::WorkloadClassName(plan.klass), plan.strategy.c_str(), store.path().c_str());
+      std::fprintf(stderr, "genie run: planned %s (%s) and stored it in %s; `genie plans show %.8s` shows it\n",
+                   plan.id.c_str(), analyzer::WorkloadClassName(plan.klass), store.path().c_str(), plan.id.c_str());
   }
   // The runtime of the plan's first fragment runs the trace.
   const uint32_t runtime = plan.fragments.empty() ? 0 : plan.fragments.front().placement.runtime;
