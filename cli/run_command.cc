@@ -2,6 +2,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
+#include <fstream>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -13,6 +15,8 @@
 #include "common/human_format.h"
 #include "common/json_writer.h"
 #include "replayer/heartbeat.h"
+#include "replayer/live.h"
+#include "traces/trace_file.h"
 #include "replayer/local_runtime.h"
 #include "common/token_file.h"
 #include "replayer/pool_config.h"
@@ -25,6 +29,7 @@ namespace {
 struct RunArgs {
   std::string pool;
   std::string trace;
+  std::vector<std::string> program;  // live mode: the program and its arguments
   std::string config;
   std::string device = "cpu";
   bool json = false;
@@ -130,7 +135,79 @@ Status Prepare(const RunArgs& a, const replayer::Config& config, const std::stri
   return Status::OK();
 }
 
+// Whether `path` is a trace file (rather than a program to run live).
+bool IsTraceFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  char magic[sizeof(traces::kTraceMagic)] = {};
+  return f && f.read(magic, sizeof(magic)) && std::memcmp(magic, traces::kTraceMagic, sizeof(magic)) == 0;
+}
+
+// The runtime a live program uses on `pool`: a loopback one for local, else
+// the pool's first. `local` keeps a started local runtime alive.
+Status LiveEndpoint(const RunArgs& a, const replayer::Config& config, const std::string& pool,
+                    std::unique_ptr<replayer::LocalRuntime>* local, replayer::LiveOptions* o) {
+  if (pool == "local") {
+    GENIE_ASSIGN_OR_RETURN(*local, replayer::LocalRuntime::Start(a.device));
+    o->address = (*local)->address();
+    o->token.clear();
+    return Status::OK();
+  }
+  GENIE_ASSIGN_OR_RETURN(replayer::Pool p, replayer::FindPool(config, pool));
+  if (p.runtimes.empty()) return Status::InvalidArgument("pool '" + pool + "' has no runtimes");
+  o->address = p.runtimes.front().address;
+  o->token.clear();
+  if (!p.runtimes.front().token_file.empty()) {
+    GENIE_ASSIGN_OR_RETURN(o->token, ReadToken(p.runtimes.front().token_file));
+  }
+  return Status::OK();
+}
+
+// `genie run --pool P PROGRAM [ARGS...]`: the program's exit status is genie's.
+int RunLiveProgram(const RunArgs& a, const replayer::Config& config) {
+  replayer::LiveOptions o;
+  o.argv = a.program;
+  o.heartbeat_timeout = a.heartbeat_timeout;
+  std::unique_ptr<replayer::LocalRuntime> local;
+  Status ready = LiveEndpoint(a, config, a.pool, &local, &o);
+  if (!ready.ok()) return Fail(ready.message());
+  auto rep = replayer::RunLive(o);
+  if (!rep.ok()) return Fail(rep.status().message());
+  const replayer::LiveReport& r = rep.value();
+  double median = replayer::Median(r.segment_ms);
+  if (a.json) {
+    JsonWriter w;
+    w.BeginObject().Key("program").String(a.program.front()).Key("pool").String(a.pool).Key("runtime").String(o.address);
+    w.Key("device").String(r.device).Key("torch_version").String(r.torch_version);
+    w.Key("exit_status").Int(r.exit_status).Key("connections").Uint(r.connections);
+    w.Key("segments").Uint(r.segments).Key("ops").Uint(r.ops).Key("materialized").Uint(r.materialized);
+    w.Key("released").Uint(r.released).Key("round_trips").Uint(r.counters.round_trips);
+    w.Key("bytes_up").Uint(r.counters.bytes_up).Key("bytes_down").Uint(r.counters.bytes_down);
+    w.Key("uploaded_blobs").Uint(r.uploaded_blobs).Key("uploaded_bytes").Uint(r.uploaded_bytes);
+    w.Key("already_present").Uint(r.already_present);
+    w.Key("median_segment_ms").Double(median).Key("median_runtime_ms").Double(replayer::Median(r.runtime_ms));
+    w.Key("error").String(r.error).EndObject();
+    std::cerr << w.str() << "\n";
+  } else {
+    std::fprintf(stderr, "genie run: %s on %s (%s, %s, torch %s) %s\n", a.program.front().c_str(), a.pool.c_str(),
+                 o.address.c_str(), r.device.empty() ? "no segment ran" : r.device.c_str(), r.torch_version.c_str(),
+                 r.exit_description.c_str());
+    std::fprintf(stderr, "  segments %s, ops %s, round trips %s; uploaded %s in %s payloads; bytes up %s, down %s\n",
+                 FormatCount(r.segments).c_str(), FormatCount(r.ops).c_str(), FormatCount(r.counters.round_trips).c_str(),
+                 FormatBytes(r.uploaded_bytes).c_str(), FormatCount(r.uploaded_blobs).c_str(),
+                 FormatBytes(r.counters.bytes_up).c_str(), FormatBytes(r.counters.bytes_down).c_str());
+    std::fprintf(stderr, "  median time per segment %.3f ms (runtime %.3f ms)\n", median, replayer::Median(r.runtime_ms));
+    if (!r.error.empty()) std::fprintf(stderr, "  failed: %s\n", r.error.c_str());
+  }
+  if (r.exit_status == 0 && !r.error.empty()) return 1;
+  return r.exit_status;
+}
+
 int RunRun(const RunArgs& a) {
+  if (!a.program.empty()) {
+    auto config = replayer::LoadConfig(a.config);
+    if (!config.ok()) return Fail(config.status().message());
+    return RunLiveProgram(a, config.value());
+  }
   auto resolved = traces::TraceOrNewest(a.trace);
   if (!resolved.ok()) return Fail(resolved.status().message());
   const std::string& trace = resolved.value();
@@ -238,11 +315,13 @@ int RunRun(const RunArgs& a) {
 void AddRunCommand(CLI::App& app, Action* action) {
   auto a = std::make_shared<RunArgs>();
   CLI::App* cmd = app.add_subcommand(
-      "run", "Replay a trace on a pool of runtimes and verify its results, following the stored plan for the trace and "
-             "pool (planning and storing one first when there is none)");
+      "run",
+      "Replay a trace on a pool of runtimes and verify its results, following the stored plan for the trace and pool "
+      "(planning and storing one first when there is none); or run a program live on the pool: "
+      "genie run --pool P [TRACE | PROGRAM [ARGS...]]");
   cmd->add_option("--pool", a->pool, "Pool from genie.yaml, or local (a runtime on loopback for this command)")
       ->required();
-  cmd->add_option("trace", a->trace, "Trace file (default: the newest under ./traces/)");
+  cmd->prefix_command();  // TRACE, or PROGRAM [ARGS...] passed through untouched
   cmd->add_option("--config", a->config, "genie.yaml to read pools from");
   cmd->add_option("--device", a->device, "Device of the local runtime (--pool local)")->capture_default_str();
   cmd->add_flag("--json", a->json, "Print JSON");
@@ -260,8 +339,20 @@ void AddRunCommand(CLI::App& app, Action* action) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--rtol", a->rtol, "Relative tolerance for floats")->capture_default_str();
   cmd->add_option("--atol", a->atol, "Absolute tolerance for floats")->capture_default_str();
-  cmd->footer("Exit status: 0 when every recorded value matches, 1 on a mismatch or an error.");
-  cmd->callback([a, action] { *action = [a] { return RunRun(*a); }; });
+  cmd->footer(
+      "TRACE defaults to the newest under ./traces/. Anything else is a program, run with its tensors on "
+      "remote_accelerator executing on the pool; its output is its own and its exit status is genie's.\n"
+      "Exit status (replay): 0 when every recorded value matches, 1 on a mismatch or an error.");
+  cmd->callback([a, cmd, action] {
+    std::vector<std::string> rest = cmd->remaining();
+    if (!rest.empty() && rest.front() == "--") rest.erase(rest.begin());
+    if (rest.size() == 1 && IsTraceFile(rest.front())) {
+      a->trace = rest.front();
+    } else {
+      a->program = rest;
+    }
+    *action = [a] { return RunRun(*a); };
+  });
 }
 
 }  // namespace genie::cli

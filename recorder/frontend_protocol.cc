@@ -1,5 +1,6 @@
 #include "recorder/frontend_protocol.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/byte_io.h"
@@ -104,7 +105,7 @@ Status FrontendStream::HandleHello(const uint8_t* body, size_t n) {
 Status FrontendStream::HandleStrings(const uint8_t* body, size_t n) {
   std::vector<std::string> f;
   GENIE_RETURN_IF_ERROR(ReadStrings(body, n, &f));
-  for (const auto& s : f) strings_.push_back(writer_->strings().Intern(s));
+  for (const auto& s : f) strings_.push_back(sink_->strings().Intern(s));
   return Status::OK();
 }
 
@@ -128,10 +129,10 @@ Status FrontendStream::HandlePayload(const uint8_t* body, size_t n) {
   partial_payload_.append(reinterpret_cast<const char*>(p), len);
   if (partial_payload_.size() < total) return Status::OK();
   ContentHash h = ContentHash::Of(partial_payload_.data(), partial_payload_.size());
-  GENIE_RETURN_IF_ERROR(writer_->AddPayload(h, partial_payload_.data(), partial_payload_.size()));
   payloads_.push_back(h);
-  partial_payload_.clear();
-  partial_payload_.shrink_to_fit();
+  std::string bytes;
+  bytes.swap(partial_payload_);
+  GENIE_RETURN_IF_ERROR(sink_->AddPayload(h, std::move(bytes)));
   return Status::OK();
 }
 
@@ -216,9 +217,19 @@ class SegmentTranslator {
     return Status::Corruption("unknown argument kind");
   }
 
-  Status Step(traces::Segment* seg) {
+  Status Step(traces::Segment* seg, std::vector<traces::ValueId>* released) {
     int64_t tag;
     GENIE_RETURN_IF_ERROR(w_.Next(&tag));
+    if (tag == 4) {
+      uint64_t n;
+      GENIE_RETURN_IF_ERROR(w_.Count(&n, w_.remaining(), "release count"));
+      for (uint64_t i = 0; i < n; ++i) {
+        traces::ValueId v;
+        GENIE_RETURN_IF_ERROR(ValueId(&v));
+        released->push_back(v);
+      }
+      return Status::OK();
+    }
     if (tag == 1) {
       traces::Step step;
       step.kind = Step::Kind::kInput;
@@ -315,10 +326,21 @@ Status FrontendStream::HandleSegment(const uint8_t* body, size_t n) {
   seg.duration_ns = duration;
   Words w(words.data(), words.size(), floats.data(), floats.size());
   SegmentTranslator t(&w, strings_, payloads_);
-  while (!w.done()) GENIE_RETURN_IF_ERROR(t.Step(&seg));
-  GENIE_RETURN_IF_ERROR(writer_->AddSegment(seg));
+  std::vector<traces::ValueId> released;
+  while (!w.done()) GENIE_RETURN_IF_ERROR(t.Step(&seg, &released));
+  GENIE_RETURN_IF_ERROR(sink_->AddSegment(seg, released));
   ++next_segment_;
   return Status::OK();
+}
+
+std::string EncodeErrorReply(const std::string& message) {
+  std::string out;
+  uint32_t len = static_cast<uint32_t>(std::min<size_t>(message.size() + 1, kMaxFrameBody));
+  out.append(reinterpret_cast<const char*>(&len), 4);
+  out.push_back(static_cast<char>(FrameType::kReply));
+  out.push_back(1);
+  out.append(message, 0, len - 1);
+  return out;
 }
 
 }  // namespace genie::recorder

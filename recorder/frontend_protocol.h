@@ -24,13 +24,22 @@
 //                   results of random ops)   or   0, <arg> (a scalar result)
 //   PAYLOAD  i64 payload id | u64 total bytes | u64 offset | bytes. A payload
 //            larger than one frame arrives as several pieces in order.
+//              RELEASE 4, n, value id*n  (live mode: values the program
+//                     dropped; the runtime frees them after the segment)
 //   END      empty: the program closed the connection cleanly.
+//   REPLY    genie -> frontend, live mode only: the answer to each SEGMENT.
+//            u8 0 | u32 n | (u8 dtype code, u8 rank, i64 sizes*rank,
+//            u64 nbytes, bytes)*n | u32 m | (u8 kind, 8 bytes)*m   or
+//            u8 1 | utf-8 message (the segment failed). Tensors are the
+//            segment's MAT steps in order; scalars are the non-tensor op
+//            results (kind 0 none, 1 bool, 2 int: i64; 3 float: f64).
 //
 // strings* is u32 count, then u32 length | utf-8 bytes per string.
 // Codes are those of traces/graph.h; recorder/python/genie/codes.py mirrors them.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -45,7 +54,7 @@ constexpr uint32_t kFrontendProtocolVersion = 1;
 constexpr uint32_t kMaxFrameBody = 64u << 20;
 constexpr uint32_t kFrameHeadBytes = 5;
 
-enum class FrameType : uint8_t { kHello = 1, kStrings = 2, kSegment = 3, kPayload = 4, kEnd = 5 };
+enum class FrameType : uint8_t { kHello = 1, kStrings = 2, kSegment = 3, kPayload = 4, kEnd = 5, kReply = 6 };
 
 struct Hello {
   uint32_t protocol_version = 0;
@@ -56,12 +65,46 @@ struct Hello {
   int64_t pid = 0;
 };
 
-// Decodes the frames of one connection and writes what they carry into a
-// TraceWriter: strings are re-interned in the writer's table, payloads are
-// hashed and written once, segments are translated and added.
+// Where a FrontendStream puts what it decodes: a trace (genie record) or a
+// runtime (genie run PROGRAM).
+class FrontendSink {
+ public:
+  virtual ~FrontendSink() = default;
+  // The table the stream's strings are re-interned in; segments use its ids.
+  virtual traces::StringTable& strings() = 0;
+  // A complete payload and its SHA-256.
+  virtual Status AddPayload(const ContentHash& h, std::string bytes) = 0;
+  // A segment, with the values released after it (live mode).
+  virtual Status AddSegment(const traces::Segment& seg, const std::vector<traces::ValueId>& released) = 0;
+};
+
+// The sink of `genie record`: payloads written once, segments appended.
+class TraceSink final : public FrontendSink {
+ public:
+  explicit TraceSink(traces::TraceWriter* writer) : writer_(writer) {}
+  traces::StringTable& strings() override { return writer_->strings(); }
+  Status AddPayload(const ContentHash& h, std::string bytes) override {
+    return writer_->AddPayload(h, bytes.data(), bytes.size());
+  }
+  Status AddSegment(const traces::Segment& seg, const std::vector<traces::ValueId>&) override {
+    return writer_->AddSegment(seg);
+  }
+
+ private:
+  traces::TraceWriter* writer_;
+};
+
+// A REPLY frame (header included) carrying `message` as a failure.
+std::string EncodeErrorReply(const std::string& message);
+
+// Decodes the frames of one connection into a sink: strings are re-interned
+// in the sink's table, payloads are hashed, segments are translated.
 class FrontendStream {
  public:
-  FrontendStream(uint32_t stream_id, traces::TraceWriter* writer) : stream_(stream_id), writer_(writer) {}
+  FrontendStream(uint32_t stream_id, FrontendSink* sink) : stream_(stream_id), sink_(sink) {}
+  // Into a trace.
+  FrontendStream(uint32_t stream_id, traces::TraceWriter* writer)
+      : stream_(stream_id), owned_sink_(std::make_unique<TraceSink>(writer)), sink_(owned_sink_.get()) {}
 
   // Handles one complete frame. A malformed frame is Status::Corruption
   // naming what was wrong; the stream must not be fed further after one.
@@ -78,7 +121,8 @@ class FrontendStream {
   Status HandleSegment(const uint8_t* body, size_t n);
 
   uint32_t stream_;
-  traces::TraceWriter* writer_;
+  std::unique_ptr<FrontendSink> owned_sink_;
+  FrontendSink* sink_;
   Hello hello_;
   bool has_hello_ = false;
   bool ended_ = false;

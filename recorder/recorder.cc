@@ -20,11 +20,9 @@
 
 #include "common/utc_time.h"
 #include "recorder/frontend_protocol.h"
+#include "recorder/launcher.h"
 #include "traces/trace_paths.h"
 
-#ifndef GENIE_SOURCE_FRONTEND_DIR
-#error "GENIE_SOURCE_FRONTEND_DIR must be defined by the build"
-#endif
 #ifndef GENIE_VERSION
 #error "GENIE_VERSION must be defined by the build"
 #endif
@@ -39,50 +37,11 @@ constexpr size_t kReadBytes = 1u << 20;
 // After the program exits, how long descendants that inherited a connection may keep it open.
 constexpr auto kDrainGrace = std::chrono::seconds(10);
 
-volatile sig_atomic_t g_child_pid = 0;
-
-void ForwardTerm(int sig) {
-  if (g_child_pid > 0) ::kill(g_child_pid, sig);
-}
-
 struct Connection {
   int fd = -1;
-  std::string buffer;
-  size_t consumed = 0;
+  FrameBuffer frames;
   std::unique_ptr<FrontendStream> stream;
   bool failed = false;
-};
-
-class ListenSocket {
- public:
-  ~ListenSocket() {
-    if (fd_ >= 0) ::close(fd_);
-    if (!dir_.empty()) {
-      std::error_code ec;
-      fs::remove_all(dir_, ec);
-    }
-  }
-  Status Open() {
-    char tmpl[] = "/tmp/genie-record-XXXXXX";
-    if (!::mkdtemp(tmpl)) return Status::IOError(std::string("cannot create a socket folder: ") + std::strerror(errno));
-    dir_ = tmpl;
-    path_ = dir_ + "/ipc.sock";
-    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd_ < 0) return Status::IOError(std::string("socket: ") + std::strerror(errno));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strncpy(addr.sun_path, path_.c_str(), sizeof(addr.sun_path) - 1);
-    if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || ::listen(fd_, 16) != 0)
-      return Status::IOError("cannot listen on " + path_ + ": " + std::strerror(errno));
-    return Status::OK();
-  }
-  int fd() const { return fd_; }
-  const std::string& path() const { return path_; }
-
- private:
-  int fd_ = -1;
-  std::string dir_;
-  std::string path_;
 };
 
 std::string HostName() {
@@ -91,74 +50,7 @@ std::string HostName() {
   return u.nodename;
 }
 
-// Starts argv with the frontend on its import path. Returns the pid, or the
-// reason exec failed (reported through a close-on-exec pipe).
-Result<pid_t> Spawn(const std::vector<std::string>& argv, const std::string& ipc_path, const std::string& payload) {
-  int pipefd[2];
-  if (::pipe2(pipefd, O_CLOEXEC) != 0) return Status::IOError(std::string("pipe: ") + std::strerror(errno));
-  std::string pythonpath = FrontendDir();
-  if (const char* old = std::getenv("PYTHONPATH"); old && *old) pythonpath += std::string(":") + old;
-
-  pid_t pid = ::fork();
-  if (pid < 0) return Status::IOError(std::string("fork: ") + std::strerror(errno));
-  if (pid == 0) {
-    ::close(pipefd[0]);
-    ::signal(SIGINT, SIG_DFL);
-    ::signal(SIGQUIT, SIG_DFL);
-    ::signal(SIGTERM, SIG_DFL);
-    ::setenv("GENIE_IPC", ipc_path.c_str(), 1);
-    ::setenv("GENIE_PAYLOAD", payload.c_str(), 1);
-    ::setenv("PYTHONPATH", pythonpath.c_str(), 1);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execvp(args[0], args.data());
-    int err = errno;
-    ssize_t ignored = ::write(pipefd[1], &err, sizeof(err));
-    (void)ignored;
-    ::_exit(127);
-  }
-  ::close(pipefd[1]);
-  int err = 0;
-  ssize_t n;
-  do {
-    n = ::read(pipefd[0], &err, sizeof(err));
-  } while (n < 0 && errno == EINTR);
-  ::close(pipefd[0]);
-  if (n == sizeof(err)) {
-    ::waitpid(pid, nullptr, 0);
-    return Status::NotFound("cannot start '" + argv[0] + "': " + std::strerror(err));
-  }
-  return pid;
-}
-
-// Parses every complete frame in the connection's buffer.
-Status DrainFrames(Connection* c) {
-  while (c->buffer.size() - c->consumed >= kFrameHeadBytes) {
-    const auto* p = reinterpret_cast<const uint8_t*>(c->buffer.data()) + c->consumed;
-    uint32_t len;
-    std::memcpy(&len, p, 4);
-    uint8_t type = p[4];
-    if (len > kMaxFrameBody)
-      return Status::Corruption("frame of " + std::to_string(len) + " bytes exceeds the limit");
-    if (c->buffer.size() - c->consumed < kFrameHeadBytes + len) break;
-    if (type < 1 || type > 5) return Status::Corruption("unknown frame type " + std::to_string(type));
-    GENIE_RETURN_IF_ERROR(c->stream->HandleFrame(static_cast<FrameType>(type), p + kFrameHeadBytes, len));
-    c->consumed += kFrameHeadBytes + len;
-  }
-  if (c->consumed > 0 && c->consumed * 2 >= c->buffer.size()) {
-    c->buffer.erase(0, c->consumed);
-    c->consumed = 0;
-  }
-  return Status::OK();
-}
-
 }  // namespace
-
-std::string FrontendDir() {
-  if (const char* d = std::getenv("GENIE_FRONTEND_DIR"); d && *d) return d;
-  return GENIE_SOURCE_FRONTEND_DIR;
-}
 
 Result<RecordResult> Record(const RecordOptions& options) {
   if (options.argv.empty()) return Status::InvalidArgument("no program given to record");
@@ -187,7 +79,7 @@ Result<RecordResult> Record(const RecordOptions& options) {
   GENIE_ASSIGN_OR_RETURN(auto writer, traces::TraceWriter::Create(result.trace_path, header));
 
   auto start = Clock::now();
-  auto spawned = Spawn(options.argv, listener.path(), options.payload);
+  auto spawned = Spawn(options.argv, listener.path(), {{"GENIE_PAYLOAD", options.payload}});
   if (!spawned.ok()) {
     writer.reset();
     std::error_code ec;
@@ -195,13 +87,7 @@ Result<RecordResult> Record(const RecordOptions& options) {
     return spawned.status();
   }
   pid_t child = spawned.value();
-  g_child_pid = child;
-  struct sigaction ignore{}, forward{}, old_int{}, old_quit{}, old_term{};
-  ignore.sa_handler = SIG_IGN;
-  forward.sa_handler = ForwardTerm;
-  ::sigaction(SIGINT, &ignore, &old_int);   // the program gets the terminal's signals itself
-  ::sigaction(SIGQUIT, &ignore, &old_quit);
-  ::sigaction(SIGTERM, &forward, &old_term);
+  ChildSignals signals(child);
 
   std::vector<std::unique_ptr<Connection>> conns;
   std::set<std::string> problems;
@@ -250,8 +136,8 @@ Result<RecordResult> Record(const RecordOptions& options) {
         close_conn(c, "disconnected without ending its capture (it crashed or was killed)");
         continue;
       }
-      c->buffer.append(readbuf.data(), static_cast<size_t>(n));
-      Status st = DrainFrames(c);
+      c->frames.buffer.append(readbuf.data(), static_cast<size_t>(n));
+      Status st = c->frames.Drain(c->stream.get());
       if (!st.ok()) {
         if (st.code() == Status::Code::kIOError) write_error = st;
         result.truncated = true;
@@ -277,7 +163,7 @@ Result<RecordResult> Record(const RecordOptions& options) {
       if (w == child) {
         child_done = true;
         child_exit = Clock::now();
-        g_child_pid = 0;
+        signals.ChildExited();
       }
     }
     if (child_done && (conns.empty() || Clock::now() - child_exit > kDrainGrace)) break;
@@ -286,24 +172,14 @@ Result<RecordResult> Record(const RecordOptions& options) {
   if (!child_done) {
     ::kill(child, SIGTERM);
     ::waitpid(child, &wstatus, 0);
-    g_child_pid = 0;
   }
-  ::sigaction(SIGINT, &old_int, nullptr);
-  ::sigaction(SIGQUIT, &old_quit, nullptr);
-  ::sigaction(SIGTERM, &old_term, nullptr);
   if (!write_error.ok()) return write_error;
 
   result.capture_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
-  if (WIFEXITED(wstatus)) {
-    result.exit_status = WEXITSTATUS(wstatus);
-  } else if (WIFSIGNALED(wstatus)) {
-    result.exit_status = 128 + WTERMSIG(wstatus);
-  }
+  result.exit_status = ExitStatus(wstatus);
   if (result.exit_status != 0) {
     result.truncated = true;
-    std::string how = WIFSIGNALED(wstatus) ? std::string("was killed by signal ") + strsignal(WTERMSIG(wstatus))
-                                           : "exited with status " + std::to_string(result.exit_status);
-    result.reason = "the program " + how + (result.reason.empty() ? "" : "; " + result.reason);
+    result.reason = "the program " + DescribeExit(wstatus) + (result.reason.empty() ? "" : "; " + result.reason);
   }
   if (next_stream == 0)
     problems.insert("the program never connected to genie, so nothing was captured (is it a Python program?)");

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "recorder/launcher.h"
 #include "traces/trace_writer.h"
 
 namespace genie::recorder {
@@ -27,10 +28,6 @@ struct RecordResult {
   std::string reason;                 // why the trace is truncated
   std::vector<std::string> problems;  // one line each, for the user (e.g. an interpreter without torch)
 };
-
-// The folder holding the frontend package and its sitecustomize:
-// $GENIE_FRONTEND_DIR, else the source tree's recorder/python.
-std::string FrontendDir();
 
 // Starts the program, records until it exits and every connection closes,
 // and closes the trace. The program's stdin, stdout and stderr are its own.

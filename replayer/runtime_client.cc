@@ -104,16 +104,35 @@ Status RuntimeClient::Heartbeat(uint64_t nonce, int timeout_ms) {
 }
 
 Result<ExecuteReply> RuntimeClient::Execute(const std::vector<std::string>& new_strings, const std::string& segment,
-                                            const std::vector<uint64_t>& fetch) {
+                                            const std::vector<uint64_t>& fetch, const std::vector<uint64_t>& release,
+                                            const std::vector<std::pair<ContentHash, std::string_view>>& blobs) {
+  for (const auto& [h, bytes] : blobs) {
+    wire::Envelope put;
+    put.mutable_put_blob()->set_hash(std::string(reinterpret_cast<const char*>(h.bytes.data()), 32));
+    GENIE_RETURN_IF_ERROR(Send(put, bytes.data(), bytes.size()));
+  }
   wire::Envelope env;
   auto* ex = env.mutable_execute();
   for (const auto& s : new_strings) ex->add_new_strings(s);
   ex->set_segment(segment);
   for (uint64_t f : fetch) ex->add_fetch(f);
+  for (uint64_t r : release) ex->add_release(r);
   GENIE_RETURN_IF_ERROR(Send(env));
+  Status upload;
+  for (size_t i = 0; i < blobs.size(); ++i) {
+    wire::Envelope put_reply;
+    Status st = Receive(&put_reply);
+    if (st.code() == Status::Code::kIOError) return st;
+    if (st.ok() && !put_reply.has_put_blob_reply())
+      st = Status::Corruption("runtime " + address_ + " answered an upload wrongly");
+    if (upload.ok()) upload = st;
+  }
   wire::Envelope reply;
-  GENIE_RETURN_IF_ERROR(Receive(&reply));
+  Status st = Receive(&reply);
   ++counters_.round_trips;
+  if (st.code() == Status::Code::kIOError) return st;
+  GENIE_RETURN_IF_ERROR(upload);
+  GENIE_RETURN_IF_ERROR(st);
   if (!reply.has_execute_reply()) return Status::Corruption("runtime " + address_ + " answered Execute wrongly");
   ExecuteReply out;
   out.message = reply.execute_reply();

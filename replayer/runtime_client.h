@@ -56,9 +56,13 @@ class RuntimeClient {
   // The connection's socket (to shut it down from another thread).
   int fd() const { return sock_.fd(); }
 
-  // Runs one segment record (one round trip).
+  // Runs one segment record (one round trip). `blobs` go up first, pipelined
+  // with the segment; `release` names values the runtime frees after it.
+  // When an upload or the segment fails, every reply is still read, so the
+  // connection stays usable; the first error is returned.
   Result<ExecuteReply> Execute(const std::vector<std::string>& new_strings, const std::string& segment,
-                               const std::vector<uint64_t>& fetch);
+                               const std::vector<uint64_t>& fetch, const std::vector<uint64_t>& release = {},
+                               const std::vector<std::pair<ContentHash, std::string_view>>& blobs = {});
 
  private:
   Status Send(wire::Envelope& env, const void* payload = nullptr, uint64_t n = 0);

@@ -216,6 +216,17 @@ class TorchRuntime final : public Runtime {
     return result;
   }
 
+  void Release(uint64_t session, const std::vector<uint64_t>& ids) override {
+    Session* s = FindSession(session);
+    if (!s) return;
+    for (uint64_t id : ids) s->values.erase(id);
+  }
+
+  uint64_t SessionValues(uint64_t session) override {
+    Session* s = FindSession(session);
+    return s ? s->values.size() : 0;
+  }
+
   RuntimeStats stats() override {
     std::lock_guard<std::mutex> lock(blob_mu_);
     RuntimeStats st;

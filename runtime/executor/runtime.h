@@ -92,6 +92,11 @@ class Runtime {
   virtual Result<ExecuteResult> Execute(uint64_t session, const traces::Segment& seg,
                                         const traces::StringTable& strings, const std::vector<uint64_t>& fetch) = 0;
 
+  // Frees values of `session` (unknown ids are ignored).
+  virtual void Release(uint64_t session, const std::vector<uint64_t>& ids) = 0;
+  // Values `session` holds.
+  virtual uint64_t SessionValues(uint64_t session) = 0;
+
   virtual RuntimeStats stats() = 0;
 };
 

@@ -156,6 +156,7 @@ class Connection {
     if (!st.ok()) return ReplyError(st.message());
     std::vector<uint64_t> fetch(ex.fetch().begin(), ex.fetch().end());
     auto res = rt_->Execute(session_, seg, strings_, fetch);
+    if (ex.release_size() > 0) rt_->Release(session_, std::vector<uint64_t>(ex.release().begin(), ex.release().end()));
     if (!res.ok()) {
       Log(LogLevel::kWarn, sock_.peer() + " segment " + std::to_string(seg.index) + " failed: " + res.status().message());
       return ReplyError(res.status().message());

@@ -1,4 +1,5 @@
-"""Starts the frontend inside a program launched by `genie record`.
+"""Starts the frontend inside a program launched by `genie record` or, with
+GENIE_MODE=remote, by `genie run PROGRAM` (live mode).
 
 Runs from sitecustomize at interpreter start-up, before the program: connects
 to the genie process (GENIE_IPC), says hello (which interpreter, whether it can
@@ -44,7 +45,11 @@ class _AfterTorchImport(importlib.abc.MetaPathFinder):
 def _activate():
     global _session
     from . import capture, device, lazy, phases
-    _session = capture.Session(_channel, os.environ.get("GENIE_PAYLOAD", "full"))
+    if os.environ.get("GENIE_MODE") == "remote":
+        _session = capture.RemoteSession(_channel)
+        lazy.LazyTensor.__del__ = lazy.release  # the runtime frees what the program drops
+    else:
+        _session = capture.Session(_channel, os.environ.get("GENIE_PAYLOAD", "full"))
     lazy.set_session(_session)
     device.install()
     phases.install()

@@ -52,10 +52,11 @@ def is_remote_device(dev):
 
 class _OpInfo:
     """What the session needs to know about an OpOverload, computed once."""
-    __slots__ = ("name", "sid", "flags", "returns", "special", "single")
+    __slots__ = ("func", "name", "sid", "flags", "returns", "special", "single")
 
     def __init__(self, func, session):
         schema = func._schema
+        self.func = func
         self.name = schema.name if not schema.overload_name else f"{schema.name}.{schema.overload_name}"
         self.sid = session.intern(self.name)
         self.flags = codes.FLAG_RANDOM if schema.name in _RANDOM_OPS else 0
@@ -82,12 +83,18 @@ class _OpInfo:
             self.special = "item"
         elif schema.name == "aten::_to_copy":
             self.special = "to_copy"
+        elif session.remote and _draws_without_reading(schema):
+            self.special = "random"
 
 
 class Session:
+    remote = False  # live mode (RemoteSession): values live on a runtime
+
     def __init__(self, channel, payload_mode):
         self.channel = channel
         self.payload_mode = payload_mode  # "full", "inputs" or "none"
+        self.record_random = payload_mode != "none"  # random results travel with the trace
+        self.exec_device = _CPU  # where ops run in the program's process
         self._strings = {}
         self._new_strings = []
         self._infos = {}
@@ -101,6 +108,7 @@ class Session:
         self.phase = codes.PHASE_NONE
         self.observed = False
         self.closed = False
+        self.in_kernel = False  # live mode: inside a meta kernel, whose own factory calls are not the program's
 
     # ---- interning and ids ----------------------------------------------
 
@@ -204,7 +212,7 @@ class Session:
             w.append(codes.ARG_DEVICE)
             if a.type == "meta":
                 w.append(self.intern(DEVICE))
-                return _CPU
+                return self.exec_device
             w.append(self.intern(str(a)))
             return a
         if t is torch.layout:
@@ -256,9 +264,12 @@ class Session:
             if dev is not None and not is_remote_device(dev):
                 value = self.materialize(args[0], codes.HOW_CPU)
                 return func(value, *args[1:], **kwargs)
+            elif info.special == "random":
+                return self._random_locally(func, info, args, kwargs)
         pre = []
         w = [_TAG_OP, info.sid, self.module_sid, self.phase, info.flags, len(args)]
         cpu_args = []
+        cpu_kwargs = None
         try:
             # The common argument types inline; the rest through _arg.
             for a in args:
@@ -279,11 +290,22 @@ class Session:
                 for k, v in kwargs.items():
                     w.append(self.intern(k))
                     cpu_kwargs[k] = self._arg(v, w, pre)
+            if self.remote:
+                out = self._kernel(func, cpu_args, cpu_kwargs or {})
+            elif kwargs:
                 out = func(*cpu_args, **cpu_kwargs)
             else:
                 out = func(*cpu_args)
         except CaptureError as e:
             raise CaptureError(f"{e} (in {info.name})") from None
+        except Exception as e:
+            if not self.remote:
+                raise
+            # Live mode: the op has no meta kernel in this torch.
+            out = self._without_meta(func, info, cpu_args, cpu_kwargs or {}, e)
+            if out is None:
+                self.words += pre
+                return self._run_locally(func, info, args, kwargs)
         if pre:
             self.words += pre
         if type(out) is torch.Tensor and info.single:
@@ -311,13 +333,16 @@ class Session:
             w += stride
             w.append(offset)
             w.append(storage)
-            w.append(self._send_payload(out) if info.flags & _RANDOM and self.payload_mode != "none" else _NO_PAYLOAD)
+            w.append(self._send_payload(out) if info.flags & _RANDOM and self.record_random else _NO_PAYLOAD)
             self.words += w
             return LazyTensor._wrap(out, shape, stride, offset, vid, storage)
         return self._finish(info, out, args, kwargs, w)
 
     def _finish(self, info, out, args, kwargs, w):
         """The general case of dispatch: several outputs, in-place results, scalars."""
+        if self.remote and _has_scalar(out):
+            # A Python value the program will see: only the real values give it.
+            return self._run_locally(info.func, info, args, kwargs)
         result = self._outputs(info, out, args, kwargs, w)
         self.words += w
         if self.observed:
@@ -363,6 +388,8 @@ class Session:
                     if o.shape != base.shape or o.stride() != base.stride():
                         raise CaptureError(f"genie: {info.name} changes the shape or strides of a tensor in place, "
                                            "which remote_accelerator does not support; use the out-of-place form")
+                    if self.remote:
+                        self.replaced(base._genie_id)
                     base._genie_id = vid
                     ow.append(1)
                     ow.append(vid)
@@ -377,7 +404,7 @@ class Session:
 
     def _random_payload(self, info, value):
         """Random results are recorded so a replay can use them (see graph.h Output)."""
-        if info.flags & codes.FLAG_RANDOM and self.payload_mode != "none":
+        if info.flags & codes.FLAG_RANDOM and self.record_random:
             return self._send_payload(value)
         return _NO_PAYLOAD
 
@@ -414,3 +441,230 @@ class Session:
             self.flush()
         self.channel.send(codes.FRAME_END)
         self.channel.close()
+
+
+# ---- live mode ---------------------------------------------------------------
+
+_empty_strided = torch.empty_strided  # the originals: device.install() wraps torch's factories
+_empty = torch.empty
+_frombuffer = torch.frombuffer
+_DTYPES = [getattr(torch, name) for name in codes.DTYPE_NAMES]
+
+# Random ops that draw values without reading any tensor's values: in live
+# mode they run in the program's process, with its generator, so a program
+# seeded with torch.manual_seed gets the numbers eager PyTorch gives it.
+_FACTORY_RANDOM = frozenset(["aten::rand", "aten::randn", "aten::randint", "aten::randperm", "aten::rand_like",
+                             "aten::randn_like", "aten::randint_like"])
+_FILL_RANDOM = frozenset(["aten::uniform_", "aten::normal_", "aten::random_", "aten::exponential_", "aten::geometric_",
+                          "aten::cauchy_", "aten::log_normal_"])
+
+# Ops whose result shapes depend on tensor values: without a meta kernel they
+# run in the program's process on the real values.
+_DATA_DEPENDENT = frozenset([
+    "aten::nonzero", "aten::masked_select", "aten::unique", "aten::_unique", "aten::_unique2", "aten::unique_dim",
+    "aten::unique_consecutive", "aten::unique_dim_consecutive", "aten::repeat_interleave", "aten::bincount",
+    "aten::histc", "aten::index", "aten::argwhere", "aten::equal", "aten::allclose", "aten::is_nonzero",
+    "aten::nonzero_static", "aten::_assert_async",
+])
+
+
+# Ops whose meta kernels give other result shapes than the CPU kernels (on
+# torch 1.13, _embedding_bag's offset2bag and max_indices): composite code
+# such as their backward branches on those shapes, so they come from a run on
+# zeros instead.
+_CPU_SHAPES = frozenset(getattr(torch.ops.aten, name).default for name in
+                        ("_embedding_bag", "_embedding_bag_forward_only") if hasattr(torch.ops.aten, name))
+
+
+def _draws_without_reading(schema):
+    if schema.name in _FACTORY_RANDOM:
+        return True
+    if schema.name in _FILL_RANDOM:
+        return True
+    if schema.name == "aten::bernoulli_" and schema.overload_name == "float":
+        return True
+    return schema.name == "aten::normal" and schema.overload_name == "float_float"
+
+
+def _has_scalar(out):
+    if out is None or isinstance(out, torch.Tensor):
+        return False
+    if isinstance(out, (tuple, list)):
+        return any(o is not None and not isinstance(o, torch.Tensor) for o in out)
+    return True
+
+
+def _map_tensors(x, fn):
+    """`x` (an argument: tensor, list, tuple) with every tensor replaced by fn(tensor)."""
+    if isinstance(x, torch.Tensor):
+        return fn(x)
+    if isinstance(x, (list, tuple)):
+        return type(x)(_map_tensors(i, fn) for i in x)
+    if isinstance(x, torch.device) and x.type == "meta":
+        return _CPU
+    return x
+
+
+def _zeros_like_meta(m):
+    return _empty_strided(m.shape, m.stride(), dtype=m.dtype).zero_()
+
+
+def _to_meta(o):
+    return _empty_strided(o.shape, o.stride(), dtype=o.dtype, device=_META)
+
+
+class RemoteSession(Session):
+    """Live mode (`genie run PROGRAM`): LazyTensors hold meta tensors, shapes
+    come from meta kernels, and each segment runs on a runtime when it closes;
+    only what is materialized comes back."""
+
+    remote = True
+
+    def __init__(self, channel):
+        super().__init__(channel, "inputs")
+        self.record_random = False  # random ops either run here (see _random_locally) or draw remotely
+        self.exec_device = _META
+        self.released = []  # value ids whose LazyTensors are gone, sent with the next segment
+
+    def add_input(self, cpu_value, kind):
+        if cpu_value.dtype not in DTYPE_CODE:
+            raise CaptureError(f"genie: tensors of dtype {cpu_value.dtype} cannot be moved to remote_accelerator")
+        value = cpu_value.detach().contiguous()
+        vid = self._new_id()
+        payload = self._send_payload(value)
+        w = [codes.TAG_INPUT, vid, kind]
+        self._meta_words(value, vid, w)
+        w.append(payload)
+        self.words.extend(w)
+        return LazyTensor(_empty_strided(value.shape, value.stride(), dtype=value.dtype, device=_META), vid, vid)
+
+    def _kernel(self, func, args, kwargs):
+        """Runs the meta kernel. Python meta kernels call torch factories with
+        device="meta"; in_kernel tells device.py those are not the program's."""
+        if func in _CPU_SHAPES:
+            raise NotImplementedError(f"the meta kernel of {func} gives other shapes than the CPU kernel")
+        return self._in_kernel(func, args, kwargs)
+
+    def _in_kernel(self, func, args, kwargs):
+        outer = self.in_kernel
+        self.in_kernel = True
+        try:
+            return func(*args, **kwargs)
+        finally:
+            self.in_kernel = outer
+
+    def replaced(self, old_id):
+        """An in-place op gave a LazyTensor a new id; the old one is unused from now on."""
+        self.released.append(old_id)
+
+    def materialize(self, lazy, how):
+        self.words.extend((codes.TAG_MATERIALIZE, lazy._genie_id, how, codes.NO_PAYLOAD))
+        tensors, _ = self.flush()
+        return self._host_tensor(tensors[0])
+
+    def _host_tensor(self, fetched):
+        dtype, sizes, data = fetched
+        if not data:
+            return _empty(sizes, dtype=_DTYPES[dtype])
+        return _frombuffer(data, dtype=_DTYPES[dtype]).reshape(sizes)
+
+    def flush(self):
+        """Sends the open segment and waits for the runtime's answer."""
+        released, self.released = self.released, []
+        if released:
+            self.words.append(codes.TAG_RELEASE)
+            self.words.append(len(released))
+            self.words.extend(released)
+        super().flush()
+        return self.channel.recv_reply()
+
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            if len(self.words):
+                self.flush()
+            self.channel.send(codes.FRAME_END)
+            self.channel.close()
+        except (OSError, RuntimeError):
+            pass  # the genie process is gone; it reports why itself
+
+    # ---- ops that cannot run on meta tensors ----------------------------
+
+    def _random_locally(self, func, info, args, kwargs):
+        """Draws here, on CPU, and sends the values up as an input."""
+        def host(t):
+            return _empty_strided(t.shape, t.stride(), dtype=t.dtype) if type(t) is LazyTensor else t
+        cpu_args = [_map_tensors(a, host) for a in args]
+        cpu_kwargs = {k: _map_tensors(v, host) for k, v in kwargs.items()}
+        out = self._in_kernel(func, cpu_args, cpu_kwargs)
+        target = args[0] if args and info.returns and info.returns[0] is not None else None
+        if type(target) is LazyTensor:
+            lifted = self.add_input(out, codes.INPUT_CONSTANT)
+            torch.ops.aten.copy_.default(target, lifted)
+            return target
+        return self.add_input(out, codes.INPUT_TENSOR)
+
+    def _without_meta(self, func, info, cpu_args, cpu_kwargs, error):
+        """Result metadata for an op whose meta kernel is missing: from a run on
+        zeros of the same shapes, or None when its result shapes depend on
+        values (then the op runs on the real values, see _run_locally)."""
+        if os.environ.get("GENIE_DEBUG_META"):
+            print(f"genie: no meta kernel for {info.name}: {error}", file=__import__("sys").stderr)
+        if func._schema.name in _DATA_DEPENDENT:
+            return None
+        zargs = [_map_tensors(a, _zeros_like_meta) for a in cpu_args]
+        zkwargs = {k: _map_tensors(v, _zeros_like_meta) for k, v in cpu_kwargs.items()}
+        out = self._in_kernel(func, zargs, zkwargs)
+        if _has_scalar(out):
+            return None
+        return _map_tensors(out, _to_meta)
+
+    def _run_locally(self, func, info, args, kwargs):
+        """Runs the op in the program's process on the real values of its
+        arguments (one round trip to fetch them); its tensor results go up as
+        inputs. For ops whose results are Python values or have shapes that
+        depend on values."""
+        lazies = []
+
+        def collect(t):
+            if type(t) is LazyTensor:
+                lazies.append(t)
+            return t
+        for a in args:
+            _map_tensors(a, collect)
+        for v in kwargs.values():
+            _map_tensors(v, collect)
+        for t in lazies:
+            self.words.extend((codes.TAG_MATERIALIZE, t._genie_id, codes.HOW_CPU, codes.NO_PAYLOAD))
+        fetched = self.flush()[0] if lazies else []
+        values = {id(t): self._host_tensor(f).clone() for t, f in zip(lazies, fetched)}
+
+        def host(t):
+            return values[id(t)] if type(t) is LazyTensor else t
+        out = self._in_kernel(func, [_map_tensors(a, host) for a in args],
+                           {k: _map_tensors(v, host) for k, v in kwargs.items()})
+        results = out if isinstance(out, (tuple, list)) else [out]
+        lifted = []
+        for i, o in enumerate(results):
+            if not isinstance(o, torch.Tensor):
+                lifted.append(o)
+                continue
+            alias = info.returns[i] if i < len(info.returns) else (info.returns[0] if len(info.returns) == 1 else None)
+            if alias is not None:
+                pos, name, is_write = alias
+                base = args[pos] if pos < len(args) else kwargs.get(name)
+                if type(base) is LazyTensor:
+                    if not is_write:
+                        raise CaptureError(f"genie: {info.name} returns a view and has no meta kernel in this torch; "
+                                           "it cannot run remotely")
+                    torch.ops.aten.copy_.default(base, self.add_input(o, codes.INPUT_CONSTANT))
+                    lifted.append(base)
+                    continue
+            lifted.append(self.add_input(o, codes.INPUT_TENSOR))
+        if isinstance(out, tuple):
+            return tuple(lifted)
+        if isinstance(out, list):
+            return lifted
+        return lifted[0]

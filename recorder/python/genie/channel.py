@@ -5,6 +5,13 @@ import struct
 from . import codes
 
 _FRAME_HEAD = struct.Struct("<IB")
+_U32 = struct.Struct("<I")
+_I64 = struct.Struct("<q")
+_F64 = struct.Struct("<d")
+
+
+class RemoteError(RuntimeError):
+    """The genie process or the runtime could not execute a segment."""
 
 
 class Channel:
@@ -24,6 +31,58 @@ class Channel:
         self._sock.sendall(_FRAME_HEAD.pack(size, frame_type))
         for p in parts:
             self._sock.sendall(p)
+
+    def _recv_exact(self, n):
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        while got < n:
+            k = self._sock.recv_into(view[got:], n - got)
+            if k == 0:
+                raise RemoteError("genie: the genie process closed the connection (it exited or was killed)")
+            got += k
+        return buf
+
+    def recv_reply(self):
+        """Reads one REPLY frame: returns (tensors, scalars), where tensors are
+        (dtype code, sizes, bytearray) and scalars are Python values. A failed
+        segment raises RemoteError with the genie process's message."""
+        size, frame_type = _FRAME_HEAD.unpack(self._recv_exact(_FRAME_HEAD.size))
+        if frame_type != codes.FRAME_REPLY:
+            raise RemoteError(f"genie: expected a reply frame, got frame type {frame_type}")
+        body = self._recv_exact(size)
+        view = memoryview(body)
+        if body[0] != 0:
+            raise RemoteError(bytes(view[1:]).decode("utf-8", "replace"))
+        pos = 1
+        (count,) = _U32.unpack_from(body, pos)
+        pos += 4
+        tensors = []
+        for _ in range(count):
+            dtype, rank = body[pos], body[pos + 1]
+            pos += 2
+            sizes = [_I64.unpack_from(body, pos + 8 * i)[0] for i in range(rank)]
+            pos += 8 * rank
+            (nbytes,) = _I64.unpack_from(body, pos)
+            pos += 8
+            tensors.append((dtype, sizes, body[pos:pos + nbytes]))
+            pos += nbytes
+        (count,) = _U32.unpack_from(body, pos)
+        pos += 4
+        scalars = []
+        for _ in range(count):
+            kind = body[pos]
+            pos += 1
+            if kind == 0:
+                scalars.append(None)
+                continue
+            if kind == 3:
+                scalars.append(_F64.unpack_from(body, pos)[0])
+            else:
+                v = _I64.unpack_from(body, pos)[0]
+                scalars.append(bool(v) if kind == 1 else v)
+            pos += 8
+        return tensors, scalars
 
     def close(self):
         self._sock.close()

@@ -14,11 +14,13 @@ FRAME_STRINGS = 2
 FRAME_SEGMENT = 3
 FRAME_PAYLOAD = 4
 FRAME_END = 5
+FRAME_REPLY = 6  # genie -> frontend, live mode only: the answer to a SEGMENT
 
 # Step tags inside a SEGMENT frame's word stream.
 TAG_INPUT = 1
 TAG_OP = 2
 TAG_MATERIALIZE = 3
+TAG_RELEASE = 4  # live mode: values the program no longer holds
 
 # Argument kinds (traces/graph.h Arg::Kind).
 ARG_NONE = 0

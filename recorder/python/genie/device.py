@@ -47,7 +47,7 @@ def _wrap_data_factory(orig):
     @functools.wraps(orig)
     def factory(*args, **kwargs):
         dev = kwargs.get("device")
-        if dev is None or not is_remote_device(dev):
+        if dev is None or not is_remote_device(dev) or lazy._session.in_kernel:
             return orig(*args, **kwargs)
         requires_grad = kwargs.pop("requires_grad", False)
         kwargs["device"] = "cpu"
@@ -60,7 +60,7 @@ def _wrap_op_factory(orig):
     @functools.wraps(orig)
     def factory(*args, **kwargs):
         dev = kwargs.get("device")
-        if dev is None or not is_remote_device(dev):
+        if dev is None or not is_remote_device(dev) or lazy._session.in_kernel:
             return orig(*args, **kwargs)
         with CaptureAll():
             out = orig(*args, **_with_meta_device(kwargs))
@@ -94,7 +94,7 @@ def _wrap_to(orig):
     @functools.wraps(orig)
     def to(self, *args, **kwargs):
         dev = _target_device(args, kwargs)
-        if dev is None or not is_remote_device(dev):
+        if dev is None or not is_remote_device(dev) or lazy._session.in_kernel:
             return orig(self, *args, **kwargs)
         if type(self) is LazyTensor:
             args, kwargs = _replace_device(args, kwargs, _META)

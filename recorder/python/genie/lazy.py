@@ -20,6 +20,16 @@ def set_session(session):
     _session = session
 
 
+def release(tensor):
+    """Live mode's LazyTensor.__del__: the value's id goes to the runtime with
+    the next segment, which frees it. Autograd keeps the LazyTensors it saves
+    alive, so a value is released only once nothing can use it."""
+    try:
+        _session.released.append(tensor._genie_id)
+    except AttributeError:
+        pass  # never finished construction, or the interpreter is shutting down
+
+
 _META = torch.device("meta")
 _make_wrapper = torch.Tensor._make_wrapper_subclass
 

@@ -1,0 +1,148 @@
+#include "recorder/launcher.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+
+#ifndef GENIE_SOURCE_FRONTEND_DIR
+#error "GENIE_SOURCE_FRONTEND_DIR must be defined by the build"
+#endif
+
+namespace genie::recorder {
+namespace {
+
+volatile sig_atomic_t g_child_pid = 0;
+
+void ForwardTerm(int sig) {
+  if (g_child_pid > 0) ::kill(g_child_pid, sig);
+}
+
+}  // namespace
+
+std::string FrontendDir() {
+  if (const char* d = std::getenv("GENIE_FRONTEND_DIR"); d && *d) return d;
+  return GENIE_SOURCE_FRONTEND_DIR;
+}
+
+ListenSocket::~ListenSocket() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!dir_.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+}
+
+Status ListenSocket::Open() {
+  char tmpl[] = "/tmp/genie-ipc-XXXXXX";
+  if (!::mkdtemp(tmpl)) return Status::IOError(std::string("cannot create a socket folder: ") + std::strerror(errno));
+  dir_ = tmpl;
+  path_ = dir_ + "/ipc.sock";
+  fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd_ < 0) return Status::IOError(std::string("socket: ") + std::strerror(errno));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path_.c_str(), sizeof(addr.sun_path) - 1);
+  if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || ::listen(fd_, 16) != 0)
+    return Status::IOError("cannot listen on " + path_ + ": " + std::strerror(errno));
+  return Status::OK();
+}
+
+Result<pid_t> Spawn(const std::vector<std::string>& argv, const std::string& ipc_path,
+                    const std::vector<std::pair<std::string, std::string>>& env) {
+  if (argv.empty()) return Status::InvalidArgument("no program given");
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) != 0) return Status::IOError(std::string("pipe: ") + std::strerror(errno));
+  std::string pythonpath = FrontendDir();
+  if (const char* old = std::getenv("PYTHONPATH"); old && *old) pythonpath += std::string(":") + old;
+
+  pid_t pid = ::fork();
+  if (pid < 0) return Status::IOError(std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) {
+    ::close(pipefd[0]);
+    ::signal(SIGINT, SIG_DFL);
+    ::signal(SIGQUIT, SIG_DFL);
+    ::signal(SIGTERM, SIG_DFL);
+    ::signal(SIGPIPE, SIG_DFL);
+    ::setenv("GENIE_IPC", ipc_path.c_str(), 1);
+    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+    ::setenv("PYTHONPATH", pythonpath.c_str(), 1);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execvp(args[0], args.data());
+    int err = errno;
+    ssize_t ignored = ::write(pipefd[1], &err, sizeof(err));
+    (void)ignored;
+    ::_exit(127);
+  }
+  ::close(pipefd[1]);
+  int err = 0;
+  ssize_t n;
+  do {
+    n = ::read(pipefd[0], &err, sizeof(err));
+  } while (n < 0 && errno == EINTR);
+  ::close(pipefd[0]);
+  if (n == sizeof(err)) {
+    ::waitpid(pid, nullptr, 0);
+    return Status::NotFound("cannot start '" + argv[0] + "': " + std::strerror(err));
+  }
+  return pid;
+}
+
+ChildSignals::ChildSignals(pid_t child) {
+  g_child_pid = child;
+  struct sigaction ignore{}, forward{};
+  ignore.sa_handler = SIG_IGN;
+  forward.sa_handler = ForwardTerm;
+  ::sigaction(SIGINT, &ignore, &old_int_);  // the program gets the terminal's signals itself
+  ::sigaction(SIGQUIT, &ignore, &old_quit_);
+  ::sigaction(SIGTERM, &forward, &old_term_);
+}
+
+void ChildSignals::ChildExited() { g_child_pid = 0; }
+
+ChildSignals::~ChildSignals() {
+  g_child_pid = 0;
+  ::sigaction(SIGINT, &old_int_, nullptr);
+  ::sigaction(SIGQUIT, &old_quit_, nullptr);
+  ::sigaction(SIGTERM, &old_term_, nullptr);
+}
+
+Status FrameBuffer::Drain(FrontendStream* stream) {
+  while (buffer.size() - consumed >= kFrameHeadBytes) {
+    const auto* p = reinterpret_cast<const uint8_t*>(buffer.data()) + consumed;
+    uint32_t len;
+    std::memcpy(&len, p, 4);
+    uint8_t type = p[4];
+    if (len > kMaxFrameBody) return Status::Corruption("frame of " + std::to_string(len) + " bytes exceeds the limit");
+    if (buffer.size() - consumed < kFrameHeadBytes + len) break;
+    if (type < 1 || type > 5) return Status::Corruption("unknown frame type " + std::to_string(type));
+    GENIE_RETURN_IF_ERROR(stream->HandleFrame(static_cast<FrameType>(type), p + kFrameHeadBytes, len));
+    consumed += kFrameHeadBytes + len;
+  }
+  if (consumed > 0 && consumed * 2 >= buffer.size()) {
+    buffer.erase(0, consumed);
+    consumed = 0;
+  }
+  return Status::OK();
+}
+
+int ExitStatus(int wstatus) {
+  if (WIFEXITED(wstatus)) return WEXITSTATUS(wstatus);
+  if (WIFSIGNALED(wstatus)) return 128 + WTERMSIG(wstatus);
+  return 0;
+}
+
+std::string DescribeExit(int wstatus) {
+  if (WIFSIGNALED(wstatus)) return std::string("was killed by signal ") + strsignal(WTERMSIG(wstatus));
+  return "exited with status " + std::to_string(ExitStatus(wstatus));
+}
+
+}  // namespace genie::recorder

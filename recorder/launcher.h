@@ -1,0 +1,70 @@
+// Starting a program with the capture frontend on its import path, and the
+// unix socket its frontend connects back to. Shared by `genie record` and
+// live `genie run PROGRAM`.
+#pragma once
+
+#include <sys/types.h>
+
+#include <signal.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+#include "recorder/frontend_protocol.h"
+
+namespace genie::recorder {
+
+// The folder holding the frontend package and its sitecustomize:
+// $GENIE_FRONTEND_DIR, else the source tree's recorder/python.
+std::string FrontendDir();
+
+// A listening unix socket in a fresh private folder, removed with it.
+class ListenSocket {
+ public:
+  ListenSocket() = default;
+  ListenSocket(const ListenSocket&) = delete;
+  ListenSocket& operator=(const ListenSocket&) = delete;
+  ~ListenSocket();
+  Status Open();
+  int fd() const { return fd_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  int fd_ = -1;
+  std::string dir_;
+  std::string path_;
+};
+
+// Starts argv with the frontend on its import path, GENIE_IPC set to
+// `ipc_path` and `env` added. Returns the pid, or why exec failed.
+Result<pid_t> Spawn(const std::vector<std::string>& argv, const std::string& ipc_path,
+                    const std::vector<std::pair<std::string, std::string>>& env);
+
+// While alive: the terminal's SIGINT and SIGQUIT go to the program alone
+// (genie ignores them), and a SIGTERM to genie is forwarded to `child`.
+class ChildSignals {
+ public:
+  explicit ChildSignals(pid_t child);
+  ~ChildSignals();
+  void ChildExited();  // stop forwarding
+
+ private:
+  struct sigaction old_int_{}, old_quit_{}, old_term_{};
+};
+
+// Bytes read from one frontend connection, parsed into frames as they complete.
+struct FrameBuffer {
+  std::string buffer;
+  size_t consumed = 0;
+  // Hands every complete frame to `stream`; a malformed one is Corruption.
+  Status Drain(FrontendStream* stream);
+};
+
+// The program's exit status: its exit code, or 128 + the signal that killed it.
+int ExitStatus(int wstatus);
+// "exited with status 3", "was killed by signal Killed".
+std::string DescribeExit(int wstatus);
+
+}  // namespace genie::recorder

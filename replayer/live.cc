@@ -1,0 +1,272 @@
+#include "replayer/live.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "common/byte_io.h"
+#include "recorder/frontend_protocol.h"
+#include "recorder/launcher.h"
+#include "replayer/heartbeat.h"
+#include "traces/segment_codec.h"
+
+namespace genie::replayer {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr size_t kReadBytes = 1u << 20;
+constexpr auto kDrainGrace = std::chrono::seconds(10);
+
+Status WriteAll(int fd, const char* p, size_t n) {
+  while (n > 0) {
+    ssize_t k = ::send(fd, p, n, MSG_NOSIGNAL);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) return Status::IOError(std::string("the program's connection: ") + std::strerror(errno));
+    p += k;
+    n -= static_cast<size_t>(k);
+  }
+  return Status::OK();
+}
+
+// One frontend connection: decodes its frames, runs each segment on its own
+// runtime session and answers it.
+class LiveConnection final : public recorder::FrontendSink {
+ public:
+  LiveConnection(int fd, uint32_t stream, const LiveOptions& options, LiveReport* report)
+      : fd_(fd), stream_(stream, this), options_(options), report_(report) {}
+
+  int fd() const { return fd_; }
+  recorder::FrameBuffer& frames() { return frames_; }
+  recorder::FrontendStream& stream() { return stream_; }
+  void Close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    monitor_.reset();
+    if (client_) {
+      const ClientCounters& c = client_->counters();
+      report_->counters.round_trips += c.round_trips;
+      report_->counters.bytes_up += c.bytes_up;
+      report_->counters.bytes_down += c.bytes_down;
+      client_.reset();
+    }
+  }
+
+  traces::StringTable& strings() override { return strings_; }
+
+  Status AddPayload(const ContentHash& h, std::string bytes) override {
+    if (!on_runtime_.count(h)) pending_.emplace(h, std::move(bytes));
+    return Status::OK();
+  }
+
+  Status AddSegment(const traces::Segment& seg, const std::vector<traces::ValueId>& released) override {
+    ++report_->segments;
+    report_->ops += seg.num_ops();
+    report_->materialized += seg.materialized.size();
+    if (!failure_.empty()) return Reply(recorder::EncodeErrorReply(failure_));
+    auto reply = Run(seg, released);
+    if (!reply.ok()) {
+      Status why = reply.status();
+      if (monitor_ && monitor_->dead()) why = Status::IOError(monitor_->reason());
+      std::string message = "genie: " + why.message();
+      // A lost runtime took this session's values with it: every later segment fails too.
+      if (why.code() == Status::Code::kIOError) failure_ = message;
+      if (report_->error.empty()) report_->error = message;
+      return Reply(recorder::EncodeErrorReply(message));
+    }
+    report_->released += released.size();
+    return Reply(reply.value());
+  }
+
+ private:
+  Status Connect() {
+    GENIE_ASSIGN_OR_RETURN(RuntimeClient c, RuntimeClient::Connect(options_.address, options_.token));
+    client_ = std::make_unique<RuntimeClient>(std::move(c));
+    if (report_->device.empty()) {
+      report_->device = client_->hello().device();
+      report_->torch_version = client_->hello().torch_version();
+    }
+    if (options_.heartbeat_timeout > 0) {
+      auto timeout = std::chrono::milliseconds(static_cast<int64_t>(options_.heartbeat_timeout * 1000));
+      GENIE_ASSIGN_OR_RETURN(monitor_, HeartbeatMonitor::Start(options_.address, options_.token, client_->fd(), timeout));
+    }
+    return Status::OK();
+  }
+
+  // Runs the segment; returns the REPLY frame for the program.
+  Result<std::string> Run(const traces::Segment& seg, const std::vector<traces::ValueId>& released) {
+    if (!client_) GENIE_RETURN_IF_ERROR(Connect());
+    // The payloads this segment needs that the runtime is not known to hold.
+    std::vector<ContentHash> needed;
+    uint64_t needed_bytes = 0;
+    for (const auto& step : seg.steps) {
+      if (step.kind != traces::Step::Kind::kInput || !step.input.payload) continue;
+      const ContentHash& h = *step.input.payload;
+      if (on_runtime_.count(h) || std::find(needed.begin(), needed.end(), h) != needed.end()) continue;
+      auto it = pending_.find(h);
+      if (it == pending_.end()) return Status::Corruption("the program named a payload it never sent");
+      needed.push_back(h);
+      needed_bytes += it->second.size();
+    }
+    if (needed_bytes > options_.query_threshold) {
+      GENIE_ASSIGN_OR_RETURN(std::vector<bool> present, client_->QueryBlobs(needed));
+      std::vector<ContentHash> missing;
+      for (size_t i = 0; i < needed.size(); ++i) {
+        if (!present[i]) {
+          missing.push_back(needed[i]);
+          continue;
+        }
+        ++report_->already_present;
+        on_runtime_.insert(needed[i]);
+        pending_.erase(needed[i]);
+      }
+      needed.swap(missing);
+    }
+    std::vector<std::pair<ContentHash, std::string_view>> blobs;
+    for (const auto& h : needed) {
+      const std::string& bytes = pending_.at(h);
+      blobs.emplace_back(h, bytes);
+      ++report_->uploaded_blobs;
+      report_->uploaded_bytes += bytes.size();
+    }
+    ByteWriter record;
+    GENIE_RETURN_IF_ERROR(traces::EncodeSegment(seg, &record));
+    std::vector<std::string> new_strings(strings_.all().begin() + static_cast<std::ptrdiff_t>(strings_sent_),
+                                         strings_.all().end());
+    std::vector<uint64_t> fetch;
+    for (const auto& m : seg.materialized) fetch.push_back(m.id);
+    std::vector<uint64_t> release(released.begin(), released.end());
+    auto start = Clock::now();
+    auto reply = client_->Execute(new_strings, record.buffer(), fetch, release, blobs);
+    // Strings and blobs reached the runtime unless the connection broke.
+    if (reply.ok() || reply.status().code() != Status::Code::kIOError) {
+      strings_sent_ = strings_.size();
+      for (const auto& h : needed) {
+        on_runtime_.insert(h);
+        pending_.erase(h);
+      }
+    }
+    if (!reply.ok()) return reply.status();
+    report_->segment_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+    report_->runtime_ms.push_back(reply->message.execute_ms());
+
+    // The REPLY frame: u32 length | u8 type | u8 0 | tensors | scalars.
+    std::string out(5, '\0');
+    out.push_back(0);
+    auto u32 = [&](uint32_t v) { out.append(reinterpret_cast<const char*>(&v), 4); };
+    auto i64 = [&](int64_t v) { out.append(reinterpret_cast<const char*>(&v), 8); };
+    u32(static_cast<uint32_t>(reply->tensors.size()));
+    for (const auto& t : reply->tensors) {
+      GENIE_ASSIGN_OR_RETURN(traces::DType dtype, traces::DTypeFromName(t.dtype));
+      out.push_back(static_cast<char>(dtype));
+      out.push_back(static_cast<char>(t.sizes.size()));
+      for (int64_t s : t.sizes) i64(s);
+      i64(static_cast<int64_t>(t.bytes.size()));
+      out += t.bytes;
+    }
+    u32(static_cast<uint32_t>(reply->message.scalars_size()));
+    for (const auto& s : reply->message.scalars()) {
+      if (s.value_case() == wire::Scalar::kB) {
+        out.push_back(1);
+        i64(s.b());
+      } else if (s.value_case() == wire::Scalar::kI) {
+        out.push_back(2);
+        i64(s.i());
+      } else if (s.value_case() == wire::Scalar::kF) {
+        out.push_back(3);
+        double f = s.f();
+        out.append(reinterpret_cast<const char*>(&f), 8);
+      } else {
+        out.push_back(0);
+        i64(0);
+      }
+    }
+    if (out.size() - 5 > recorder::kMaxFrameBody)
+      return Status::InvalidArgument("a materialized value of " + std::to_string(out.size()) +
+                                     " bytes exceeds the frame limit");
+    uint32_t len = static_cast<uint32_t>(out.size() - 5);
+    std::memcpy(out.data(), &len, 4);
+    out[4] = static_cast<char>(recorder::FrameType::kReply);
+    return out;
+  }
+
+  Status Reply(const std::string& frame) { return WriteAll(fd_, frame.data(), frame.size()); }
+
+  int fd_;
+  recorder::FrameBuffer frames_;
+  recorder::FrontendStream stream_;
+  const LiveOptions& options_;
+  LiveReport* report_;
+  traces::StringTable strings_;
+  size_t strings_sent_ = 0;
+  std::unordered_map<ContentHash, std::string, ContentHashHasher> pending_;
+  std::unordered_set<ContentHash, ContentHashHasher> on_runtime_;
+  std::unique_ptr<RuntimeClient> client_;
+  std::unique_ptr<HeartbeatMonitor> monitor_;
+  std::string failure_;
+};
+
+}  // namespace
+
+Result<LiveReport> RunLive(const LiveOptions& options) {
+  recorder::ListenSocket listener;
+  GENIE_RETURN_IF_ERROR(listener.Open());
+  GENIE_ASSIGN_OR_RETURN(pid_t child, recorder::Spawn(options.argv, listener.path(), {{"GENIE_MODE", "remote"}}));
+  recorder::ChildSignals signals(child);
+  LiveReport report;
+  std::vector<std::unique_ptr<LiveConnection>> conns;
+  bool child_done = false;
+  int wstatus = 0;
+  Clock::time_point child_exit;
+  uint32_t next_stream = 0;
+  std::vector<char> readbuf(kReadBytes);
+  while (true) {
+    std::vector<pollfd> fds;
+    fds.push_back({listener.fd(), POLLIN, 0});
+    for (auto& c : conns) fds.push_back({c->fd(), POLLIN, 0});
+    int rc = ::poll(fds.data(), fds.size(), 100);
+    if (rc < 0 && errno != EINTR) return Status::IOError(std::string("poll: ") + std::strerror(errno));
+    if (rc > 0 && (fds[0].revents & POLLIN)) {
+      int fd;
+      while ((fd = ::accept4(listener.fd(), nullptr, nullptr, SOCK_CLOEXEC)) >= 0) {
+        conns.push_back(std::make_unique<LiveConnection>(fd, next_stream++, options, &report));
+        ++report.connections;
+      }
+    }
+    for (size_t i = 1; rc > 0 && i < fds.size(); ++i) {
+      if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      LiveConnection* c = conns[i - 1].get();
+      ssize_t n = ::read(c->fd(), readbuf.data(), readbuf.size());
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+      if (n <= 0) {
+        c->Close();
+        continue;
+      }
+      c->frames().buffer.append(readbuf.data(), static_cast<size_t>(n));
+      Status st = c->frames().Drain(&c->stream());
+      if (!st.ok()) {
+        if (report.error.empty()) report.error = "malformed data from the program's frontend: " + st.message();
+        c->Close();
+      }
+    }
+    conns.erase(std::remove_if(conns.begin(), conns.end(), [](const auto& c) { return c->fd() < 0; }), conns.end());
+    if (!child_done && ::waitpid(child, &wstatus, WNOHANG) == child) {
+      child_done = true;
+      child_exit = Clock::now();
+      signals.ChildExited();
+    }
+    if (child_done && (conns.empty() || Clock::now() - child_exit > kDrainGrace)) break;
+  }
+  for (auto& c : conns) c->Close();
+  report.exit_status = recorder::ExitStatus(wstatus);
+  report.exit_description = recorder::DescribeExit(wstatus);
+  return report;
+}
+
+}  // namespace genie::replayer

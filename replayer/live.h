@@ -1,0 +1,57 @@
+// Live mode, `genie run --pool P PROGRAM [ARGS...]`: the program runs with the
+// capture frontend in remote mode. Each segment it closes (at a
+// materialization point) comes here over the unix socket, runs on a runtime
+// in one round trip (new payloads pipelined ahead of it), and only the
+// materialized values go back to the program. Values stay on the runtime
+// between segments until the program drops them; payloads go up once per
+// runtime, by content hash.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "replayer/runtime_client.h"
+
+namespace genie::replayer {
+
+struct LiveOptions {
+  std::vector<std::string> argv;  // the program and its arguments
+  std::string address;            // the runtime
+  std::string token;
+  // Seconds without an answered heartbeat after which the runtime counts as dead (0: no monitor).
+  double heartbeat_timeout = 10;
+  // New payload bytes in one segment above which the runtime is first asked
+  // which it already holds (a model's weights), instead of sending them blind.
+  uint64_t query_threshold = 1u << 20;
+};
+
+struct LiveReport {
+  int exit_status = 0;           // the program's: its exit code, or 128 + signal
+  std::string exit_description;  // "exited with status 0"
+  uint64_t connections = 0;      // frontends (processes) that connected
+  uint64_t segments = 0;
+  uint64_t ops = 0;
+  uint64_t materialized = 0;
+  uint64_t released = 0;          // values freed on the runtime as the program dropped them
+  uint64_t uploaded_blobs = 0;
+  uint64_t uploaded_bytes = 0;
+  uint64_t already_present = 0;   // payloads the runtime held before they were sent
+  ClientCounters counters;        // summed over connections
+  std::vector<double> segment_ms;  // genie's round trip per segment
+  std::vector<double> runtime_ms;  // the runtime's execution per segment
+  std::string device, torch_version;
+  std::string error;  // the first failure reported to the program, "" if none
+};
+
+// Starts the program and serves its segments until it exits and its
+// connections close. Fails only when the program cannot be started; a
+// runtime that fails or dies is reported to the program (which raises) and
+// in `error`.
+Result<LiveReport> RunLive(const LiveOptions& options);
+
+}  // namespace genie::replayer
