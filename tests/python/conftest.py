@@ -5,6 +5,7 @@ come from ctest; run by hand, they default to the build tree and /usr/bin/python
 """
 import json
 import os
+import signal
 import subprocess
 import textwrap
 from pathlib import Path
@@ -62,3 +63,50 @@ def genie(tmp_path):
 def eager(program, *args):
     """Runs a program plainly, without genie."""
     return subprocess.run([PYTHON, str(program), *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+class Runtime:
+    def __init__(self, tmp, token=None, extra=()):
+        cmd = [GENIE, "serve", "--listen", "127.0.0.1:0", "--device", "cpu", *extra]
+        if token:
+            path = tmp / "token"
+            path.write_text(token + "\n")
+            cmd += ["--token-file", str(path)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        assert line.startswith("listening on "), self.proc.stderr.read()
+        self.address = line.split()[-1]
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        out, err = self.proc.communicate(timeout=20)
+        return self.proc.returncode, err
+
+
+@pytest.fixture
+def runtime(tmp_path):
+    rt = Runtime(tmp_path)
+    yield rt
+    if rt.proc.poll() is None:
+        rt.stop()
+
+
+def pool_config(tmp, address, token_file=None):
+    cfg = tmp / "genie.yaml"
+    entry = f"{{address: {address}, transport: tcp" + (f", token_file: {token_file}" if token_file else "") + "}"
+    cfg.write_text(textwrap.dedent(f"""\
+        pools:
+          test-pool:
+            runtimes:
+              - {entry}
+        """))
+    return cfg
+
+
+@pytest.fixture
+def quiet_runtime(tmp_path):
+    """A runtime that logs warnings only: a long run's request lines would fill the stderr pipe nobody reads."""
+    rt = Runtime(tmp_path, extra=("--log-level", "warn"))
+    yield rt
+    if rt.proc.poll() is None:
+        rt.stop()

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import EXAMPLES, GENIE
+from conftest import EXAMPLES, GENIE, Runtime, pool_config
 
 EXAMPLE_ARGS = {
     "mlp_train": ["--steps", "2"],
@@ -19,44 +19,6 @@ EXAMPLE_ARGS = {
     "recsys": ["--steps", "2"],
     "two_tower": ["--steps", "2"],
 }
-
-
-class Runtime:
-    def __init__(self, tmp, token=None, extra=()):
-        cmd = [GENIE, "serve", "--listen", "127.0.0.1:0", "--device", "cpu", *extra]
-        if token:
-            path = tmp / "token"
-            path.write_text(token + "\n")
-            cmd += ["--token-file", str(path)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        assert line.startswith("listening on "), self.proc.stderr.read()
-        self.address = line.split()[-1]
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        out, err = self.proc.communicate(timeout=20)
-        return self.proc.returncode, err
-
-
-@pytest.fixture
-def runtime(tmp_path):
-    rt = Runtime(tmp_path)
-    yield rt
-    if rt.proc.poll() is None:
-        rt.stop()
-
-
-def pool_config(tmp, address, token_file=None):
-    cfg = tmp / "genie.yaml"
-    entry = f"{{address: {address}, transport: tcp" + (f", token_file: {token_file}" if token_file else "") + "}"
-    cfg.write_text(textwrap.dedent(f"""\
-        pools:
-          test-pool:
-            runtimes:
-              - {entry}
-        """))
-    return cfg
 
 
 def run_json(genie, trace, *args):
@@ -289,15 +251,6 @@ def start_long_run(genie, runtime, tmp_path, *extra):
     time.sleep(1.5)
     assert proc.poll() is None, proc.communicate()
     return proc
-
-
-@pytest.fixture
-def quiet_runtime(tmp_path):
-    """A runtime that logs warnings only: a long run's request lines would fill the stderr pipe nobody reads."""
-    rt = Runtime(tmp_path, extra=("--log-level", "warn"))
-    yield rt
-    if rt.proc.poll() is None:
-        rt.stop()
 
 
 def test_a_runtime_that_stops_answering_fails_the_run_within_the_heartbeat_timeout(genie, quiet_runtime, tmp_path):

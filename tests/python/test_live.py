@@ -1,0 +1,190 @@
+"""Live mode, `genie run --pool P PROGRAM`: real programs whose segments run on
+a real runtime process over loopback TCP."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import EXAMPLES, GENIE, PYTHON, Runtime, eager, pool_config
+from test_replay import EXAMPLE_ARGS
+
+
+def live(genie, program, *args, pool="local", config=None, extra=()):
+    """Runs `genie run --json ... python program args`; returns (process, report from stderr's last line)."""
+    cmd = ["run", "--pool", pool, "--json", *extra]
+    if config:
+        cmd += ["--config", config]
+    r = genie.run(*cmd, PYTHON, program, *args)
+    lines = [l for l in r.stderr.splitlines() if l.startswith("{")]
+    return r, json.loads(lines[-1]) if lines else None
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLE_ARGS))
+def test_every_example_prints_what_eager_cpu_prints(genie, name):
+    program = EXAMPLES / f"{name}.py"
+    want = eager(program, "--device", "cpu", *EXAMPLE_ARGS[name])
+    assert want.returncode == 0, want.stderr
+    r, report = live(genie, program, *EXAMPLE_ARGS[name])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == want.stdout
+    assert report["exit_status"] == 0 and report["error"] == ""
+    # One round trip per segment (plus Hello); at least one segment per materialization.
+    assert report["segments"] >= 1 and report["round_trips"] == report["segments"] + 1
+    assert report["device"] == "cpu"
+
+
+def test_values_the_program_drops_are_freed_on_the_runtime(genie):
+    program = genie.script("""
+        import torch
+        x = torch.ones(256, 256, device="remote_accelerator")
+        total = 0.0
+        for i in range(50):
+            y = x * i          # each step's y and its sum are dropped by the next
+            total += y.sum().item()
+        print(total)
+    """)
+    r, report = live(genie, program)
+    assert r.returncode == 0, r.stderr
+    assert float(r.stdout) == sum(256 * 256 * i for i in range(50))
+    assert report["segments"] == 50
+    # Every y and every sum of the earlier steps was released (two per step).
+    assert report["released"] >= 2 * 49
+
+
+def test_weights_go_up_once_per_runtime(genie, runtime, tmp_path):
+    program = genie.script("""
+        import torch
+        torch.manual_seed(0)
+        w = torch.randn(1024, 1024)
+        a = w.to("remote_accelerator")
+        print(a.sum().item() != 0)
+        b = w.to("remote_accelerator")   # the same bytes again: not sent again
+        print((a - b).abs().max().item())
+    """)
+    cfg = pool_config(tmp_path, runtime.address)
+    r, first = live(genie, program, pool="test-pool", config=cfg)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "0.0"]
+    assert first["uploaded_blobs"] == 1 and first["uploaded_bytes"] == 4 * 1024 * 1024
+    # A second program on the same runtime finds the weights there.
+    r, second = live(genie, program, pool="test-pool", config=cfg)
+    assert r.returncode == 0, r.stderr
+    assert second["uploaded_bytes"] == 0 and second["already_present"] == 1
+    assert second["bytes_up"] < 64 * 1024
+
+
+def test_ops_without_meta_kernels_and_data_dependent_shapes(genie):
+    body = """
+        import argparse
+        import torch
+        p = argparse.ArgumentParser()
+        p.add_argument("--device", default="remote_accelerator")
+        d = p.parse_args().device
+        torch.manual_seed(0)
+        x = torch.randn(6, 5, device=d)
+        print(torch.nonzero(x > 0).tolist())          # shape depends on values
+        print(x[x > 0.5].tolist())                    # boolean indexing
+        print(torch.equal(x, x.clone()))              # a Python bool from an op
+        print(torch.unique(torch.tensor([3, 1, 3, 2], device=d)).tolist())
+        w = torch.nn.EmbeddingBag(10, 3, mode="sum").to(d)
+        out = w(torch.tensor([1, 2, 4, 5, 4, 3], device=d), torch.tensor([0, 3], device=d))
+        out.sum().backward()                          # _embedding_bag_dense_backward has no meta kernel on torch 1.13
+        print([round(v, 5) for v in w.weight.grad.sum(1).tolist()])
+        print(torch.nn.functional.dropout(torch.ones(8, device=d), 0.5).tolist())  # drawn with the program's generator
+    """
+    program = genie.script(body)
+    want = eager(program, "--device", "cpu")
+    assert want.returncode == 0, want.stderr
+    r, report = live(genie, program)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == want.stdout
+
+
+def test_an_error_on_the_runtime_is_an_exception_in_the_program(genie):
+    program = genie.script("""
+        import torch
+        x = torch.ones(3, device="remote_accelerator")
+        try:
+            torch.ops.aten.index_select(x, 0, torch.tensor([7], device="remote_accelerator")).tolist()
+        except RuntimeError as e:
+            print("caught:", e)
+        print((x + 1).tolist())   # the session goes on
+    """)
+    r, report = live(genie, program)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("caught: genie: runtime") and "index" in lines[0]
+    assert lines[1] == "[2.0, 2.0, 2.0]"
+    assert "index" in report["error"]
+
+
+def test_a_program_that_fails_passes_its_exit_status_through(genie):
+    program = genie.script("""
+        import sys, torch
+        print(torch.ones(2, device="remote_accelerator").sum().item())
+        sys.exit(3)
+    """)
+    r, report = live(genie, program)
+    assert r.returncode == 3
+    assert r.stdout == "2.0\n" and report["exit_status"] == 3
+
+
+def test_a_missing_program_is_one_clear_error(genie):
+    r = genie.run("run", "--pool", "local", "no-such-program-xyz", "arg")
+    assert r.returncode != 0
+    assert r.stderr.count("genie: error:") == 1 and "no-such-program-xyz" in r.stderr
+
+
+LONG_PROGRAM = """
+    import sys, torch
+    x = torch.ones(64, 64, device="remote_accelerator")
+    step = 0
+    try:
+        while True:
+            x = (x @ x).clamp(max=1.0)
+            x.sum().item()
+            step += 1
+            if step == 20:
+                print("warm", flush=True)
+    except RuntimeError as e:
+        print("lost:", e, flush=True)
+        sys.exit(5)
+"""
+
+
+def start_live(genie, runtime, tmp_path, *extra):
+    cfg = pool_config(tmp_path, runtime.address)
+    proc = subprocess.Popen([GENIE, "run", "--pool", "test-pool", "--config", str(cfg), *extra, PYTHON,
+                             str(genie.script(LONG_PROGRAM))], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline() == "warm\n", proc.communicate()
+    return proc
+
+
+def test_a_runtime_that_stops_answering_is_an_exception_within_the_heartbeat_timeout(genie, quiet_runtime, tmp_path):
+    runtime = quiet_runtime
+    proc = start_live(genie, runtime, tmp_path, "--heartbeat-timeout", "2")
+    os.kill(runtime.proc.pid, signal.SIGSTOP)
+    start = time.monotonic()
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.kill(runtime.proc.pid, signal.SIGCONT)
+    assert time.monotonic() - start < 2 + 3
+    assert proc.returncode == 5
+    assert out.startswith("lost: genie: runtime") and "stopped answering heartbeats" in out
+    assert runtime.address in err
+
+
+def test_a_runtime_killed_mid_program_is_an_exception_at_once(genie, quiet_runtime, tmp_path):
+    runtime = quiet_runtime
+    proc = start_live(genie, runtime, tmp_path)
+    start = time.monotonic()
+    runtime.proc.kill()
+    out, err = proc.communicate(timeout=60)
+    assert time.monotonic() - start < 5
+    assert proc.returncode == 5
+    assert out.startswith("lost: genie:") and runtime.address in out
