@@ -486,6 +486,51 @@ def _draws_without_reading(schema):
     return schema.name == "aten::normal" and schema.overload_name == "float_float"
 
 
+_SHAPE_CACHE_LIMIT = 1 << 16
+_Tensor = torch.Tensor
+
+
+def _signature(a):
+    """What a meta kernel's results depend on, hashable."""
+    if isinstance(a, _Tensor):
+        return (a.dtype, a.shape, a.stride(), a.storage_offset())
+    t = type(a)
+    if t is list or t is tuple:
+        return (t, *map(_signature, a))
+    return (t, a)  # the type too: 1 and 1.0 and True hash alike but promote differently
+
+
+def _recipe(out, args):
+    """How to rebuild `out` (meta results) without the kernel: per result,
+    the index of the argument it is (in-place ops return their argument), or
+    its metadata. None when a result is not a plain tensor."""
+    results = out if type(out) in (tuple, list) else (out,)
+    parts = []
+    for o in results:
+        if not isinstance(o, _Tensor):
+            return None
+        same = next((i for i, a in enumerate(args) if a is o), None)
+        parts.append(same if same is not None else (o.shape, o.stride(), o.storage_offset(), o.dtype))
+    return (type(out), parts)
+
+
+def _meta_strided(shape, stride, offset, dtype):
+    if offset == 0:
+        return _empty_strided(shape, stride, dtype=dtype, device=_META)
+    extent = 1 + sum((n - 1) * s for n, s in zip(shape, stride) if n > 0) if all(n > 0 for n in shape) else 0
+    return _empty((offset + extent,), dtype=dtype, device=_META).as_strided(shape, stride, offset)
+
+
+def _from_recipe(recipe, args):
+    kind, parts = recipe
+    results = [args[p] if type(p) is int else _meta_strided(*p) for p in parts]
+    if kind is tuple:
+        return tuple(results)
+    if kind is list:
+        return results
+    return results[0]
+
+
 def _has_scalar(out):
     if out is None or isinstance(out, torch.Tensor):
         return False
@@ -525,6 +570,7 @@ class RemoteSession(Session):
         self.record_random = False  # random ops either run here (see _random_locally) or draw remotely
         self.exec_device = _META
         self.released = []  # value ids whose LazyTensors are gone, sent with the next segment
+        self._shapes = {}   # (op, argument signatures) -> how to make its meta results (see _recipe)
 
     def add_input(self, cpu_value, kind):
         if cpu_value.dtype not in DTYPE_CODE:
@@ -539,11 +585,26 @@ class RemoteSession(Session):
         return LazyTensor(_empty_strided(value.shape, value.stride(), dtype=value.dtype, device=_META), vid, vid)
 
     def _kernel(self, func, args, kwargs):
-        """Runs the meta kernel. Python meta kernels call torch factories with
-        device="meta"; in_kernel tells device.py those are not the program's."""
+        """The op's results as meta tensors: from the shape cache when the op
+        ran before on arguments of the same metadata (meta kernels, many of
+        them Python decompositions on torch 1.13, cost up to hundreds of
+        microseconds), else from its meta kernel."""
+        try:
+            key = (func, *map(_signature, args), *[(k, _signature(v)) for k, v in kwargs.items()]) if kwargs else \
+                (func, *map(_signature, args))
+            recipe = self._shapes.get(key)
+        except TypeError:  # an unhashable argument
+            key = recipe = None
+        if recipe is not None:
+            return _from_recipe(recipe, args)
         if func in _CPU_SHAPES:
             raise NotImplementedError(f"the meta kernel of {func} gives other shapes than the CPU kernel")
-        return self._in_kernel(func, args, kwargs)
+        out = self._in_kernel(func, args, kwargs)
+        if key is not None and len(self._shapes) < _SHAPE_CACHE_LIMIT:
+            recipe = _recipe(out, args)
+            if recipe is not None:
+                self._shapes[key] = recipe
+        return out
 
     def _in_kernel(self, func, args, kwargs):
         outer = self.in_kernel

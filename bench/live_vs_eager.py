@@ -1,0 +1,90 @@
+"""Live mode against eager PyTorch on the same machine, in one command.
+
+For each example: eager = the median wall time of the program's main() run
+in-process with `--device cpu` (runs 2-4 of 4; interpreter start-up and
+torch's import excluded, see timed_example.py). Live = the same, with the
+program started by `genie run --pool bench` against one `genie serve` on
+loopback, so every segment runs on the runtime. Targets (issue 5): at most
+1.0x for the decode loop, 1.1x for the others.
+
+For the decode loop it also prints, per decode step after warm-up (the
+difference between runs with two token counts): round trips, and bytes on
+the wire against what must travel (the token id up, the materialized token
+down).
+
+    /usr/bin/python3 bench/live_vs_eager.py [--genie build/cli/genie] [--device cpu]
+"""
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ["mlp_train", "gpt_decode", "cnn", "recsys", "two_tower"]
+TARGET = {"gpt_decode": 1.0}
+
+
+def seconds(stderr):
+    return json.loads([l for l in stderr.splitlines() if l.startswith('{"seconds"')][-1])["seconds"]
+
+
+def report(stderr):
+    return json.loads([l for l in stderr.splitlines() if l.startswith('{"program"')][-1])
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--genie", default=str(ROOT / "build" / "cli" / "genie"))
+    p.add_argument("--python", default="/usr/bin/python3")
+    p.add_argument("--device", default="cpu", help="the runtime's device")
+    args = p.parse_args()
+
+    serve = subprocess.Popen([args.genie, "serve", "--listen", "127.0.0.1:0", "--device", args.device,
+                              "--log-level", "warn"], stdout=subprocess.PIPE, text=True)
+    address = serve.stdout.readline().split()[-1]
+    timed = str(ROOT / "bench" / "timed_example.py")
+    ratios = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = Path(tmp) / "genie.yaml"
+            cfg.write_text(f"pools:\n  bench:\n    runtimes:\n      - {{address: {address}}}\n")
+            live = [args.genie, "run", "--pool", "bench", "--config", str(cfg), "--json", args.python]
+            print(f"runtime {address} on {args.device}")
+            print(f"{'example':<11} {'eager ms':>9} {'live ms':>9} {'ratio':>6} {'target':>6}  same output")
+            for name in EXAMPLES:
+                program = str(ROOT / "examples" / f"{name}.py")
+                eager = subprocess.run([args.python, timed, program, "--device", "cpu"], capture_output=True,
+                                       text=True, check=True)
+                r = subprocess.run([*live, timed, program], capture_output=True, text=True)
+                if r.returncode != 0:
+                    sys.exit(r.stderr)
+                eager_ms, live_ms = seconds(eager.stderr) * 1e3, seconds(r.stderr) * 1e3
+                ratios.append(live_ms / eager_ms)
+                print(f"{name:<11} {eager_ms:>9.1f} {live_ms:>9.1f} {live_ms / eager_ms:>6.2f} "
+                      f"{TARGET.get(name, 1.1):>6.1f}  {'yes' if r.stdout == eager.stdout else 'NO'}")
+
+            program = str(ROOT / "examples" / "gpt_decode.py")
+            runs = {}
+            for tokens in (8, 24):
+                r = subprocess.run([*live, program, "--tokens", str(tokens)], capture_output=True, text=True)
+                if r.returncode != 0:
+                    sys.exit(r.stderr)
+                runs[tokens] = report(r.stderr)
+            steps = 24 - 8
+            per = {k: (runs[24][k] - runs[8][k]) / steps for k in ("round_trips", "bytes_up", "bytes_down")}
+            needed = 8 + 8  # an int64 token id up, an int64 token down
+            wire = per["bytes_up"] + per["bytes_down"]
+            print(f"gpt_decode per decode step: {per['round_trips']:.2f} round trips; bytes up {per['bytes_up']:.0f}, "
+                  f"down {per['bytes_down']:.0f}: {wire / needed:.1f}x the {needed} bytes of token ids and "
+                  f"materialized values (target <= 2x)")
+    finally:
+        serve.terminate()
+        serve.wait()
+    print(f"median live/eager over the examples: {statistics.median(ratios):.2f}x")
+
+
+if __name__ == "__main__":
+    main()
