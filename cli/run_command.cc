@@ -144,22 +144,36 @@ bool IsTraceFile(const std::string& path) {
 
 // The runtime a live program uses on `pool`: a loopback one for local, else
 // the pool's first. `local` keeps a started local runtime alive.
-Status LiveEndpoint(const RunArgs& a, const replayer::Config& config, const std::string& pool,
-                    std::unique_ptr<replayer::LocalRuntime>* local, replayer::LiveOptions* o) {
+Status AddLiveEndpoint(const RunArgs& a, const replayer::Config& config, const std::string& pool,
+                       std::unique_ptr<replayer::LocalRuntime>* local, replayer::LiveOptions* o) {
+  replayer::LiveEndpoint e;
+  e.pool = pool;
   if (pool == "local") {
     GENIE_ASSIGN_OR_RETURN(*local, replayer::LocalRuntime::Start(a.device));
-    o->address = (*local)->address();
-    o->token.clear();
+    e.address = (*local)->address();
+    o->endpoints.push_back(e);
     return Status::OK();
   }
   GENIE_ASSIGN_OR_RETURN(replayer::Pool p, replayer::FindPool(config, pool));
   if (p.runtimes.empty()) return Status::InvalidArgument("pool '" + pool + "' has no runtimes");
-  o->address = p.runtimes.front().address;
-  o->token.clear();
+  e.address = p.runtimes.front().address;
   if (!p.runtimes.front().token_file.empty()) {
-    GENIE_ASSIGN_OR_RETURN(o->token, ReadToken(p.runtimes.front().token_file));
+    GENIE_ASSIGN_OR_RETURN(e.token, ReadToken(p.runtimes.front().token_file));
   }
+  o->endpoints.push_back(e);
   return Status::OK();
+}
+
+// The pool, then its backup, and the backup's backup.
+std::vector<std::string> PoolChain(const replayer::Config& config, const std::string& first) {
+  std::vector<std::string> chain = {first};
+  while (first != "local") {
+    auto pool = replayer::FindPool(config, chain.back());
+    if (!pool.ok() || pool->backup.empty() || std::find(chain.begin(), chain.end(), pool->backup) != chain.end())
+      break;
+    chain.push_back(pool->backup);
+  }
+  return chain;
 }
 
 // `genie run --pool P PROGRAM [ARGS...]`: the program's exit status is genie's.
@@ -167,16 +181,20 @@ int RunLiveProgram(const RunArgs& a, const replayer::Config& config) {
   replayer::LiveOptions o;
   o.argv = a.program;
   o.heartbeat_timeout = a.heartbeat_timeout;
+  o.notice = [](const std::string& line) { std::fprintf(stderr, "genie run: %s\n", line.c_str()); };
   std::unique_ptr<replayer::LocalRuntime> local;
-  Status ready = LiveEndpoint(a, config, a.pool, &local, &o);
-  if (!ready.ok()) return Fail(ready.message());
+  for (const auto& pool : PoolChain(config, a.pool)) {
+    Status ready = AddLiveEndpoint(a, config, pool, &local, &o);
+    if (!ready.ok()) return Fail(ready.message());
+  }
   auto rep = replayer::RunLive(o);
   if (!rep.ok()) return Fail(rep.status().message());
   const replayer::LiveReport& r = rep.value();
   double median = replayer::Median(r.segment_ms);
   if (a.json) {
     JsonWriter w;
-    w.BeginObject().Key("program").String(a.program.front()).Key("pool").String(a.pool).Key("runtime").String(o.address);
+    w.BeginObject().Key("program").String(a.program.front()).Key("pool").String(r.pool).Key("runtime").String(r.address);
+    w.Key("failovers").Uint(r.failovers);
     w.Key("device").String(r.device).Key("torch_version").String(r.torch_version);
     w.Key("exit_status").Int(r.exit_status).Key("connections").Uint(r.connections);
     w.Key("segments").Uint(r.segments).Key("ops").Uint(r.ops).Key("materialized").Uint(r.materialized);
@@ -188,8 +206,8 @@ int RunLiveProgram(const RunArgs& a, const replayer::Config& config) {
     w.Key("error").String(r.error).EndObject();
     std::cerr << w.str() << "\n";
   } else {
-    std::fprintf(stderr, "genie run: %s on %s (%s, %s, torch %s) %s\n", a.program.front().c_str(), a.pool.c_str(),
-                 o.address.c_str(), r.device.empty() ? "no segment ran" : r.device.c_str(), r.torch_version.c_str(),
+    std::fprintf(stderr, "genie run: %s on %s (%s, %s, torch %s) %s\n", a.program.front().c_str(),
+                 (r.pool.empty() ? a.pool : r.pool).c_str(), r.address.c_str(), r.device.empty() ? "no segment ran" : r.device.c_str(), r.torch_version.c_str(),
                  r.exit_description.c_str());
     std::fprintf(stderr, "  segments %s, ops %s, round trips %s; uploaded %s in %s payloads; bytes up %s, down %s\n",
                  FormatCount(r.segments).c_str(), FormatCount(r.ops).c_str(), FormatCount(r.counters.round_trips).c_str(),
@@ -225,14 +243,7 @@ int RunRun(const RunArgs& a) {
     opts.upload_progress = UploadBar;
   }
   // The pool, then its backup, and the backup's backup: a lost runtime moves the replay to the next.
-  std::vector<std::string> chain = {a.pool};
-  while (a.pool != "local") {
-    auto pool = replayer::FindPool(config.value(), chain.back());
-    if (!pool.ok() || pool->backup.empty() ||
-        std::find(chain.begin(), chain.end(), pool->backup) != chain.end())
-      break;
-    chain.push_back(pool->backup);
-  }
+  std::vector<std::string> chain = PoolChain(config.value(), a.pool);
   Attempt at;
   Result<replayer::ReplayReport> rep = Status::Internal("no attempt was made");
   for (size_t i = 0; i < chain.size(); ++i) {

@@ -49,19 +49,17 @@ class LiveConnection final : public recorder::FrontendSink {
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
     monitor_.reset();
-    if (client_) {
-      const ClientCounters& c = client_->counters();
-      report_->counters.round_trips += c.round_trips;
-      report_->counters.bytes_up += c.bytes_up;
-      report_->counters.bytes_down += c.bytes_down;
-      client_.reset();
-    }
+    SaveCounters();
+    client_.reset();
   }
 
   traces::StringTable& strings() override { return strings_; }
 
   Status AddPayload(const ContentHash& h, std::string bytes) override {
-    if (!on_runtime_.count(h)) pending_.emplace(h, std::move(bytes));
+    if (journaling() || !on_runtime_.count(h)) {
+      journal_bytes_ += bytes.size();
+      payloads_.emplace(h, std::move(bytes));
+    }
     return Status::OK();
   }
 
@@ -72,11 +70,9 @@ class LiveConnection final : public recorder::FrontendSink {
     if (!failure_.empty()) return Reply(recorder::EncodeErrorReply(failure_));
     auto reply = Run(seg, released);
     if (!reply.ok()) {
-      Status why = reply.status();
-      if (monitor_ && monitor_->dead()) why = Status::IOError(monitor_->reason());
-      std::string message = "genie: " + why.message();
+      std::string message = "genie: " + reply.status().message();
       // A lost runtime took this session's values with it: every later segment fails too.
-      if (why.code() == Status::Code::kIOError) failure_ = message;
+      if (reply.status().code() == Status::Code::kIOError) failure_ = message;
       if (report_->error.empty()) report_->error = message;
       return Reply(recorder::EncodeErrorReply(message));
     }
@@ -85,32 +81,56 @@ class LiveConnection final : public recorder::FrontendSink {
   }
 
  private:
+  struct JournalEntry {
+    std::string record;
+    std::vector<uint64_t> release;
+    bool failed = false;  // the runtime refused it (it fails the same way when replayed)
+  };
+
+  bool journaling() const { return options_.endpoints.size() > 1 && !journal_off_; }
+
   Status Connect() {
-    GENIE_ASSIGN_OR_RETURN(RuntimeClient c, RuntimeClient::Connect(options_.address, options_.token));
+    const LiveEndpoint& e = options_.endpoints[endpoint_];
+    monitor_.reset();
+    client_.reset();
+    on_runtime_.clear();
+    GENIE_ASSIGN_OR_RETURN(RuntimeClient c, RuntimeClient::Connect(e.address, e.token));
     client_ = std::make_unique<RuntimeClient>(std::move(c));
-    if (report_->device.empty()) {
-      report_->device = client_->hello().device();
-      report_->torch_version = client_->hello().torch_version();
-    }
+    report_->device = client_->hello().device();
+    report_->torch_version = client_->hello().torch_version();
+    report_->pool = e.pool;
+    report_->address = e.address;
     if (options_.heartbeat_timeout > 0) {
       auto timeout = std::chrono::milliseconds(static_cast<int64_t>(options_.heartbeat_timeout * 1000));
-      GENIE_ASSIGN_OR_RETURN(monitor_, HeartbeatMonitor::Start(options_.address, options_.token, client_->fd(), timeout));
+      GENIE_ASSIGN_OR_RETURN(monitor_, HeartbeatMonitor::Start(e.address, e.token, client_->fd(), timeout));
     }
     return Status::OK();
   }
 
-  // Runs the segment; returns the REPLY frame for the program.
-  Result<std::string> Run(const traces::Segment& seg, const std::vector<traces::ValueId>& released) {
-    if (!client_) GENIE_RETURN_IF_ERROR(Connect());
-    // The payloads this segment needs that the runtime is not known to hold.
+  // Why the current runtime failed: the monitor's reason when it declared it dead.
+  Status Lost(const Status& st) {
+    if (monitor_ && monitor_->dead()) return Status::IOError(monitor_->reason());
+    return st;
+  }
+
+  void SaveCounters() {
+    if (!client_) return;
+    const ClientCounters& c = client_->counters();
+    report_->counters.round_trips += c.round_trips;
+    report_->counters.bytes_up += c.bytes_up;
+    report_->counters.bytes_down += c.bytes_down;
+  }
+
+  // Sends one segment record with the payloads it needs that the runtime
+  // lacks (asking first when they are large).
+  Result<ExecuteReply> Send(const std::string& record, const std::vector<ContentHash>& payloads,
+                            const std::vector<uint64_t>& fetch, const std::vector<uint64_t>& release) {
     std::vector<ContentHash> needed;
     uint64_t needed_bytes = 0;
-    for (const auto& step : seg.steps) {
-      if (step.kind != traces::Step::Kind::kInput || !step.input.payload) continue;
-      const ContentHash& h = *step.input.payload;
+    for (const auto& h : payloads) {
       if (on_runtime_.count(h) || std::find(needed.begin(), needed.end(), h) != needed.end()) continue;
-      auto it = pending_.find(h);
-      if (it == pending_.end()) return Status::Corruption("the program named a payload it never sent");
+      auto it = payloads_.find(h);
+      if (it == payloads_.end()) return Status::Corruption("the program named a payload it never sent");
       needed.push_back(h);
       needed_bytes += it->second.size();
     }
@@ -123,33 +143,100 @@ class LiveConnection final : public recorder::FrontendSink {
           continue;
         }
         ++report_->already_present;
-        on_runtime_.insert(needed[i]);
-        pending_.erase(needed[i]);
+        Uploaded(needed[i]);
       }
       needed.swap(missing);
     }
     std::vector<std::pair<ContentHash, std::string_view>> blobs;
     for (const auto& h : needed) {
-      const std::string& bytes = pending_.at(h);
+      const std::string& bytes = payloads_.at(h);
       blobs.emplace_back(h, bytes);
       ++report_->uploaded_blobs;
       report_->uploaded_bytes += bytes.size();
     }
-    ByteWriter record;
-    GENIE_RETURN_IF_ERROR(traces::EncodeSegment(seg, &record));
     std::vector<std::string> new_strings(strings_.all().begin() + static_cast<std::ptrdiff_t>(strings_sent_),
                                          strings_.all().end());
-    std::vector<uint64_t> fetch;
-    for (const auto& m : seg.materialized) fetch.push_back(m.id);
-    std::vector<uint64_t> release(released.begin(), released.end());
-    auto start = Clock::now();
-    auto reply = client_->Execute(new_strings, record.buffer(), fetch, release, blobs);
+    auto reply = client_->Execute(new_strings, record, fetch, release, blobs);
     // Strings and blobs reached the runtime unless the connection broke.
     if (reply.ok() || reply.status().code() != Status::Code::kIOError) {
       strings_sent_ = strings_.size();
-      for (const auto& h : needed) {
-        on_runtime_.insert(h);
-        pending_.erase(h);
+      for (const auto& h : needed) Uploaded(h);
+    }
+    return reply;
+  }
+
+  void Uploaded(const ContentHash& h) {
+    on_runtime_.insert(h);
+    if (!journaling()) pending_erase(h);
+  }
+  void pending_erase(const ContentHash& h) {
+    auto it = payloads_.find(h);
+    if (it == payloads_.end()) return;
+    journal_bytes_ -= std::min<uint64_t>(journal_bytes_, it->second.size());
+    payloads_.erase(it);
+  }
+
+  // Moves the session to the next endpoint: connects and replays the journal there.
+  Status Failover(const Status& why) {
+    while (endpoint_ + 1 < options_.endpoints.size()) {
+      if (journal_off_)
+        return Status::IOError(why.message() + "; no failover to pool '" + options_.endpoints[endpoint_ + 1].pool +
+                               "': the session outgrew the journal limit");
+      SaveCounters();
+      ++endpoint_;
+      ++report_->failovers;
+      const LiveEndpoint& e = options_.endpoints[endpoint_];
+      if (options_.notice)
+        options_.notice(why.message() + "; moving the program to backup pool '" + e.pool + "' (" + e.address +
+                        ") and replaying its " + std::to_string(journal_.size()) + " segments there");
+      strings_sent_ = 0;
+      Status st = Connect();
+      for (size_t i = 0; st.ok() && i < journal_.size(); ++i) {
+        const JournalEntry& j = journal_[i];
+        auto r = Send(j.record, journal_payloads_[i], {}, j.release);
+        if (!r.ok() && (r.status().code() == Status::Code::kIOError || !j.failed)) st = Lost(r.status());
+      }
+      if (st.ok()) return Status::OK();
+      if (st.code() != Status::Code::kIOError) return st;
+      return Failover(st);
+    }
+    return why;
+  }
+
+  // Runs the segment; returns the REPLY frame for the program.
+  Result<std::string> Run(const traces::Segment& seg, const std::vector<traces::ValueId>& released) {
+    std::vector<ContentHash> payloads;
+    for (const auto& step : seg.steps)
+      if (step.kind == traces::Step::Kind::kInput && step.input.payload) payloads.push_back(*step.input.payload);
+    ByteWriter record;
+    GENIE_RETURN_IF_ERROR(traces::EncodeSegment(seg, &record));
+    std::vector<uint64_t> fetch;
+    for (const auto& m : seg.materialized) fetch.push_back(m.id);
+    std::vector<uint64_t> release(released.begin(), released.end());
+
+    auto start = Clock::now();
+    Result<ExecuteReply> reply = Status::Internal("not run");
+    while (true) {
+      Status ready = client_ ? Status::OK() : Connect();
+      if (ready.ok()) {
+        reply = Send(record.buffer(), payloads, fetch, release);
+        if (reply.ok() || reply.status().code() != Status::Code::kIOError) break;
+        ready = Lost(reply.status());
+      }
+      if (ready.code() != Status::Code::kIOError) return ready;
+      GENIE_RETURN_IF_ERROR(Failover(ready));
+    }
+    if (journaling()) {
+      journal_bytes_ += record.buffer().size();
+      if (journal_bytes_ > options_.journal_limit) {
+        journal_off_ = true;
+        journal_.clear();
+        journal_payloads_.clear();
+        for (auto it = payloads_.begin(); it != payloads_.end();)
+          it = on_runtime_.count(it->first) ? payloads_.erase(it) : std::next(it);
+      } else {
+        journal_.push_back({record.buffer(), release, !reply.ok()});
+        journal_payloads_.push_back(payloads);
       }
     }
     if (!reply.ok()) return reply.status();
@@ -205,8 +292,14 @@ class LiveConnection final : public recorder::FrontendSink {
   LiveReport* report_;
   traces::StringTable strings_;
   size_t strings_sent_ = 0;
-  std::unordered_map<ContentHash, std::string, ContentHashHasher> pending_;
+  // Payload bytes not yet on the runtime; with a backup, every payload (for a replay there).
+  std::unordered_map<ContentHash, std::string, ContentHashHasher> payloads_;
   std::unordered_set<ContentHash, ContentHashHasher> on_runtime_;
+  size_t endpoint_ = 0;
+  std::vector<JournalEntry> journal_;
+  std::vector<std::vector<ContentHash>> journal_payloads_;
+  uint64_t journal_bytes_ = 0;
+  bool journal_off_ = false;
   std::unique_ptr<RuntimeClient> client_;
   std::unique_ptr<HeartbeatMonitor> monitor_;
   std::string failure_;

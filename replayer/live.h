@@ -19,10 +19,24 @@
 
 namespace genie::replayer {
 
+// A runtime a live program can use: its pool's first.
+struct LiveEndpoint {
+  std::string pool;
+  std::string address;
+  std::string token;
+};
+
 struct LiveOptions {
   std::vector<std::string> argv;  // the program and its arguments
-  std::string address;            // the runtime
-  std::string token;
+  // The pool's runtime, then its backup pool's, and so on. When one is lost
+  // (unreachable, silent past the heartbeat timeout, or its connection
+  // breaks), the session's segments so far are replayed on the next and the
+  // segment is retried there: the program does not notice.
+  std::vector<LiveEndpoint> endpoints;
+  // With a backup, the segments and payloads sent so far are kept for that
+  // replay, up to this many bytes; beyond it failover is off (and says so).
+  uint64_t journal_limit = 4ull << 30;
+  std::function<void(const std::string&)> notice;  // one line per failover, for the user
   // Seconds without an answered heartbeat after which the runtime counts as dead (0: no monitor).
   double heartbeat_timeout = 10;
   // New payload bytes in one segment above which the runtime is first asked
@@ -45,6 +59,8 @@ struct LiveReport {
   std::vector<double> segment_ms;  // genie's round trip per segment
   std::vector<double> runtime_ms;  // the runtime's execution per segment
   std::string device, torch_version;
+  std::string pool, address;  // where the last segment ran
+  uint64_t failovers = 0;
   std::string error;  // the first failure reported to the program, "" if none
 };
 

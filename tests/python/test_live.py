@@ -188,3 +188,45 @@ def test_a_runtime_killed_mid_program_is_an_exception_at_once(genie, quiet_runti
     assert time.monotonic() - start < 5
     assert proc.returncode == 5
     assert out.startswith("lost: genie:") and runtime.address in out
+
+
+FAILOVER_PROGRAM = """
+    import argparse, time, torch
+    p = argparse.ArgumentParser()
+    p.add_argument("--device", default="remote_accelerator")
+    d = p.parse_args().device
+    torch.manual_seed(0)
+    w = torch.randn(32, 32).to(d) / 6
+    x = torch.randn(4, 32, device=d)
+    for step in range(60):
+        x = (x @ w).tanh() + x * 0.5
+        s = x.sum().item()
+        if step == 20:
+            print("warm", flush=True)
+            if d != "cpu":
+                time.sleep(1)   # the test kills the runtime now
+    print(f"{s:.6f}", x.abs().max().item())
+"""
+
+
+def test_a_runtime_lost_mid_program_moves_it_to_the_backup_pool(genie, quiet_runtime, tmp_path):
+    from test_replay import backup_config
+    primary = quiet_runtime
+    backup = Runtime(tmp_path, extra=("--log-level", "warn"))
+    try:
+        cfg = backup_config(tmp_path, primary.address, backup.address)
+        program = genie.script(FAILOVER_PROGRAM)
+        want = eager(program, "--device", "cpu")
+        proc = subprocess.Popen([GENIE, "run", "--pool", "main", "--config", str(cfg), "--json", PYTHON, str(program)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout.readline() == "warm\n", proc.communicate()
+        primary.proc.kill()
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert "warm\n" + out == want.stdout
+        assert "moving the program to backup pool 'spare'" in err and primary.address in err
+        report = json.loads([l for l in err.splitlines() if l.startswith("{")][-1])
+        assert report["pool"] == "spare" and report["runtime"] == backup.address and report["failovers"] == 1
+        assert report["error"] == ""
+    finally:
+        backup.stop()
