@@ -671,8 +671,6 @@ class RemoteSession(Session):
         """Result metadata for an op whose meta kernel is missing: from a run on
         zeros of the same shapes, or None when its result shapes depend on
         values (then the op runs on the real values, see _run_locally)."""
-        if os.environ.get("GENIE_DEBUG_META"):
-            print(f"genie: no meta kernel for {info.name}: {error}", file=__import__("sys").stderr)
         if func._schema.name in _DATA_DEPENDENT:
             return None
         zargs = [_map_tensors(a, _zeros_like_meta) for a in cpu_args]
