@@ -84,6 +84,7 @@ class LiveConnection final : public recorder::FrontendSink {
   struct JournalEntry {
     std::string record;
     std::vector<uint64_t> release;
+    std::vector<ContentHash> payloads;  // the inputs it names
     bool failed = false;  // the runtime refused it (it fails the same way when replayed)
   };
 
@@ -167,9 +168,9 @@ class LiveConnection final : public recorder::FrontendSink {
 
   void Uploaded(const ContentHash& h) {
     on_runtime_.insert(h);
-    if (!journaling()) pending_erase(h);
+    if (!journaling()) DropPayload(h);
   }
-  void pending_erase(const ContentHash& h) {
+  void DropPayload(const ContentHash& h) {
     auto it = payloads_.find(h);
     if (it == payloads_.end()) return;
     journal_bytes_ -= std::min<uint64_t>(journal_bytes_, it->second.size());
@@ -193,7 +194,7 @@ class LiveConnection final : public recorder::FrontendSink {
       Status st = Connect();
       for (size_t i = 0; st.ok() && i < journal_.size(); ++i) {
         const JournalEntry& j = journal_[i];
-        auto r = Send(j.record, journal_payloads_[i], {}, j.release);
+        auto r = Send(j.record, j.payloads, {}, j.release);
         if (!r.ok() && (r.status().code() == Status::Code::kIOError || !j.failed)) st = Lost(r.status());
       }
       if (st.ok()) return Status::OK();
@@ -231,12 +232,10 @@ class LiveConnection final : public recorder::FrontendSink {
       if (journal_bytes_ > options_.journal_limit) {
         journal_off_ = true;
         journal_.clear();
-        journal_payloads_.clear();
         for (auto it = payloads_.begin(); it != payloads_.end();)
           it = on_runtime_.count(it->first) ? payloads_.erase(it) : std::next(it);
       } else {
-        journal_.push_back({record.buffer(), release, !reply.ok()});
-        journal_payloads_.push_back(payloads);
+        journal_.push_back({record.buffer(), release, payloads, !reply.ok()});
       }
     }
     if (!reply.ok()) return reply.status();
@@ -297,7 +296,6 @@ class LiveConnection final : public recorder::FrontendSink {
   std::unordered_set<ContentHash, ContentHashHasher> on_runtime_;
   size_t endpoint_ = 0;
   std::vector<JournalEntry> journal_;
-  std::vector<std::vector<ContentHash>> journal_payloads_;
   uint64_t journal_bytes_ = 0;
   bool journal_off_ = false;
   std::unique_ptr<RuntimeClient> client_;

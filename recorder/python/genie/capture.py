@@ -298,11 +298,11 @@ class Session:
                 out = func(*cpu_args)
         except CaptureError as e:
             raise CaptureError(f"{e} (in {info.name})") from None
-        except Exception as e:
+        except Exception:
             if not self.remote:
                 raise
             # Live mode: the op has no meta kernel in this torch.
-            out = self._without_meta(func, info, cpu_args, cpu_kwargs or {}, e)
+            out = self._without_meta(func, cpu_args, cpu_kwargs or {})
             if out is None:
                 self.words += pre
                 return self._run_locally(func, info, args, kwargs)
@@ -667,7 +667,7 @@ class RemoteSession(Session):
             return target
         return self.add_input(out, codes.INPUT_TENSOR)
 
-    def _without_meta(self, func, info, cpu_args, cpu_kwargs, error):
+    def _without_meta(self, func, cpu_args, cpu_kwargs):
         """Result metadata for an op whose meta kernel is missing: from a run on
         zeros of the same shapes, or None when its result shapes depend on
         values (then the op runs on the real values, see _run_locally)."""
