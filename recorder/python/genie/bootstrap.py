@@ -44,12 +44,15 @@ class _AfterTorchImport(importlib.abc.MetaPathFinder):
 
 def _activate():
     global _session
-    from . import capture, device, lazy, phases
+    from . import capture, device, lazy, phases, templates
     if os.environ.get("GENIE_MODE") == "remote":
         _session = capture.RemoteSession(_channel)
         lazy.LazyTensor.__del__ = lazy.release  # the runtime frees what the program drops
     else:
         _session = capture.Session(_channel, os.environ.get("GENIE_PAYLOAD", "full"))
+    if templates.ENABLED:
+        _session.templates = templates.Templates(_session)
+        templates.install()
     lazy.set_session(_session)
     device.install()
     phases.install()

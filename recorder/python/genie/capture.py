@@ -89,6 +89,7 @@ class _OpInfo:
 
 class Session:
     remote = False  # live mode (RemoteSession): values live on a runtime
+    templates = None  # templates.Templates: module calls replayed without per-op capture
 
     def __init__(self, channel, payload_mode):
         self.channel = channel

@@ -88,9 +88,10 @@ _pending_kwargs = {}
 
 
 def _wrap_call(orig):
-    """Module.__call__, to see keyword arguments (1.13's pre-hooks get only positional ones)."""
-    @functools.wraps(orig)
-    def call(self, *args, **kwargs):
+    """Module.__call__: sees keyword arguments (1.13's pre-hooks get only
+    positional ones), and lets the session's templates replay calls they have
+    proven (see templates.py)."""
+    def plain(self, args, kwargs):
         if _stack or not kwargs:
             return orig(self, *args, **kwargs)
         _pending_kwargs[id(self)] = kwargs
@@ -98,7 +99,17 @@ def _wrap_call(orig):
             return orig(self, *args, **kwargs)
         finally:
             _pending_kwargs.pop(id(self), None)
+
+    @functools.wraps(orig)
+    def call(self, *args, **kwargs):
+        session = lazy._session
+        if session.templates is not None and not _grad_enabled() and not _override and not session.in_kernel:
+            return session.templates.call(self, plain, args, kwargs)
+        return plain(self, args, kwargs)
     return call
+
+
+_grad_enabled = torch.is_grad_enabled
 
 
 def _with_phase(phase, fn, capture_all=False):
