@@ -2,27 +2,36 @@
 
 Capturing an op costs tens of microseconds of Python (dispatch, shapes,
 encoding, the result's wrapper), far more than the op itself. Most of a
-program's ops come from module calls that repeat with the same argument
-shapes: a layer norm, an MLP, a linear layer at every decode step. When a
-module call has been captured twice with identical records, later calls with
-the same guards append a copy of those records instead of running the
-module's Python code, with the value ids rebased, and build the results
-directly: in record mode by running the recorded ops on the CPU values, in
-live mode from the recorded result metadata.
+program's ops come from module calls that repeat: a layer norm or an MLP with
+the same shapes, a whole decoder step whose KV cache grows by one position.
+Once a module call's capture is proven, later calls that pass its guards
+append a copy of its records instead of running the module's Python code,
+with the value ids rebased, and build the results directly: in record mode by
+running the recorded ops on the CPU values, in live mode from the recorded
+result metadata. The records are the ones a capture would have written.
 
-Guards (all must hold, else the call is captured as usual):
-- grad mode is off, and the call is not inside backward() or an optimizer
-  step: a template holds no autograd graph;
-- the module object, its `training` flag, the phase and module path the call
-  starts in, and per argument: its type, and for tensors dtype, shape,
-  strides, storage offset and which other argument it shares storage with;
-- every parameter and buffer the records read is still the object the
-  module held when the template was made (reassigning one, or `.to(dtype)`,
-  captures again). In-place updates (an optimizer step) give the tensor a new
-  value id, which the replay reads, so they need no new capture.
+Proof. Calls are grouped into families: same module, `training` flag, phase
+and module path at the call, and per argument its type (and value, for
+non-integers), and for tensors dtype, rank and which earlier argument it
+shares storage with. The integers of a call (argument sizes, strides, storage
+offsets, int arguments) may differ within a family.
+- Two captures with the same integers and identical records prove an exact
+  template for those integers.
+- Two captures with different integers give a candidate: with T the first
+  integer that differs, every integer and record word that differs must be
+  a*T + b with integer a and b (a KV cache of length T: sizes T, strides
+  16*T, a view of 4*(T+1)). A third capture whose records are exactly what
+  the candidate predicts for its T proves it; the template then serves every
+  call whose integers fit the same lines.
+Calls of a family seen only once are never analysed.
 
-- no attribute of any module has been set since the template was made (a
-  submodule replaced, `eval()`).
+Guards at replay, besides the family's: the integers (equal, or on the
+template's lines); grad mode off and the call not inside backward() or an
+optimizer step (a template holds no autograd graph); every parameter and
+buffer of the module still the object it was when the template was made
+(reassigning one or `.to(dtype)` captures again; in-place updates give the
+tensor a new value id, which the replay reads); and no attribute of any
+module set since then (a submodule replaced, `eval()`).
 
 A call is never templated when its capture shows something a replay could
 not reproduce: a materialization or new input inside it, a random op, an op
@@ -31,10 +40,9 @@ parameter or buffer, a module attribute set during the call (Python state
 such as a cache kept on the module), a tensor read that is neither an
 argument nor a parameter or buffer of the module, a result of another type
 than tensors, tuples, lists and Python scalars, or forward hooks other than
-genie's own. A template records what the op records say; it cannot see
-control flow that depends on something other than the guards (a global
-flag, the time), which is what the two identical captures stand in for.
-Set GENIE_TEMPLATES=0 to turn templates off.
+genie's own. A template cannot see control flow that depends on something
+other than its guards (a global flag, the time); the proving captures stand
+in for that. Set GENIE_TEMPLATES=0 to turn templates off.
 """
 import os
 import weakref
@@ -45,15 +53,32 @@ from . import codes
 from .lazy import LazyTensor
 
 ENABLED = os.environ.get("GENIE_TEMPLATES", "1") != "0"
-_PROOFS = 2           # identical captures before a call is replayed
-_ENTRY_LIMIT = 1 << 14
-_MISMATCH_LIMIT = 4   # captures of one guard set that keep differing: give up on it
+_FAMILY_LIMIT = 1 << 14
+_EXACT_LIMIT = 64     # exact templates per family
+_MISMATCH_LIMIT = 4   # captures of one family that keep contradicting each other: give up on it
 
 _DTYPES = [getattr(torch, name) for name in codes.DTYPE_NAMES]
 _META = torch.device("meta")
 _empty_strided = torch.empty_strided
 _empty = torch.empty
-_make_wrapper = torch.Tensor._make_wrapper_subclass
+_MISS = object()
+_generation = [0]  # bumped by every attribute set on any module (see install)
+
+
+def install():
+    """Counts attribute changes of modules: a template made before one (a
+    submodule replaced, a cache attribute set) is not replayed after it."""
+    setattr_, delattr_ = torch.nn.Module.__setattr__, torch.nn.Module.__delattr__
+
+    def module_setattr(self, name, value):
+        _generation[0] += 1
+        setattr_(self, name, value)
+
+    def module_delattr(self, name):
+        _generation[0] += 1
+        delattr_(self, name)
+    torch.nn.Module.__setattr__ = module_setattr
+    torch.nn.Module.__delattr__ = module_delattr
 
 
 class _Ineligible(Exception):
@@ -61,44 +86,85 @@ class _Ineligible(Exception):
 
 
 class _Ref:
-    """A tensor inside a nested argument of a recorded op: slot in the replay's value table."""
+    """A tensor in a recorded op's arguments: its slot in the replay's value table."""
     __slots__ = ("slot",)
 
     def __init__(self, slot):
         self.slot = slot
 
 
-def _resolve(x, env):
+class _Word:
+    """An integer argument that varies with T: the position of its record word."""
+    __slots__ = ("pos",)
+
+    def __init__(self, pos):
+        self.pos = pos
+
+
+def _resolve(x, env, w):
     t = type(x)
     if t is _Ref:
         return env[x.slot]
+    if t is _Word:
+        return w[x.pos]
     if t is list or t is tuple:
-        return t(_resolve(i, env) for i in x)
+        return t(_resolve(i, env, w) for i in x)
     return x
 
 
+def _needs_resolve(x):
+    t = type(x)
+    if t is _Ref or t is _Word:
+        return True
+    if t is list or t is tuple:
+        return any(_needs_resolve(i) for i in x)
+    return False
+
+
+class _Capture:
+    """One analysed capture of a family member. Record words that hold value
+    ids, storage ids and float indices are masked in `masked` and listed in
+    `internal` (position, id relative to the call's first id), `ext_ids` and
+    `ext_storage` (position, external: an argument's index, or the argument
+    count plus a source's index) and `float_pos` (position, index into
+    `floats`)."""
+    __slots__ = ("ints", "words", "masked", "rest", "internal", "ext_ids", "ext_storage", "float_pos", "floats",
+                 "n_ids", "sources", "result", "dead", "phase_after", "sid_after", "raw")
+
+
 class Template:
-    """A proven capture. Value ids inside `words` are rebased at each replay:
-    `internal` holds (position, id relative to the call's first id),
-    `ext_ids`/`ext_storage` (position, external index): the value or storage
-    id of an argument (indices below the argument count) or of a source
-    (parameter or buffer) the records read, `float_pos` (position, index
-    into `floats`)."""
-    __slots__ = ("form", "words", "floats", "internal", "ext_ids", "ext_storage", "float_pos", "n_ids", "sources",
-                 "generation", "program", "result", "dead", "phase_after", "sid_after")
+    """A proven capture: what a replay copies and patches. `t_index` is None
+    for an exact template; else T = ints[t_index], `guards` (index, a, b) and
+    `affine` (record position, a, b) give every integer and word as a*T + b."""
+    __slots__ = ("words", "internal", "ext_ids", "ext_storage", "float_pos", "floats", "n_ids", "sources",
+                 "generation", "program", "result", "dead", "phase_after", "sid_after", "t_index", "guards", "affine")
+
+    def fits(self, ints):
+        t = ints[self.t_index]
+        for i, a, b in self.guards:
+            if ints[i] != a * t + b:
+                return False
+        return True
 
 
-class _Entry:
-    __slots__ = ("module", "seen", "form", "proofs", "template", "mismatches", "failed")
+class _Family:
+    __slots__ = ("module", "seen", "exact", "symbolic", "candidate", "last", "mismatches", "failed")
 
     def __init__(self, module):
         self.module = weakref.ref(module)
         self.seen = 0
-        self.form = None
-        self.proofs = 0
-        self.template = None
+        self.exact = {}        # ints -> Template
+        self.symbolic = None   # Template with a T
+        self.candidate = None  # (capture, t_index, guards, affine) awaiting its proof
+        self.last = []         # the latest captures
         self.mismatches = 0
         self.failed = False
+
+    def forget(self):
+        self.exact = {}
+        self.symbolic = None
+        self.candidate = None
+        self.last = []
 
 
 class Templates:
@@ -106,9 +172,10 @@ class Templates:
 
     def __init__(self, session):
         self.session = session
-        self.entries = {}
+        self.families = {}
         self.never = weakref.WeakSet()  # modules with Python side effects or hooks
-        self.replays = 0
+        self.replays = 0       # module calls replayed
+        self.replayed_ops = 0  # ops they held
 
     # ---- the call -------------------------------------------------------
 
@@ -119,35 +186,37 @@ class Templates:
             return plain(module, args, kwargs)
         s = self.session
         lazies = []
+        ints = []
         try:
-            key = (id(module), module.training, s.phase, s.module_sid, *_signature(args, kwargs, lazies))
+            key = (id(module), module.training, s.phase, s.module_sid, *_signature(args, kwargs, lazies, ints))
         except _Ineligible:
             return plain(module, args, kwargs)
-        entry = self.entries.get(key)
-        if entry is None:
-            if len(self.entries) >= _ENTRY_LIMIT:
+        fam = self.families.get(key)
+        if fam is None or fam.module() is not module:  # new, or the id of a module since collected
+            if len(self.families) >= _FAMILY_LIMIT:
                 return plain(module, args, kwargs)
-            entry = self.entries[key] = _Entry(module)
-        elif entry.module() is not module:  # the id of a module since collected
-            entry = self.entries[key] = _Entry(module)
-        if entry.template is not None:
-            out = self._replay(entry.template, module, lazies)
+            fam = self.families[key] = _Family(module)
+        ints = tuple(ints)
+        tpl = fam.exact.get(ints) if fam.exact else None
+        if tpl is None and fam.symbolic is not None and fam.symbolic.fits(ints):
+            tpl = fam.symbolic
+        if tpl is not None:
+            out = self._replay(tpl, lazies, ints)
             if out is not _MISS:
                 self.replays += 1
+                self.replayed_ops += len(tpl.program)
                 return out
-            entry.template = None
-            entry.proofs = 0
-            entry.form = None
-        if entry.failed:
+            fam.forget()  # a parameter replaced or a module attribute set since it was made
+        if fam.failed:
             return plain(module, args, kwargs)
-        entry.seen += 1
-        if entry.seen < 2:
-            return plain(module, args, kwargs)  # most calls never repeat: no analysis for them
-        return self._capture(entry, module, plain, args, kwargs, lazies)
+        fam.seen += 1
+        if fam.seen < 2:
+            return plain(module, args, kwargs)
+        return self._capture(fam, module, plain, args, kwargs, lazies, ints)
 
     # ---- proving ----------------------------------------------------------
 
-    def _capture(self, entry, module, plain, args, kwargs, lazies):
+    def _capture(self, fam, module, plain, args, kwargs, lazies, ints):
         s = self.session
         modules = list(module.modules())
         if any(m._forward_hooks or m._forward_pre_hooks for m in modules) or \
@@ -169,38 +238,56 @@ class Templates:
                 raise _Ineligible("a materialization inside the call")
             if [t._genie_id for t in exts] != ids_before:
                 raise _Ineligible("an in-place change to an argument, parameter or buffer")
-            template = self._make(words[start_word:], floats[start_float:], start_float, start_id, s._next_id - start_id,
-                                  exts, sources, out)
+            cap = self._analyse(ints, words[start_word:], floats[start_float:], start_float, start_id,
+                                s._next_id - start_id, exts, sources, out)
         except _Ineligible:
-            entry.failed = True
+            fam.failed = True
             return out
-        if entry.form == template.form:
-            entry.proofs += 1
-        else:
-            if entry.form is not None:
-                entry.mismatches += 1
-                if entry.mismatches >= _MISMATCH_LIMIT:
-                    entry.failed = True
-            entry.form = template.form
-            entry.proofs = 1
-        if entry.proofs >= _PROOFS:
-            entry.template = template
-            entry.form = None
+        self._learn(fam, cap)
         return out
 
-    def _make(self, words, floats, start_float, start_id, n_ids, exts, sources, out):
-        s = self.session
-        ext_id = {}
-        ext_storage = {}
+    def _analyse(self, ints, words, floats, start_float, start_id, n_ids, exts, sources, out):
+        ext_id, ext_storage = {}, {}
         for i, t in enumerate(exts):
             ext_id.setdefault(t._genie_id, i)
             ext_storage.setdefault(t._genie_storage, i)
+        raw = (words, floats, start_float, start_id, len(exts), ext_id, ext_storage)
+        internal, e_ids, e_storage, float_pos, _, out_pos = self._parse(raw, ())
+        cap = _Capture()
+        cap.ints = ints
+        cap.words = words
+        cap.raw = raw
+        cap.internal = internal
+        cap.ext_ids = e_ids
+        cap.ext_storage = e_storage
+        cap.float_pos = float_pos
+        cap.floats = tuple(floats)
+        cap.n_ids = n_ids
+        cap.sources = sources
+        result_ids = set()
+        cap.result = _result(out, start_id, exts, out_pos, result_ids)
+        cap.dead = [r for r in range(n_ids) if r not in result_ids]
+        cap.phase_after = self.session.phase
+        cap.sid_after = self.session.module_sid
+        masked = list(words)
+        for p, _ in internal + e_ids + e_storage + float_pos:
+            masked[p] = 0
+        cap.masked = tuple(masked)
+        cap.rest = (tuple(internal), tuple(e_ids), tuple(e_storage), tuple(float_pos), cap.floats, n_ids, cap.result,
+                    cap.phase_after, cap.sid_after, tuple((id(d), name, id(t)) for d, name, t in sources))
+        return cap
+
+    def _parse(self, raw, varying):
+        """Walks a capture's records: the id, storage and float positions to
+        patch, the ops as a program (integers at `varying` positions read from
+        the patched words), and each internal id's output record position."""
+        words, floats, start_float, start_id, n_ext, ext_id, ext_storage = raw
+        s = self.session
         funcs = {info.sid: func for func, info in s._infos.items()}
         strings = None
-        tpl = Template()
         internal, e_ids, e_storage, float_pos = [], [], [], []
-        n_ext = len(exts)
         program = []
+        out_pos = {}
 
         def slot_of_id(pos):
             v = words[pos]
@@ -224,7 +311,7 @@ class Templates:
             if kind == codes.ARG_TENSOR:
                 return i + 2, _Ref(slot_of_id(i + 1))
             if kind == codes.ARG_INT:
-                return i + 2, words[i + 1]
+                return i + 2, _Word(i + 1) if i + 1 in varying else words[i + 1]
             if kind == codes.ARG_FLOAT:
                 rel = words[i + 1] - start_float
                 float_pos.append((i + 1, rel))
@@ -277,9 +364,10 @@ class Templates:
             for _ in range(count):
                 if words[i] != 1:
                     raise _Ineligible("an op result the program sees as a Python value")
-                outs.append(slot_of_id(i + 1))
-                ndim = words[i + 3]
-                storage = i + 5 + 2 * ndim
+                slot = slot_of_id(i + 1)
+                outs.append(slot)
+                out_pos[slot - n_ext] = i + 1
+                storage = i + 5 + 2 * words[i + 3]
                 v = words[storage]
                 if v >= start_id:
                     internal.append((storage, v - start_id))
@@ -292,35 +380,73 @@ class Templates:
                     raise _Ineligible("an op result with recorded values")
                 i = storage + 2
             fast = [(k, a.slot) for k, a in enumerate(op_args) if type(a) is _Ref]
-            nested = [(k, a) for k, a in enumerate(op_args) if type(a) in (list, tuple) and _has_ref(a)]
-            program.append((func, tuple(op_args), fast, nested, op_kwargs or None,
-                            any(_has_ref(v) for v in op_kwargs.values()), outs))
+            slow = [(k, a) for k, a in enumerate(op_args) if type(a) is not _Ref and _needs_resolve(a)]
+            kw_slow = any(_needs_resolve(v) for v in op_kwargs.values())
+            # The OpOverload's own callable: its Python __call__ only forwards to it.
+            program.append((getattr(func, "_op", func), tuple(op_args), fast, slow, op_kwargs or None, kw_slow, outs,
+                            outs[0] if len(outs) == 1 else None))
+        return internal, e_ids, e_storage, float_pos, program, out_pos
 
-        result_ids = set()
-        tpl.result = _result(out, start_id, exts, result_ids)
-        tpl.words = words
-        tpl.floats = floats
-        tpl.internal = internal
-        tpl.ext_ids = e_ids
-        tpl.ext_storage = e_storage
-        tpl.float_pos = float_pos
-        tpl.n_ids = n_ids
-        tpl.sources = sources
+    def _learn(self, fam, cap):
+        """Proves a template from this capture and the family's earlier ones."""
+        for prev in fam.last:
+            if prev.ints == cap.ints:
+                if prev.masked == cap.masked and prev.rest == cap.rest:
+                    if len(fam.exact) < _EXACT_LIMIT:
+                        fam.exact[cap.ints] = self._template(cap, None, (), ())
+                    fam.last = [cap]
+                    return
+                self._mismatch(fam)
+        c = fam.candidate
+        if c is not None:
+            base, t_index, guards, affine = c
+            tpl_guard = Template()
+            tpl_guard.t_index, tpl_guard.guards = t_index, guards
+            if len(cap.ints) == len(base.ints) and tpl_guard.fits(cap.ints):
+                t = cap.ints[t_index]
+                predicted = list(base.masked)
+                for p, a, b in affine:
+                    predicted[p] = a * t + b
+                if base.rest == cap.rest and tuple(predicted) == cap.masked:
+                    fam.symbolic = self._template(base, t_index, guards, affine)
+                    fam.candidate = None
+                    fam.last = [cap]
+                    return
+                self._mismatch(fam)
+        if fam.last and fam.last[-1].ints != cap.ints:
+            fam.candidate = _fit(fam.last[-1], cap)
+        fam.last = (fam.last + [cap])[-2:]
+
+    def _mismatch(self, fam):
+        fam.mismatches += 1
+        if fam.mismatches >= _MISMATCH_LIMIT:
+            fam.failed = True
+            fam.forget()
+
+    def _template(self, cap, t_index, guards, affine):
+        tpl = Template()
+        tpl.words = list(cap.words)
+        tpl.internal = cap.internal
+        tpl.ext_ids = cap.ext_ids
+        tpl.ext_storage = cap.ext_storage
+        tpl.float_pos = cap.float_pos
+        tpl.floats = cap.floats
+        tpl.n_ids = cap.n_ids
+        tpl.sources = cap.sources
         tpl.generation = _generation[0]
-        tpl.program = [_compile(op) for op in program]
-        tpl.dead = [r for r in range(n_ids) if r not in result_ids]
-        tpl.phase_after = s.phase
-        tpl.sid_after = s.module_sid
-        masked = list(words)
-        for p, _ in internal + e_ids + e_storage + float_pos:
-            masked[p] = 0
-        tpl.form = (tuple(masked), tuple(internal), tuple(e_ids), tuple(e_storage), tuple(float_pos), tuple(floats),
-                    n_ids, tpl.result, tuple((id(d), name, id(t)) for d, name, t in sources))
+        tpl.program = self._parse(cap.raw, {p for p, _, _ in affine})[4]
+        tpl.result = cap.result
+        tpl.dead = cap.dead
+        tpl.phase_after = cap.phase_after
+        tpl.sid_after = cap.sid_after
+        tpl.t_index = t_index
+        tpl.guards = guards
+        tpl.affine = affine
         return tpl
 
     # ---- replay -----------------------------------------------------------
 
-    def _replay(self, tpl, module, lazies):
+    def _replay(self, tpl, lazies, ints):
         s = self.session
         if tpl.generation != _generation[0]:
             return _MISS
@@ -340,6 +466,10 @@ class Templates:
             w[p] = exts[e]._genie_id
         for p, e in tpl.ext_storage:
             w[p] = exts[e]._genie_storage
+        if tpl.affine:
+            t = ints[tpl.t_index]
+            for p, a, b in tpl.affine:
+                w[p] = a * t + b
         if tpl.float_pos:
             f0 = len(s.floats)
             for p, k in tpl.float_pos:
@@ -353,58 +483,52 @@ class Templates:
         else:
             values = [t._genie_value for t in exts]
             values.extend([None] * tpl.n_ids)
-            _run(tpl.program, values)
+            _run(tpl.program, values, w)
         s.phase = tpl.phase_after
         s.module_sid = tpl.sid_after
-        return _build(tpl.result, base, exts, values, {})
+        return _build(tpl.result, base, exts, values, w, {})
 
 
-_MISS = object()
-_generation = [0]  # bumped by every attribute set on any module (see install)
+def _fit(a, b):
+    """The candidate lines through captures a and b (different integers), or None."""
+    if len(a.ints) != len(b.ints) or len(a.masked) != len(b.masked) or a.rest != b.rest:
+        return None
+    t_index = next(i for i, (x, y) in enumerate(zip(a.ints, b.ints)) if x != y)
+    ta, tb = a.ints[t_index], b.ints[t_index]
+
+    def line(x, y):
+        if (y - x) % (tb - ta):
+            return None
+        k = (y - x) // (tb - ta)
+        return k, x - k * ta
+    guards = []
+    for i, (x, y) in enumerate(zip(a.ints, b.ints)):
+        ab = line(x, y)
+        if ab is None:
+            return None
+        guards.append((i, *ab))
+    affine = []
+    for p, (x, y) in enumerate(zip(a.masked, b.masked)):
+        if x != y:
+            ab = line(x, y)
+            if ab is None:
+                return None
+            affine.append((p, *ab))
+    return a, t_index, guards, affine
 
 
-def install():
-    """Counts attribute changes of modules: a template made before one (a
-    submodule replaced, a cache attribute set) is not replayed after it."""
-    setattr_, delattr_ = torch.nn.Module.__setattr__, torch.nn.Module.__delattr__
-
-    def module_setattr(self, name, value):
-        _generation[0] += 1
-        setattr_(self, name, value)
-
-    def module_delattr(self, name):
-        _generation[0] += 1
-        delattr_(self, name)
-    torch.nn.Module.__setattr__ = module_setattr
-    torch.nn.Module.__delattr__ = module_delattr
-
-
-def _has_ref(x):
-    t = type(x)
-    if t is _Ref:
-        return True
-    if t is list or t is tuple:
-        return any(_has_ref(i) for i in x)
-    return False
-
-
-def _compile(op):
-    func, args, fast, nested, kwargs, kw_refs, outs = op
-    return func, args, fast, nested, kwargs, kw_refs, outs, outs[0] if len(outs) == 1 else None
-
-
-def _run(program, env):
+def _run(program, env, w):
     """Record mode: runs the recorded ops on the CPU values."""
-    for func, args, fast, nested, kwargs, kw_refs, outs, single in program:
+    for func, args, fast, slow, kwargs, kw_slow, outs, single in program:
         a = list(args)
         for k, slot in fast:
             a[k] = env[slot]
-        for k, spec in nested:
-            a[k] = _resolve(spec, env)
+        for k, spec in slow:
+            a[k] = _resolve(spec, env, w)
         if kwargs is None:
             out = func(*a)
         else:
-            out = func(*a, **({k: _resolve(v, env) for k, v in kwargs.items()} if kw_refs else kwargs))
+            out = func(*a, **({k: _resolve(v, env, w) for k, v in kwargs.items()} if kw_slow else kwargs))
         if single is not None:
             env[single] = out
         else:
@@ -412,53 +536,49 @@ def _run(program, env):
                 env[slot] = o
 
 
-# Result specs: ("t", relative id, storage (("i", relative) or ("e", external)), dtype, shape, stride, offset),
-# ("e", external index), ("c", constant), (tuple or list, [specs]).
+# Result specs: ("t", relative id, position of its output record's id word),
+# ("e", external index), ("c", constant), (tuple or list, specs).
 
-def _result(out, start_id, exts, result_ids):
+def _result(out, start_id, exts, out_pos, result_ids):
     t = type(out)
     if t is LazyTensor:
         v = out._genie_id
         if v >= start_id:
             result_ids.add(v - start_id)
-            st = out._genie_storage
-            if st >= start_id:
-                storage = ("i", st - start_id)
-            else:
-                e = next((k for k, x in enumerate(exts) if x._genie_storage == st), None)
-                if e is None:
-                    raise _Ineligible("a result viewing a tensor that is not an argument, parameter or buffer")
-                storage = ("e", e)
-            return ("t", v - start_id, storage, out.dtype, tuple(out.shape), out.stride(), out.storage_offset())
+            return ("t", v - start_id, out_pos[v - start_id])
         e = next((k for k, x in enumerate(exts) if x is out), None)
         if e is None:
             raise _Ineligible("a result that is a tensor from outside the call")
         return ("e", e)
     if t is tuple or t is list:
-        return (t, tuple(_result(o, start_id, exts, result_ids) for o in out))
+        return (t, tuple(_result(o, start_id, exts, out_pos, result_ids) for o in out))
     if out is None or t in (int, float, bool, str):
         return ("c", out)
     raise _Ineligible(f"a result of type {t.__name__}")
 
 
-def _build(spec, base, exts, values, made):
+def _build(spec, base, exts, values, w, made):
     kind = spec[0]
     if kind == "t":
-        _, rel, storage, dtype, shape, stride, offset = spec
+        rel = spec[1]
         lazy = made.get(rel)
         if lazy is None:
+            p = spec[2]  # the id word of: 1, id, dtype, rank, sizes, strides, offset, storage, payload
+            rank = w[p + 2]
+            shape = tuple(w[p + 3:p + 3 + rank])
+            stride = tuple(w[p + 3 + rank:p + 3 + 2 * rank])
+            offset = w[p + 3 + 2 * rank]
             if values is None:
-                value = _meta(shape, stride, offset, dtype)
+                value = _meta(shape, stride, offset, _DTYPES[w[p + 1]])
             else:
                 value = values[len(exts) + rel]
-            st = base + storage[1] if storage[0] == "i" else exts[storage[1]]._genie_storage
-            lazy = made[rel] = LazyTensor._wrap(value, shape, stride, offset, base + rel, st)
+            lazy = made[rel] = LazyTensor._wrap(value, shape, stride, offset, base + rel, w[p + 4 + 2 * rank])
         return lazy
     if kind == "e":
         return exts[spec[1]]
     if kind == "c":
         return spec[1]
-    return kind(_build(s, base, exts, values, made) for s in spec[1])
+    return kind(_build(s, base, exts, values, w, made) for s in spec[1])
 
 
 def _meta(shape, stride, offset, dtype):
@@ -468,19 +588,26 @@ def _meta(shape, stride, offset, dtype):
     return _empty((offset + extent,), dtype=dtype, device=_META).as_strided(shape, stride, offset)
 
 
-def _signature(args, kwargs, lazies):
-    """The guard values of a call's arguments; collects its LazyTensors in
-    `lazies`. Raises _Ineligible for an argument a template cannot bind."""
+def _signature(args, kwargs, lazies, ints):
+    """The family guard of a call's arguments; collects its LazyTensors in
+    `lazies` and its integers (tensor sizes, strides, offsets; int arguments)
+    in `ints`. Raises _Ineligible for an argument a template cannot bind."""
     sig = []
     storages = {}
 
     def visit(a):
         t = type(a)
         if t is LazyTensor:
-            sig.append((a.dtype, a.shape, a.stride(), a.storage_offset(),
-                        storages.setdefault(a._genie_storage, len(lazies))))
+            shape = a.shape
+            sig.append((a.dtype, len(shape), storages.setdefault(a._genie_storage, len(lazies))))
+            ints.extend(shape)
+            ints.extend(a.stride())
+            ints.append(a.storage_offset())
             lazies.append(a)
-        elif t is int or t is float or t is bool or t is str or a is None:
+        elif t is int:
+            sig.append(int)
+            ints.append(a)
+        elif t is float or t is bool or t is str or a is None:
             sig.append((t, a))
         elif t is tuple or t is list:
             sig.append((t, len(a)))

@@ -1,0 +1,143 @@
+"""Module-call templates (recorder/python/genie/templates.py): proven module
+calls are replayed without per-op capture. A replay must write the records a
+capture would have written and give the program the values eager PyTorch
+gives it; a guard that no longer holds must capture again."""
+import re
+
+import pytest
+
+from conftest import EXAMPLES, eager
+from test_live import live
+
+# Prints, on stderr, the share of the program's ops that templates replayed.
+STATS = """
+import atexit, sys
+def _stats():
+    from genie import lazy
+    t = lazy._session.templates
+    if t is not None:
+        print(f"genie-templates replays={t.replays} ops={t.replayed_ops}", file=sys.stderr)
+atexit.register(_stats)
+"""
+
+
+def replayed_ops(stderr):
+    m = re.search(r"genie-templates replays=(\d+) ops=(\d+)", stderr)
+    assert m, stderr
+    return int(m.group(1)), int(m.group(2))
+
+
+def with_stats(genie, program, name="stats.py"):
+    """A program that runs `program` as __main__, then prints the template statistics."""
+    return genie.script(STATS + f"""
+import runpy
+sys.argv = [{str(program)!r}] + sys.argv[1:]
+runpy.run_path({str(program)!r}, run_name="__main__")
+""", name=name)
+
+
+def test_a_decode_loop_whose_cache_grows_is_replayed_and_records_what_capture_records(genie, monkeypatch):
+    program = EXAMPLES / "gpt_decode.py"
+    want = eager(program, "--device", "cpu", "--tokens", "16")
+    r, trace = genie.record(with_stats(genie, program), "--tokens", "16", trace="on.gtrace")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == want.stdout
+    replays, ops = replayed_ops(r.stderr)
+    total = genie.info(trace)["ops"]
+    # The decoder step is proven on its third capture (its KV cache one longer
+    # each time), so most decode steps are replayed whole.
+    assert ops >= total // 2, (ops, total)
+    monkeypatch.setenv("GENIE_TEMPLATES", "0")
+    r_off, trace_off = genie.record(with_stats(genie, program), "--tokens", "16", trace="off.gtrace")
+    assert r_off.returncode == 0, r_off.stderr
+    assert genie.dump(trace) == genie.dump(trace_off)
+
+
+GUARDS = """
+import sys
+import torch, torch.nn as nn
+dev = sys.argv[1]
+
+class Counter(nn.Module):          # Python state changed by every call
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(8, 8)
+        self.calls = 0
+    def forward(self, x):
+        self.calls += 1
+        return self.lin(x)
+
+class Bump(nn.Module):             # changes its argument in place
+    def forward(self, x):
+        x.add_(1)
+        return x * 2
+
+class Pair(nn.Module):             # tuple results, one of them its argument, a view
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(8, 8)
+    def forward(self, x, scale: float):
+        y = self.lin(x) * scale
+        return x, (y, y.t()), 3
+
+torch.manual_seed(0)
+net = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 8)).to(dev).eval()
+counter, bump, pair = Counter().to(dev), Bump().to(dev), Pair().to(dev)
+drop = nn.Dropout(0.5).to(dev)     # training mode: random
+x = torch.randn(4, 8).to(dev)
+out = []
+with torch.no_grad():
+    for i in range(6):
+        out.append(net(x + i).sum().item())
+    net[0].weight.add_(0.5)        # in place: a replay reads the new value
+    out.append(net(x).sum().item())
+    net[2].weight = nn.Parameter(torch.ones(8, 16).to(dev))  # replaced: captured again
+    for i in range(4):
+        out.append(net(x).sum().item())
+    for i in range(5):
+        out.append(counter(x).sum().item())
+        z = x.clone()
+        out.append(bump(z).sum().item() + z.sum().item())
+        a, (b, c), k = pair(x, 0.5 + i)
+        out.append((a is x, b.sum().item(), c.shape[0], k))
+        out.append(drop(x).sum().item())
+print([v if isinstance(v, tuple) else round(v, 4) for v in out], counter.calls)
+"""
+
+
+def test_guards_capture_again_when_parameters_inputs_or_module_state_change(genie, monkeypatch):
+    program = genie.script(GUARDS)
+    want = eager(program, "cpu")
+    assert want.returncode == 0, want.stderr
+    r, trace = genie.record(with_stats(genie, program), "remote_accelerator", trace="on.gtrace")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == want.stdout
+    replays, _ = replayed_ops(r.stderr)
+    assert replays > 0
+    monkeypatch.setenv("GENIE_TEMPLATES", "0")
+    r_off, trace_off = genie.record(with_stats(genie, program), "remote_accelerator", trace="off.gtrace")
+    assert r_off.returncode == 0, r_off.stderr
+    assert genie.dump(trace) == genie.dump(trace_off)
+
+
+def test_live_mode_replays_give_the_values_eager_gives(genie):
+    program = genie.script(GUARDS)
+    want = eager(program, "cpu")
+    r, report = live(genie, with_stats(genie, program), "remote_accelerator")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == want.stdout
+    assert replayed_ops(r.stderr)[0] > 0
+    assert report["error"] == ""
+
+
+@pytest.mark.parametrize("mode", ["record", "live"])
+def test_templates_can_be_turned_off(genie, monkeypatch, mode):
+    monkeypatch.setenv("GENIE_TEMPLATES", "0")
+    program = genie.script("""
+        import torch
+        from genie import lazy
+        print(lazy._session.templates)
+    """)
+    r = genie.record(program)[0] if mode == "record" else live(genie, program)[0]
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "None"
