@@ -2,7 +2,8 @@
 one command: for each workload of bench/gpu_workloads.py (GPT-2 small decode
 steps, ResNet-50 at batch 8), the median step time of the program run with
 `--device cuda`, then of the same program under `genie run` against one
-`genie serve --device cuda` on loopback. Targets (issue 5): the decode step
+`genie serve --device cuda --tf32-conv` on loopback (convolutions with
+eager PyTorch's default precision). Targets (issue 5): the decode step
 at most 1.0x eager, ResNet-50 at most 1.05x.
 
     python3 bench/gpu_live_vs_eager.py [--genie build/cli/genie] [--steps 100]
@@ -32,27 +33,32 @@ def main():
         if r.returncode != 0:
             print(f"{' '.join(cmd)} failed (status {r.returncode}):\n{r.stderr[-4000:]}")
             return None
-        return json.loads(r.stdout.splitlines()[-1])
+        out = json.loads(r.stdout.splitlines()[-1])
+        summary = [line for line in r.stderr.splitlines() if line.startswith('{"program"')]
+        if summary:
+            out["graph_segments"] = json.loads(summary[-1])["graph_segments"]
+        return out
 
-    serve = subprocess.Popen([args.genie, "serve", "--listen", "127.0.0.1:0", "--device", "cuda", "--log-level", "warn"],
+    serve = subprocess.Popen([args.genie, "serve", "--listen", "127.0.0.1:0", "--device", "cuda", "--tf32-conv",
+                              "--log-level", "warn"],
                              stdout=subprocess.PIPE, text=True)
     try:
         address = serve.stdout.readline().split()[-1]
         gpu = subprocess.run([args.python, "-c", "import torch; print(torch.cuda.get_device_name())"],
                              capture_output=True, text=True).stdout.strip()
         print(f"{gpu}; runtime {address}")
-        print(f"{'workload':<9} {'eager ms':>9} {'live ms':>9} {'ratio':>6} {'target':>6}  same result")
+        print(f"{'workload':<9} {'eager ms':>9} {'live ms':>9} {'ratio':>6} {'target':>6} {'graphs':>7}  same result")
         with tempfile.TemporaryDirectory() as tmp:
             cfg = Path(tmp) / "genie.yaml"
             cfg.write_text(f"pools:\n  gpu:\n    runtimes:\n      - {{address: {address}}}\n")
             for name in args.workloads.split(","):
                 base = [script, "--workload", name, "--steps", str(args.steps)]
                 eager = measure([args.python, *base, "--device", "cuda"])
-                live = measure([args.genie, "run", "--pool", "gpu", "--config", str(cfg), args.python, *base])
+                live = measure([args.genie, "run", "--pool", "gpu", "--config", str(cfg), "--json", args.python, *base])
                 if eager is None or live is None:
                     continue
                 e, l_ = eager["median_step_ms"], live["median_step_ms"]
-                print(f"{name:<9} {e:>9.3f} {l_:>9.3f} {l_ / e:>6.2f} {TARGET[name]:>6.2f}  "
+                print(f"{name:<9} {e:>9.3f} {l_:>9.3f} {l_ / e:>6.2f} {TARGET[name]:>6.2f} {live['graph_segments']:>7}  "
                       f"{'yes' if eager['result'] == live['result'] else 'no: %s vs %s' % (eager['result'], live['result'])}")
     finally:
         serve.terminate()

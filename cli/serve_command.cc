@@ -69,6 +69,9 @@ void AddServeOptions(CLI::App* cmd, Action* action) {
   cmd->add_option("--device", a->options.device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--token-file", a->token_file, "File holding the token clients must present");
   cmd->add_option("--max-memory", a->max_memory, "Bytes of cached tensors to keep (e.g. 8G); unpinned ones are evicted");
+  cmd->add_flag("--tf32-conv", a->options.tf32_conv,
+               "On CUDA, let convolutions use TF32 as eager PyTorch does by default (torch.backends.cudnn.allow_tf32); "
+               "without it they run at full float32 precision, so replays verify against CPU recordings");
   cmd->add_option("--log-level", a->log_level,
                   "debug, info (a line per request), warn or error (default: $GENIE_LOG_LEVEL, else info)");
   cmd->footer("Prints \"listening on HOST:PORT\" once it accepts connections. SIGTERM or SIGINT stop it cleanly.");

@@ -241,6 +241,7 @@ class LiveConnection final : public recorder::FrontendSink {
     if (!reply.ok()) return reply.status();
     report_->segment_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
     report_->runtime_ms.push_back(reply->message.execute_ms());
+    if (reply->message.graph()) ++report_->graph_segments;
 
     // The REPLY frame: u32 length | u8 type | u8 0 | tensors | scalars.
     std::string out(5, '\0');

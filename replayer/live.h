@@ -58,6 +58,7 @@ struct LiveReport {
   ClientCounters counters;        // summed over connections
   std::vector<double> segment_ms;  // genie's round trip per segment
   std::vector<double> runtime_ms;  // the runtime's execution per segment
+  uint64_t graph_segments = 0;     // segments the runtime ran as replayed CUDA graphs
   std::string device, torch_version;
   std::string pool, address;  // where the last segment ran
   uint64_t failovers = 0;

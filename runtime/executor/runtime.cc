@@ -8,16 +8,24 @@
 #include <ATen/core/stack.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <torch/version.h>
+#ifdef GENIE_WITH_CUDA_GRAPHS
+#include <ATen/cuda/CUDAEvent.h>
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
 
 #include <sys/mman.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <future>
 #include <list>
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace genie::runtime {
 namespace {
@@ -70,11 +78,38 @@ struct Blob {
   std::list<ContentHash>::iterator lru;
 };
 
+// A segment fingerprint's CUDA graph (see TorchRuntime::RunGraph).
+struct CachedGraph {
+  int sightings = 0;
+  bool failed = false;                  // the segment cannot be captured: it always runs op by op
+  std::vector<const void*> last_data;   // the externals' data at the latest op-by-op run
+#ifdef GENIE_WITH_CUDA_GRAPHS
+  std::unique_ptr<at::cuda::CUDAGraph> graph;
+#endif
+  std::vector<at::Tensor> externals;    // what the graph reads for each value from before the segment
+  std::vector<bool> copied;             // refilled before each replay; else it must still be the same tensor
+  std::vector<at::Tensor> inputs;       // buffers for the segment's uploaded inputs, refilled before each replay
+  std::vector<at::Tensor> outputs;      // every tensor the segment defines, in definition order
+};
+
 struct Session {
   std::unordered_map<uint64_t, at::Tensor> values;
   std::vector<ContentHash> pinned;
   std::vector<c10::optional<c10::OperatorHandle>> ops;  // by the session's string id
+  std::unordered_map<uint64_t, CachedGraph> graphs;     // by segment fingerprint (CUDA only)
 };
+
+// What a replayed graph needs to know of a segment: the values it reads from
+// before it (in first-use order), the values it defines, its uploaded inputs.
+struct GraphPlan {
+  std::vector<traces::ValueId> externals;
+  std::vector<traces::ValueId> defined;
+  std::vector<const traces::Input*> inputs;
+  bool eligible = true;
+};
+
+constexpr int kCaptureAt = 3;            // a fingerprint's third sighting is captured (two op-by-op runs warm up)
+constexpr size_t kGraphsPerSession = 64;
 
 class TorchRuntime final : public Runtime {
  public:
@@ -171,7 +206,7 @@ class TorchRuntime final : public Runtime {
   }
 
   Result<ExecuteResult> Execute(uint64_t session_id, const traces::Segment& seg, const traces::StringTable& strings,
-                                const std::vector<uint64_t>& fetch) override {
+                                const std::vector<uint64_t>& fetch, const std::vector<uint64_t>& release) override {
     Session* s;
     {
       std::lock_guard<std::mutex> lock(session_mu_);
@@ -181,12 +216,18 @@ class TorchRuntime final : public Runtime {
     }
     auto start = std::chrono::steady_clock::now();
     ExecuteResult result;
+    bool replayed = false;
     try {
       // Inference mode, not just no-grad: ops skip the autograd dispatch
       // layer altogether (a gpt_decode step ran in 0.8 ms instead of 1.3 ms on
       // the CI machine). Backward ops arrive as explicit ops in the segment.
       c10::InferenceMode inference;
-      for (size_t i = 0; i < seg.steps.size(); ++i) {
+#ifdef GENIE_WITH_CUDA_GRAPHS
+      if (device_.is_cuda()) {
+        GENIE_ASSIGN_OR_RETURN(replayed, RunGraph(*s, seg, strings, fetch, release));
+      }
+#endif
+      for (size_t i = 0; !replayed && i < seg.steps.size(); ++i) {
         const auto& step = seg.steps[i];
         Status st;
         try {
@@ -210,11 +251,13 @@ class TorchRuntime final : public Runtime {
         out.bytes.assign(static_cast<const char*>(host.data_ptr()), host.nbytes());
         result.fetched.push_back(std::move(out));
       }
+      for (uint64_t id : release) s->values.erase(id);
     } catch (const c10::Error& e) {
       return Status::InvalidArgument(std::string("torch: ") + e.what_without_backtrace());
     } catch (const std::exception& e) {
       return Status::InvalidArgument(std::string("torch: ") + e.what());
     }
+    result.graph = replayed;
     result.execute_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     return result;
   }
@@ -443,6 +486,198 @@ class TorchRuntime final : public Runtime {
     return Status::Unsupported("an op result of type " + v.tagKind());
   }
 
+  // The segment's externals, defined values and inputs; not eligible for a
+  // CUDA graph when it has random ops, Python-visible results, ops that write
+  // in place to a value from before the segment, a device other than the
+  // runtime's, or inputs without payloads.
+  GraphPlan PlanGraph(Session& s, const traces::Segment& seg, const traces::StringTable& strings) {
+    GraphPlan plan;
+    std::unordered_set<traces::ValueId> defined, seen;
+    std::function<void(const Arg&, bool)> use = [&](const Arg& a, bool written) {
+      if (a.kind == Arg::Kind::kList) {
+        for (const auto& item : a.list) use(item, written);
+      } else if (a.kind == Arg::Kind::kTensor && !defined.count(a.tensor)) {
+        if (written) plan.eligible = false;
+        if (seen.insert(a.tensor).second) plan.externals.push_back(a.tensor);
+      } else if (a.kind == Arg::Kind::kDevice && strings.Get(static_cast<traces::StringId>(a.i)).rfind(
+                                                         "remote_accelerator", 0) != 0) {
+        plan.eligible = false;
+      }
+    };
+    for (const auto& step : seg.steps) {
+      if (step.kind == traces::Step::Kind::kInput) {
+        if (!step.input.payload) plan.eligible = false;
+        plan.inputs.push_back(&step.input);
+        defined.insert(step.input.id);
+        plan.defined.push_back(step.input.id);
+        continue;
+      }
+      const traces::Op& op = step.op;
+      auto handle = SessionOp(s, op.schema, strings);
+      if (!handle.ok() || (op.flags & traces::Op::kRandom)) {
+        plan.eligible = false;
+        continue;
+      }
+      const auto& params = handle->schema().arguments();
+      auto written = [&](size_t i) { return i < params.size() && params[i].alias_info() && params[i].alias_info()->isWrite(); };
+      for (size_t i = 0; i < op.args.size(); ++i) use(op.args[i], written(i));
+      for (const auto& [name, a] : op.kwargs) {
+        size_t i = 0;
+        while (i < params.size() && params[i].name() != strings.Get(name)) ++i;
+        use(a, written(i));
+      }
+      for (const auto& out : op.outputs) {
+        if (!out.is_tensor) {
+          plan.eligible = false;
+          continue;
+        }
+        defined.insert(out.id);
+        plan.defined.push_back(out.id);
+      }
+    }
+    return plan;
+  }
+
+#ifdef GENIE_WITH_CUDA_GRAPHS
+  // Once a segment's fingerprint has been seen kCaptureAt times, runs it as a
+  // CUDA graph: captured on that sighting, replayed on later ones, so one
+  // launch replaces one dispatch and launch per op. Values from before the
+  // segment that had the same data on the last two op-by-op runs (parameters)
+  // are read in place, and a replay needs them to be the same tensors still;
+  // the others (a KV cache, last step's logits) and uploaded inputs are
+  // copied into the graph's buffers first. Defined values the program keeps
+  // (not released with the segment, or fetched) are copied out of the graph's
+  // memory, which the next replay overwrites. Returns false when the segment
+  // is to run op by op instead (too few sightings, not eligible, a failed
+  // capture, or externals that changed).
+  Result<bool> RunGraph(Session& s, const traces::Segment& seg, const traces::StringTable& strings,
+                        const std::vector<uint64_t>& fetch, const std::vector<uint64_t>& release) {
+    auto found = s.graphs.find(seg.fingerprint);
+    if (found == s.graphs.end()) {
+      if (s.graphs.size() >= kGraphsPerSession) return false;
+      found = s.graphs.emplace(seg.fingerprint, CachedGraph{}).first;
+    }
+    CachedGraph& g = found->second;
+    if (g.failed) return false;
+    GraphPlan plan = PlanGraph(s, seg, strings);
+    if (!plan.eligible) {
+      g.failed = true;
+      return false;
+    }
+    std::vector<at::Tensor> now;
+    for (traces::ValueId id : plan.externals) {
+      GENIE_ASSIGN_OR_RETURN(at::Tensor t, Value(s, id));
+      now.push_back(std::move(t));
+    }
+    if (!g.graph) {
+      if (++g.sightings < kCaptureAt || g.last_data.size() != now.size()) {
+        g.last_data.clear();
+        for (const auto& t : now) g.last_data.push_back(t.data_ptr());
+        return false;
+      }
+      GENIE_ASSIGN_OR_RETURN(bool captured, Capture(s, seg, strings, plan, now, g));
+      if (!captured) return false;
+    } else {
+      for (size_t i = 0; i < now.size(); ++i) {
+        if (g.copied[i]) continue;
+        if (!now[i].is_same(g.externals[i])) {  // a parameter replaced: capture again later
+          s.graphs.erase(found);
+          return false;
+        }
+      }
+    }
+    for (size_t i = 0; i < now.size(); ++i)
+      if (g.copied[i]) g.externals[i].copy_(now[i]);
+    for (size_t j = 0; j < plan.inputs.size(); ++j) {
+      GENIE_RETURN_IF_ERROR(BindInput(s, *plan.inputs[j]));
+      g.inputs[j].copy_(s.values[plan.inputs[j]->id]);
+    }
+    g.graph->replay();
+    std::unordered_set<uint64_t> dropped(release.begin(), release.end());
+    for (uint64_t id : fetch) dropped.erase(id);
+    for (const traces::Input* in : plan.inputs) dropped.insert(in->id);  // bound by BindInput above
+    for (size_t k = 0; k < plan.defined.size(); ++k) {
+      traces::ValueId id = plan.defined[k];
+      if (dropped.count(id)) continue;
+      const at::Tensor& out = g.outputs[k];
+      at::Tensor copy = at::empty_strided(out.sizes(), out.strides(), out.options());
+      copy.copy_(out);
+      s.values[id] = std::move(copy);
+    }
+    return true;
+  }
+
+  // Captures `seg` into g.graph; false (and the fingerprint marked failed)
+  // when capture fails, for example on an op that synchronizes with the host.
+  Result<bool> Capture(Session& s, const traces::Segment& seg, const traces::StringTable& strings,
+                       const GraphPlan& plan, const std::vector<at::Tensor>& now, CachedGraph& g) {
+    g.externals.clear();
+    g.copied.clear();
+    for (size_t i = 0; i < now.size(); ++i) {
+      bool stable = now[i].data_ptr() == g.last_data[i];
+      g.copied.push_back(!stable);
+      if (stable) {
+        g.externals.push_back(now[i]);
+      } else {
+        at::Tensor buf = at::empty_strided(now[i].sizes(), now[i].strides(), now[i].options());
+        g.externals.push_back(buf);
+      }
+    }
+    g.inputs.clear();
+    for (const traces::Input* in : plan.inputs)
+      g.inputs.push_back(at::empty(in->meta.sizes, at::TensorOptions().dtype(ToScalarType(in->meta.dtype)).device(device_)));
+
+    std::unordered_map<uint64_t, at::Tensor> outside;
+    std::swap(outside, s.values);
+    for (size_t i = 0; i < plan.externals.size(); ++i) s.values[plan.externals[i]] = g.externals[i];
+    for (size_t j = 0; j < plan.inputs.size(); ++j) s.values[plan.inputs[j]->id] = g.inputs[j];
+    auto graph = std::make_unique<at::cuda::CUDAGraph>();
+    c10::cuda::CUDAStream caller = c10::cuda::getCurrentCUDAStream();
+    c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool();
+    at::cuda::CUDAEvent ready;
+    ready.record(caller);
+    ready.block(side);
+    Status st;
+    {
+      c10::cuda::CUDAStreamGuard guard(side);
+      std::vector<Arg> scalars;
+      try {
+        graph->capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
+        for (const auto& step : seg.steps) {
+          if (step.kind != traces::Step::Kind::kOp) continue;
+          st = RunOp(s, step.op, strings, &scalars);
+          if (!st.ok()) break;
+        }
+      } catch (const c10::Error& e) {
+        st = Status::InvalidArgument(e.what_without_backtrace());
+      }
+      try {
+        graph->capture_end();
+      } catch (const c10::Error& e) {
+        if (st.ok()) st = Status::InvalidArgument(e.what_without_backtrace());
+      }
+    }
+    at::cuda::CUDAEvent done;
+    done.record(side);
+    done.block(caller);
+    g.outputs.clear();
+    if (st.ok()) {
+      for (traces::ValueId id : plan.defined) g.outputs.push_back(s.values[id]);
+    }
+    std::swap(outside, s.values);
+    if (!st.ok()) {
+      (void)cudaGetLastError();  // a failed capture leaves its error behind
+      g.failed = true;
+      g.externals.clear();
+      g.inputs.clear();
+      g.outputs.clear();
+      return false;
+    }
+    g.graph = std::move(graph);
+    return true;
+  }
+#endif
+
   // Runs a random op by taking its recorded results instead of drawing again.
   Status ReplayRandom(Session& s, const traces::Op& op, const traces::StringTable& strings) {
     bool in_place = strings.Get(op.schema).find("_.") != std::string::npos || strings.Get(op.schema).back() == '_';
@@ -550,7 +785,7 @@ BlobBuffer BlobBuffer::Copy(const std::string& s) {
   return b;
 }
 
-Result<std::unique_ptr<Runtime>> Runtime::Create(const std::string& device, uint64_t max_memory) {
+Result<std::unique_ptr<Runtime>> Runtime::Create(const std::string& device, uint64_t max_memory, bool tf32_conv) {
   c10::Device dev(c10::kCPU);
   try {
     dev = c10::Device(device == "cuda" ? "cuda:0" : device);
@@ -562,8 +797,8 @@ Result<std::unique_ptr<Runtime>> Runtime::Create(const std::string& device, uint
     int64_t n = c10::impl::getDeviceGuardImpl(c10::kCUDA)->deviceCount();
     if (dev.index() >= n)
       return Status::InvalidArgument("device " + dev.str() + " does not exist (" + std::to_string(n) + " GPUs)");
-    // Full float32 precision, so results verify against CPU recordings.
-    at::globalContext().setAllowTF32CuDNN(false);
+    // Full float32 precision unless asked, so results verify against CPU recordings.
+    at::globalContext().setAllowTF32CuDNN(tf32_conv);
     at::globalContext().setAllowTF32CuBLAS(false);
   } else if (!dev.is_cpu()) {
     return Status::InvalidArgument("device " + device + " is not supported (cpu, cuda or cuda:N)");

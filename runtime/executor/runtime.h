@@ -29,6 +29,7 @@ struct ExecuteResult {
   std::vector<HostTensor> fetched;   // in the order asked for
   std::vector<traces::Arg> scalars;  // non-tensor op results, in op order
   double execute_ms = 0;
+  bool graph = false;  // ran as a replayed CUDA graph
 };
 
 // A blob's bytes as received, uninitialized until filled (no memset of
@@ -53,9 +54,13 @@ class Runtime {
  public:
   // `device`: "cpu", "cuda" or "cuda:N". `max_memory`: bytes the blob cache
   // may hold (0: no limit); with a limit, that much host memory is reserved
-  // and faulted in up front to receive blobs into. Fails when the device does
-  // not exist.
-  static Result<std::unique_ptr<Runtime>> Create(const std::string& device, uint64_t max_memory);
+  // and faulted in up front to receive blobs into. `tf32_conv`: on CUDA,
+  // convolutions may use TF32, as eager PyTorch's default
+  // (torch.backends.cudnn.allow_tf32) lets them; off by default, so results
+  // verify against CPU recordings at float32 precision. Fails when the device
+  // does not exist.
+  static Result<std::unique_ptr<Runtime>> Create(const std::string& device, uint64_t max_memory,
+                                                 bool tf32_conv = false);
   virtual ~Runtime() = default;
 
   virtual std::string device() const = 0;
@@ -88,9 +93,13 @@ class Runtime {
 
   // Runs `seg` in `session` (after Check): inputs come from blobs, random ops
   // with recorded results take those, every other op runs through the
-  // dispatcher. The values in `fetch` are copied back to the host.
+  // dispatcher. The values in `fetch` are copied back to the host, then the
+  // values in `release` are freed. On CUDA, a segment whose fingerprint has
+  // repeated runs as a CUDA graph instead, when it can (see runtime.cc
+  // RunGraph); `release` tells it which results need no copy out of the graph.
   virtual Result<ExecuteResult> Execute(uint64_t session, const traces::Segment& seg,
-                                        const traces::StringTable& strings, const std::vector<uint64_t>& fetch) = 0;
+                                        const traces::StringTable& strings, const std::vector<uint64_t>& fetch,
+                                        const std::vector<uint64_t>& release = {}) = 0;
 
   // Frees values of `session` (unknown ids are ignored).
   virtual void Release(uint64_t session, const std::vector<uint64_t>& ids) = 0;

@@ -155,8 +155,9 @@ class Connection {
     st = rt_->Check(seg, strings_);
     if (!st.ok()) return ReplyError(st.message());
     std::vector<uint64_t> fetch(ex.fetch().begin(), ex.fetch().end());
-    auto res = rt_->Execute(session_, seg, strings_, fetch);
-    if (ex.release_size() > 0) rt_->Release(session_, std::vector<uint64_t>(ex.release().begin(), ex.release().end()));
+    std::vector<uint64_t> release(ex.release().begin(), ex.release().end());
+    auto res = rt_->Execute(session_, seg, strings_, fetch, release);
+    if (!res.ok() && !release.empty()) rt_->Release(session_, release);
     if (!res.ok()) {
       Log(LogLevel::kWarn, sock_.peer() + " segment " + std::to_string(seg.index) + " failed: " + res.status().message());
       return ReplyError(res.status().message());
@@ -178,6 +179,7 @@ class Connection {
       else if (a.kind == traces::Arg::Kind::kFloat) s->set_f(a.f);
     }
     r->set_execute_ms(res->execute_ms);
+    r->set_graph(res->graph);
     if (LogEnabled(LogLevel::kInfo)) {
       char buf[160];
       std::snprintf(buf, sizeof(buf), " execute segment %llu: %zu ops in %.3f ms, %zu bytes back",
@@ -198,7 +200,7 @@ class Connection {
 }  // namespace
 
 Status Serve(const ServeOptions& options, const std::function<void(int port)>& on_listening) {
-  GENIE_ASSIGN_OR_RETURN(auto rt, runtime::Runtime::Create(options.device, options.max_memory));
+  GENIE_ASSIGN_OR_RETURN(auto rt, runtime::Runtime::Create(options.device, options.max_memory, options.tf32_conv));
   GENIE_ASSIGN_OR_RETURN(auto listener, transport::Listener::Listen(options.listen));
   struct sigaction sa{};
   sa.sa_handler = OnSignal;

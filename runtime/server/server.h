@@ -17,6 +17,7 @@ struct ServeOptions {
   std::string token;          // "" accepts any client
   uint64_t max_memory = 0;    // bytes for cached tensors; 0: no limit
   uint64_t max_payload = 64ull << 30;
+  bool tf32_conv = false;     // convolutions on CUDA may use TF32 (eager PyTorch's default)
 };
 
 // Serves until SIGTERM or SIGINT, then closes every connection and returns OK.

@@ -129,8 +129,31 @@ def _new_tensor(self, data, dtype=None, device=None, requires_grad=False):
     return lazy._session.add_input(value, codes.INPUT_TENSOR).requires_grad_(requires_grad)
 
 
+def _wrap_attention(orig):
+    """F.scaled_dot_product_attention on LazyTensors, as the one op it is
+    (torch 2.x). Left to itself it decomposes below the dispatcher for a
+    tensor on the meta device into its math form, whose causal mask is built
+    by C++ factories genie does not see, so the mask would reach the runtime
+    unfilled. Captured whole, the runtime also runs its fused kernel. With
+    autograd recording or dropout it runs as before."""
+    op = torch.ops.aten.scaled_dot_product_attention.default
+
+    @functools.wraps(orig)
+    def attention(query, key, value, *args, **kwargs):
+        dropout = args[1] if len(args) > 1 else kwargs.get("dropout_p", 0.0)
+        grad = torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in (query, key, value, args[0] if args else kwargs.get("attn_mask")))
+        if type(query) is not LazyTensor or grad or dropout:
+            return orig(query, key, value, *args, **kwargs)
+        return lazy._session.dispatch(op, (query, key, value, *args), kwargs)
+    return attention
+
+
 def install():
     """Wraps the entry points; called once, when the frontend activates."""
+    if hasattr(torch.nn.functional, "scaled_dot_product_attention"):
+        torch.nn.functional.scaled_dot_product_attention = _wrap_attention(
+            torch.nn.functional.scaled_dot_product_attention)
     for name in _DATA_FACTORIES:
         setattr(torch, name, _wrap_data_factory(getattr(torch, name)))
     for name in _OP_FACTORIES:
