@@ -318,9 +318,26 @@ class Session:
                 pos, name, is_write = alias
                 base = args[pos] if pos < len(args) else kwargs.get(name)
                 if type(base) is LazyTensor:
-                    if is_write:
-                        return self._finish(info, out, args, kwargs, w)
                     storage = base._genie_storage
+                    if is_write:
+                        # In place (an optimizer's update, a gradient accumulated): the
+                        # LazyTensor takes the new id, as _output does for the general case.
+                        shape = out.shape
+                        stride = out.stride()
+                        if shape != base.shape or stride != base.stride():
+                            return self._finish(info, out, args, kwargs, w)
+                        self._next_id = vid + 1
+                        if self.remote:
+                            self.replaced(base._genie_id)
+                        base._genie_id = vid
+                        w += (1, 1, vid, DTYPE_CODE[out.dtype], len(shape))
+                        w += shape
+                        w += stride
+                        w.append(out.storage_offset())
+                        w.append(storage)
+                        w.append(self._random_payload(info, out))
+                        self.words += w
+                        return base
             self._next_id = vid + 1
             dtype = DTYPE_CODE.get(out.dtype)
             if dtype is None:
