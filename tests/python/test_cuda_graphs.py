@@ -1,0 +1,61 @@
+"""Repeated segments run as CUDA graphs on a CUDA runtime (runtime.cc
+RunGraph). These need a GPU: on machines without one they are skipped, and
+they run on the GPU machines with GENIE_BINARY and GENIE_PYTHON pointing at
+that build and interpreter."""
+import subprocess
+
+import pytest
+
+from conftest import PYTHON
+from test_live import live
+
+
+def _has_cuda():
+    r = subprocess.run([PYTHON, "-c", "import torch; print(torch.cuda.is_available())"], capture_output=True,
+                       text=True)
+    return r.stdout.strip() == "True"
+
+
+pytestmark = pytest.mark.skipif(not _has_cuda(), reason="no CUDA device here: CUDA graphs are tested on GPU machines")
+
+LOOP = """
+import sys
+import torch, torch.nn as nn
+dev = sys.argv[1]
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(32, 64), nn.GELU(), nn.Linear(64, 32)).to(dev).eval()
+h = torch.randn(4, 32).to(dev)
+acc = torch.zeros(4, 32).to(dev)
+with torch.no_grad():
+    for step in range(10):
+        h = model(h).tanh()          # reads the previous step's h: copied into the graph each replay
+        h.add_(0.5)                  # in place on a value of this segment: fine in a graph
+        if ACCUMULATE:
+            acc.add_(h)              # in place on a value from before the segment: op by op
+        print(*torch.stack([h.sum(), acc.sum()]).tolist())  # one materialization per step
+"""
+
+
+def values(stdout):
+    return [float(line) for line in stdout.split()]
+
+
+def run_both(genie, accumulate):
+    program = genie.script(LOOP.replace("ACCUMULATE", str(accumulate)))
+    want = subprocess.run([PYTHON, str(program), "cpu"], capture_output=True, text=True, check=True)
+    r, report = live(genie, program, "remote_accelerator", extra=["--device", "cuda"])
+    assert r.returncode == 0, r.stderr
+    got = values(r.stdout)
+    assert got == pytest.approx(values(want.stdout), rel=1e-4, abs=1e-4)
+    return report
+
+
+def test_a_segment_that_repeats_runs_as_a_cuda_graph_with_eager_results(genie):
+    report = run_both(genie, accumulate=False)
+    # Ten steps of one fingerprint: two run op by op, the third is captured, all from the third on replay.
+    assert report["graph_segments"] >= 7, report
+
+
+def test_a_segment_writing_in_place_to_an_earlier_value_runs_op_by_op(genie):
+    report = run_both(genie, accumulate=True)
+    assert report["segments"] == 10 and report["graph_segments"] == 0, report
