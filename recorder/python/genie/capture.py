@@ -518,6 +518,17 @@ def _signature(a):
     return (t, a)  # the type too: 1 and 1.0 and True hash alike but promote differently
 
 
+def _shape_key(func, args, kwargs):
+    """The shape cache's key for an op on these arguments, or None when one is unhashable."""
+    try:
+        key = (func, *map(_signature, args), *[(k, _signature(v)) for k, v in kwargs.items()]) if kwargs else \
+            (func, *map(_signature, args))
+        hash(key)
+        return key
+    except TypeError:
+        return None
+
+
 def _recipe(out, args):
     """How to rebuild `out` (meta results) without the kernel: per result,
     the index of the argument it is (in-place ops return their argument), or
@@ -607,22 +618,21 @@ class RemoteSession(Session):
         ran before on arguments of the same metadata (meta kernels, many of
         them Python decompositions on torch 1.13, cost up to hundreds of
         microseconds), else from its meta kernel."""
-        try:
-            key = (func, *map(_signature, args), *[(k, _signature(v)) for k, v in kwargs.items()]) if kwargs else \
-                (func, *map(_signature, args))
-            recipe = self._shapes.get(key)
-        except TypeError:  # an unhashable argument
-            key = recipe = None
+        key = _shape_key(func, args, kwargs)
+        recipe = self._shapes.get(key) if key is not None else None
         if recipe is not None:
             return _from_recipe(recipe, args)
         if func in _CPU_SHAPES:
             raise NotImplementedError(f"the meta kernel of {func} gives other shapes than the CPU kernel")
         out = self._in_kernel(func, args, kwargs)
+        self._remember(key, out, args)
+        return out
+
+    def _remember(self, key, out, args):
         if key is not None and len(self._shapes) < _SHAPE_CACHE_LIMIT:
             recipe = _recipe(out, args)
             if recipe is not None:
                 self._shapes[key] = recipe
-        return out
 
     def _in_kernel(self, func, args, kwargs):
         outer = self.in_kernel
@@ -696,7 +706,11 @@ class RemoteSession(Session):
         out = self._in_kernel(func, zargs, zkwargs)
         if _has_scalar(out):
             return None
-        return _map_tensors(out, _to_meta)
+        out = _map_tensors(out, _to_meta)
+        # Shapes from zeros are cached like a meta kernel's: a run on zeros
+        # (an embedding bag's backward over a whole table) can take milliseconds.
+        self._remember(_shape_key(func, cpu_args, cpu_kwargs), out, cpu_args)
+        return out
 
     def _run_locally(self, func, info, args, kwargs):
         """Runs the op in the program's process on the real values of its
