@@ -531,11 +531,14 @@ def _shape_key(func, args, kwargs):
 
 def _recipe(out, args):
     """How to rebuild `out` (meta results) without the kernel: per result,
-    the index of the argument it is (in-place ops return their argument), or
-    its metadata. None when a result is not a plain tensor."""
+    the index of the argument it is (in-place ops return their argument), its
+    metadata, or None for a None result. None when a result is another value."""
     results = out if type(out) in (tuple, list) else (out,)
     parts = []
     for o in results:
+        if o is None:  # an optional result not asked for (convolution_backward's grad_input)
+            parts.append(None)
+            continue
         if not isinstance(o, _Tensor):
             return None
         same = next((i for i, a in enumerate(args) if a is o), None)
@@ -552,7 +555,7 @@ def _meta_strided(shape, stride, offset, dtype):
 
 def _from_recipe(recipe, args):
     kind, parts = recipe
-    results = [args[p] if type(p) is int else _meta_strided(*p) for p in parts]
+    results = [args[p] if type(p) is int else None if p is None else _meta_strided(*p) for p in parts]
     if kind is tuple:
         return tuple(results)
     if kind is list:
