@@ -230,3 +230,43 @@ def test_a_runtime_lost_mid_program_moves_it_to_the_backup_pool(genie, quiet_run
         assert report["error"] == ""
     finally:
         backup.stop()
+
+
+ATTENTION = """
+import sys
+import torch
+dev = sys.argv[1]
+torch.manual_seed(0)
+q, k, v = (torch.randn(2, 3, 5, 8) for _ in range(3))
+keep = torch.rand(5, 5) > 0.3
+keep[:, 0] = True
+
+def reference(q, k, v, is_causal=False, attn_mask=None):
+    w = q @ k.transpose(-2, -1) / 8 ** 0.5
+    if is_causal:
+        w = w.masked_fill(torch.triu(torch.ones(5, 5, dtype=torch.bool), 1), float("-inf"))
+    if attn_mask is not None:
+        w = w.masked_fill(~attn_mask, float("-inf"))
+    return torch.softmax(w, -1) @ v
+
+if dev == "cpu":
+    attention = reference
+else:
+    from genie.device import math_attention as attention  # what F.scaled_dot_product_attention becomes under autograd
+q, k, v = (t.to(dev).requires_grad_() for t in (q, k, v))
+for kwargs in ({"is_causal": True}, {"attn_mask": keep.to(dev)}):
+    out = attention(q, k, v, **kwargs)
+    out.sum().backward()
+    print([round(x, 4) for x in out.reshape(-1)[:6].tolist()], round(q.grad.abs().sum().item(), 3))
+    q.grad = None
+"""
+
+
+@pytest.mark.parametrize("mode", ["record", "live"])
+def test_attention_in_math_form_masks_and_differentiates_like_eager(genie, mode):
+    program = genie.script(ATTENTION)
+    want = eager(program, "cpu")
+    assert want.returncode == 0, want.stderr
+    r = genie.record(program, "remote_accelerator")[0] if mode == "record" else live(genie, program, "remote_accelerator")[0]
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == want.stdout

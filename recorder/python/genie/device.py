@@ -8,6 +8,7 @@ more than the whole per-op budget of capture, while the wrappers cost nothing
 to calls that do not name the device.
 """
 import functools
+import math
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -129,22 +130,48 @@ def _new_tensor(self, data, dtype=None, device=None, requires_grad=False):
     return lazy._session.add_input(value, codes.INPUT_TENSOR).requires_grad_(requires_grad)
 
 
+def math_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+                   enable_gqa=False):
+    """scaled_dot_product_attention in its documented math form, from ops
+    genie captures one by one (the causal mask from a captured factory)."""
+    L, S = query.size(-2), key.size(-2)
+    scale = 1 / math.sqrt(query.size(-1)) if scale is None else scale
+    bias = torch.zeros(L, S, dtype=query.dtype, device=query.device)
+    if is_causal:
+        causal = torch.ones(L, S, dtype=torch.bool, device=query.device).tril()
+        bias = bias.masked_fill(causal.logical_not(), float("-inf"))
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            bias = bias.masked_fill(attn_mask.logical_not(), float("-inf"))
+        else:
+            bias = bias + attn_mask
+    if enable_gqa:
+        key = key.repeat_interleave(query.size(-3) // key.size(-3), -3)
+        value = value.repeat_interleave(query.size(-3) // value.size(-3), -3)
+    weights = torch.softmax(query @ key.transpose(-2, -1) * scale + bias, dim=-1)
+    if dropout_p > 0:
+        weights = torch.dropout(weights, dropout_p, True)
+    return weights @ value
+
+
 def _wrap_attention(orig):
-    """F.scaled_dot_product_attention on LazyTensors, as the one op it is
-    (torch 2.x). Left to itself it decomposes below the dispatcher for a
-    tensor on the meta device into its math form, whose causal mask is built
-    by C++ factories genie does not see, so the mask would reach the runtime
-    unfilled. Captured whole, the runtime also runs its fused kernel. With
-    autograd recording or dropout it runs as before."""
+    """F.scaled_dot_product_attention on LazyTensors (torch 2.x). Left to
+    itself it decomposes below the dispatcher, for a tensor on the meta
+    device, into its math form, whose causal mask is built by C++ factories
+    genie does not see: the mask would reach the runtime unfilled. Without
+    autograd recording or dropout it is captured as the one op it is (the
+    runtime runs its fused kernel); with them, as math_attention's ops."""
     op = torch.ops.aten.scaled_dot_product_attention.default
 
     @functools.wraps(orig)
     def attention(query, key, value, *args, **kwargs):
+        if type(query) is not LazyTensor:
+            return orig(query, key, value, *args, **kwargs)
         dropout = args[1] if len(args) > 1 else kwargs.get("dropout_p", 0.0)
         grad = torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in (query, key, value, args[0] if args else kwargs.get("attn_mask")))
-        if type(query) is not LazyTensor or grad or dropout:
-            return orig(query, key, value, *args, **kwargs)
+        if grad or dropout:
+            return math_attention(query, key, value, *args, **kwargs)
         return lazy._session.dispatch(op, (query, key, value, *args), kwargs)
     return attention
 
