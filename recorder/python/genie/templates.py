@@ -22,7 +22,8 @@ offsets, int arguments) may differ within a family.
   a*T + b with integer a and b (a KV cache of length T: sizes T, strides
   16*T, a view of 4*(T+1)). A third capture whose records are exactly what
   the candidate predicts for its T proves it; the template then serves every
-  call whose integers fit the same lines.
+  call whose integers fit the same lines, except that every 16th such call
+  is captured and checked against it (a mismatch drops it).
 Calls of a family seen only once are never analysed.
 
 Guards at replay, besides the family's: the integers (equal, or on the
@@ -42,7 +43,10 @@ argument nor a parameter or buffer of the module, a result of another type
 than tensors, tuples, lists and Python scalars, or forward hooks other than
 genie's own. A template cannot see control flow that depends on something
 other than its guards (a global flag, the time); the proving captures stand
-in for that. Set GENIE_TEMPLATES=0 to turn templates off.
+in for that. A template with a T cannot see a branch on T that the program
+first takes after the proof (a cache rebuilt past some length): the calls
+before the next check replay the old branch. GENIE_TEMPLATES=exact keeps
+only exact templates; GENIE_TEMPLATES=0 turns templates off.
 """
 import os
 import weakref
@@ -53,9 +57,11 @@ from . import codes
 from .lazy import LazyTensor
 
 ENABLED = os.environ.get("GENIE_TEMPLATES", "1") != "0"
+SYMBOLIC = os.environ.get("GENIE_TEMPLATES", "1") != "exact"  # templates with a T (see the module's doc)
 _FAMILY_LIMIT = 1 << 14
 _EXACT_LIMIT = 64     # exact templates per family
 _MISMATCH_LIMIT = 4   # captures of one family that keep contradicting each other: give up on it
+_RECHECK = 16         # every this many calls a template with a T serves, the call is captured and checked
 
 _DTYPES = [getattr(torch, name) for name in codes.DTYPE_NAMES]
 _META = torch.device("meta")
@@ -137,14 +143,15 @@ class Template:
     for an exact template; else T = ints[t_index], `guards` (index, a, b) and
     `affine` (record position, a, b) give every integer and word as a*T + b."""
     __slots__ = ("words", "internal", "ext_ids", "ext_storage", "float_pos", "floats", "n_ids", "sources",
-                 "generation", "program", "result", "dead", "phase_after", "sid_after", "t_index", "guards", "affine")
+                 "generation", "program", "result", "dead", "phase_after", "sid_after", "t_index", "guards", "affine",
+                 "masked", "rest", "calls")
+
+    def predicts(self, cap):
+        """Whether capture `cap` recorded what this template gives for its T."""
+        return _predicts(self.masked, self.rest, self.t_index, self.affine, cap)
 
     def fits(self, ints):
-        t = ints[self.t_index]
-        for i, a, b in self.guards:
-            if ints[i] != a * t + b:
-                return False
-        return True
+        return _on_lines(ints, self.t_index, self.guards)
 
 
 class _Family:
@@ -200,6 +207,13 @@ class Templates:
         tpl = fam.exact.get(ints) if fam.exact else None
         if tpl is None and fam.symbolic is not None and fam.symbolic.fits(ints):
             tpl = fam.symbolic
+            tpl.calls += 1
+            if tpl.calls % _RECHECK == 0:
+                # Lines through three captures cannot see a branch on T that
+                # the program takes later (a cache that is rebuilt past some
+                # length): such a call is captured, and a template that
+                # mispredicts it is dropped.
+                return self._capture(fam, module, plain, args, kwargs, lazies, ints, check=tpl)
         if tpl is not None:
             out = self._replay(tpl, lazies, ints)
             if out is not _MISS:
@@ -216,7 +230,7 @@ class Templates:
 
     # ---- proving ----------------------------------------------------------
 
-    def _capture(self, fam, module, plain, args, kwargs, lazies, ints):
+    def _capture(self, fam, module, plain, args, kwargs, lazies, ints, check=None):
         s = self.session
         modules = list(module.modules())
         if any(m._forward_hooks or m._forward_pre_hooks for m in modules) or \
@@ -242,8 +256,14 @@ class Templates:
                                 s._next_id - start_id, exts, sources, out)
         except _Ineligible:
             fam.failed = True
+            fam.forget()
             return out
-        self._learn(fam, cap)
+        if check is None:
+            self._learn(fam, cap)
+        elif not check.predicts(cap):
+            fam.symbolic = None
+            fam.last = [cap]
+            self._mismatch(fam)
         return out
 
     def _analyse(self, ints, words, floats, start_float, start_id, n_ids, exts, sources, out):
@@ -400,20 +420,14 @@ class Templates:
         c = fam.candidate
         if c is not None:
             base, t_index, guards, affine = c
-            tpl_guard = Template()
-            tpl_guard.t_index, tpl_guard.guards = t_index, guards
-            if len(cap.ints) == len(base.ints) and tpl_guard.fits(cap.ints):
-                t = cap.ints[t_index]
-                predicted = list(base.masked)
-                for p, a, b in affine:
-                    predicted[p] = a * t + b
-                if base.rest == cap.rest and tuple(predicted) == cap.masked:
+            if len(cap.ints) == len(base.ints) and _on_lines(cap.ints, t_index, guards):
+                if _predicts(base.masked, base.rest, t_index, affine, cap):
                     fam.symbolic = self._template(base, t_index, guards, affine)
                     fam.candidate = None
                     fam.last = [cap]
                     return
                 self._mismatch(fam)
-        if fam.last and fam.last[-1].ints != cap.ints:
+        if SYMBOLIC and fam.last and fam.last[-1].ints != cap.ints:
             fam.candidate = _fit(fam.last[-1], cap)
         fam.last = (fam.last + [cap])[-2:]
 
@@ -442,6 +456,9 @@ class Templates:
         tpl.t_index = t_index
         tpl.guards = guards
         tpl.affine = affine
+        tpl.masked = cap.masked
+        tpl.rest = cap.rest
+        tpl.calls = 0
         return tpl
 
     # ---- replay -----------------------------------------------------------
@@ -487,6 +504,25 @@ class Templates:
         s.phase = tpl.phase_after
         s.module_sid = tpl.sid_after
         return _build(tpl.result, base, exts, values, w, {})
+
+
+def _on_lines(ints, t_index, guards):
+    t = ints[t_index]
+    for i, a, b in guards:
+        if ints[i] != a * t + b:
+            return False
+    return True
+
+
+def _predicts(masked, rest, t_index, affine, cap):
+    """Whether `cap` recorded the words (`masked`, `rest`) with the lines `affine` at cap's T."""
+    if cap.rest != rest or len(cap.masked) != len(masked):
+        return False
+    predicted = list(masked)
+    t = cap.ints[t_index]
+    for p, a, b in affine:
+        predicted[p] = a * t + b
+    return tuple(predicted) == cap.masked
 
 
 def _fit(a, b):
