@@ -22,8 +22,9 @@ offsets, int arguments) may differ within a family.
   a*T + b with integer a and b (a KV cache of length T: sizes T, strides
   16*T, a view of 4*(T+1)). A third capture whose records are exactly what
   the candidate predicts for its T proves it; the template then serves every
-  call whose integers fit the same lines, except that every 16th such call
-  is captured and checked against it (a mismatch drops it).
+  call whose integers fit the same lines, except that its 16th, 32nd, 64th,
+  ... (then every 256th) call is captured and checked against it (a
+  mismatch drops it).
 Calls of a family seen only once are never analysed.
 
 Guards at replay, besides the family's: the integers (equal, or on the
@@ -61,7 +62,8 @@ SYMBOLIC = os.environ.get("GENIE_TEMPLATES", "1") != "exact"  # templates with a
 _FAMILY_LIMIT = 1 << 14
 _EXACT_LIMIT = 64     # exact templates per family
 _MISMATCH_LIMIT = 4   # captures of one family that keep contradicting each other: give up on it
-_RECHECK = 16         # every this many calls a template with a T serves, the call is captured and checked
+_RECHECK = 16         # a template with a T is checked against a capture after this many calls,
+_RECHECK_MAX = 256    # then after twice as many each time, up to this many
 
 _DTYPES = [getattr(torch, name) for name in codes.DTYPE_NAMES]
 _META = torch.device("meta")
@@ -144,7 +146,7 @@ class Template:
     `affine` (record position, a, b) give every integer and word as a*T + b."""
     __slots__ = ("words", "internal", "ext_ids", "ext_storage", "float_pos", "floats", "n_ids", "sources",
                  "generation", "program", "result", "dead", "phase_after", "sid_after", "t_index", "guards", "affine",
-                 "masked", "rest", "calls")
+                 "masked", "rest", "calls", "next_check")
 
     def predicts(self, cap):
         """Whether capture `cap` recorded what this template gives for its T."""
@@ -208,7 +210,8 @@ class Templates:
         if tpl is None and fam.symbolic is not None and fam.symbolic.fits(ints):
             tpl = fam.symbolic
             tpl.calls += 1
-            if tpl.calls % _RECHECK == 0:
+            if tpl.calls == tpl.next_check:
+                tpl.next_check += min(tpl.next_check, _RECHECK_MAX)
                 # Lines through three captures cannot see a branch on T that
                 # the program takes later (a cache that is rebuilt past some
                 # length): such a call is captured, and a template that
@@ -459,6 +462,7 @@ class Templates:
         tpl.masked = cap.masked
         tpl.rest = cap.rest
         tpl.calls = 0
+        tpl.next_check = _RECHECK
         return tpl
 
     # ---- replay -----------------------------------------------------------
