@@ -78,27 +78,30 @@ struct Blob {
   std::list<ContentHash>::iterator lru;
 };
 
+#ifdef GENIE_WITH_CUDA_GRAPHS
 // A segment fingerprint's CUDA graph (see TorchRuntime::RunGraph).
 struct CachedGraph {
   int sightings = 0;
   bool failed = false;                  // the segment cannot be captured: it always runs op by op
   std::vector<const void*> last_data;   // the externals' data at the latest op-by-op run
-#ifdef GENIE_WITH_CUDA_GRAPHS
   std::unique_ptr<at::cuda::CUDAGraph> graph;
-#endif
   std::vector<at::Tensor> externals;    // what the graph reads for each value from before the segment
   std::vector<bool> copied;             // refilled before each replay; else it must still be the same tensor
   std::vector<at::Tensor> inputs;       // buffers for the segment's uploaded inputs, refilled before each replay
   std::vector<at::Tensor> outputs;      // every tensor the segment defines, in definition order
 };
+#endif
 
 struct Session {
   std::unordered_map<uint64_t, at::Tensor> values;
   std::vector<ContentHash> pinned;
   std::vector<c10::optional<c10::OperatorHandle>> ops;  // by the session's string id
-  std::unordered_map<uint64_t, CachedGraph> graphs;     // by segment fingerprint (CUDA only)
+#ifdef GENIE_WITH_CUDA_GRAPHS
+  std::unordered_map<uint64_t, CachedGraph> graphs;     // by segment fingerprint
+#endif
 };
 
+#ifdef GENIE_WITH_CUDA_GRAPHS
 // What a replayed graph needs to know of a segment: the values it reads from
 // before it (in first-use order), the values it defines, its uploaded inputs.
 struct GraphPlan {
@@ -110,6 +113,7 @@ struct GraphPlan {
 
 constexpr int kCaptureAt = 3;            // a fingerprint's third sighting is captured (two op-by-op runs warm up)
 constexpr size_t kGraphsPerSession = 64;
+#endif
 
 class TorchRuntime final : public Runtime {
  public:
@@ -486,6 +490,7 @@ class TorchRuntime final : public Runtime {
     return Status::Unsupported("an op result of type " + v.tagKind());
   }
 
+#ifdef GENIE_WITH_CUDA_GRAPHS
   // The segment's externals, defined values and inputs; not eligible for a
   // CUDA graph when it has random ops, Python-visible results, ops that write
   // in place to a value from before the segment, a device other than the
@@ -538,7 +543,6 @@ class TorchRuntime final : public Runtime {
     return plan;
   }
 
-#ifdef GENIE_WITH_CUDA_GRAPHS
   // Once a segment's fingerprint has been seen kCaptureAt times, runs it as a
   // CUDA graph: captured on that sighting, replayed on later ones, so one
   // launch replaces one dispatch and launch per op. Values from before the

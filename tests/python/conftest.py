@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,17 @@ class Runtime:
         self.proc.send_signal(signal.SIGTERM)
         out, err = self.proc.communicate(timeout=20)
         return self.proc.returncode, err
+
+    def frozen_while(self, proc, timeout=60):
+        """Stops this runtime (SIGSTOP: it neither answers nor closes its
+        sockets) until `proc` exits; returns proc's (stdout, stderr, seconds it took)."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        start = time.monotonic()
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        finally:
+            os.kill(self.proc.pid, signal.SIGCONT)
+        return out, err, time.monotonic() - start
 
 
 @pytest.fixture

@@ -1,7 +1,5 @@
 """`genie serve` and `genie run`: real runtime processes over loopback TCP."""
 import json
-import os
-import signal
 import socket
 import struct
 import subprocess
@@ -256,13 +254,7 @@ def start_long_run(genie, runtime, tmp_path, *extra):
 def test_a_runtime_that_stops_answering_fails_the_run_within_the_heartbeat_timeout(genie, quiet_runtime, tmp_path):
     runtime = quiet_runtime
     proc = start_long_run(genie, runtime, tmp_path, "--heartbeat-timeout", "2")
-    os.kill(runtime.proc.pid, signal.SIGSTOP)
-    start = time.monotonic()
-    try:
-        out, err = proc.communicate(timeout=60)
-    finally:
-        os.kill(runtime.proc.pid, signal.SIGCONT)
-    elapsed = time.monotonic() - start
+    out, err, elapsed = runtime.frozen_while(proc)
     assert proc.returncode == 1
     assert err.count("genie: error:") == 1
     assert "stopped answering heartbeats" in err and runtime.address in err
