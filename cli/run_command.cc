@@ -203,7 +203,7 @@ int RunLiveProgram(const RunArgs& a, const replayer::Config& config) {
     w.Key("uploaded_blobs").Uint(r.uploaded_blobs).Key("uploaded_bytes").Uint(r.uploaded_bytes);
     w.Key("already_present").Uint(r.already_present);
     w.Key("median_segment_ms").Double(median).Key("median_runtime_ms").Double(replayer::Median(r.runtime_ms));
-    w.Key("graph_segments").Uint(r.graph_segments);
+    w.Key("graph_segments").Uint(r.graph_segments).Key("template_runs").Uint(r.template_runs);
     w.Key("error").String(r.error).EndObject();
     std::cerr << w.str() << "\n";
   } else {
@@ -214,7 +214,8 @@ int RunLiveProgram(const RunArgs& a, const replayer::Config& config) {
                  FormatCount(r.segments).c_str(), FormatCount(r.ops).c_str(), FormatCount(r.counters.round_trips).c_str(),
                  FormatBytes(r.uploaded_bytes).c_str(), FormatCount(r.uploaded_blobs).c_str(),
                  FormatBytes(r.counters.bytes_up).c_str(), FormatBytes(r.counters.bytes_down).c_str());
-    std::fprintf(stderr, "  median time per segment %.3f ms (runtime %.3f ms)\n", median, replayer::Median(r.runtime_ms));
+    std::fprintf(stderr, "  median time per segment %.3f ms (runtime %.3f ms); %s sent as template runs\n", median,
+                 replayer::Median(r.runtime_ms), FormatCount(r.template_runs).c_str());
     if (r.graph_segments > 0)
       std::fprintf(stderr, "  %s segments ran as CUDA graphs\n", FormatCount(r.graph_segments).c_str());
     if (!r.error.empty()) std::fprintf(stderr, "  a segment failed (the program was told): %s\n", r.error.c_str());

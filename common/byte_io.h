@@ -34,6 +34,7 @@ class ByteWriter {
   }
 
   std::string& buffer() { return buf_; }
+  const std::string& buffer() const { return buf_; }
   size_t size() const { return buf_.size(); }
   void clear() { buf_.clear(); }
 

@@ -15,6 +15,8 @@
 #include "recorder/frontend_protocol.h"
 #include "recorder/launcher.h"
 #include "replayer/heartbeat.h"
+#include "replayer/segment_templates.h"
+#include "runtime/protocol/frame.h"
 #include "traces/segment_codec.h"
 
 namespace genie::replayer {
@@ -23,6 +25,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr size_t kReadBytes = 1u << 20;
 constexpr auto kDrainGrace = std::chrono::seconds(10);
+// A changed payload up to this size travels inside its template run, not as a blob upload first.
+constexpr size_t kInlinePayloadBytes = 4096;
 
 Status WriteAll(int fd, const char* p, size_t n) {
   while (n > 0) {
@@ -95,6 +99,7 @@ class LiveConnection final : public recorder::FrontendSink {
     monitor_.reset();
     client_.reset();
     on_runtime_.clear();
+    templates_.Clear();
     GENIE_ASSIGN_OR_RETURN(RuntimeClient c, RuntimeClient::Connect(e.address, e.token));
     client_ = std::make_unique<RuntimeClient>(std::move(c));
     report_->device = client_->hello().device();
@@ -122,14 +127,73 @@ class LiveConnection final : public recorder::FrontendSink {
     report_->counters.bytes_down += c.bytes_down;
   }
 
-  // Sends one segment record with the payloads it needs that the runtime
-  // lacks (asking first when they are large).
-  Result<ExecuteReply> Send(const std::string& record, const std::vector<ContentHash>& payloads,
-                            const std::vector<uint64_t>& fetch, const std::vector<uint64_t>& release) {
+  static wire::Envelope WholeSegment(const std::string& record, const std::vector<uint64_t>& fetch,
+                                     const std::vector<uint64_t>& release) {
+    wire::Envelope env;
+    auto* ex = env.mutable_execute();
+    ex->set_segment(record);
+    for (uint64_t f : fetch) ex->add_fetch(f);
+    for (uint64_t r : release) ex->add_release(r);
+    return env;
+  }
+
+  // Sends `seg` as its template's run when the session holds one with its
+  // skeleton, else whole (encoding `record` if it is still empty) as a new
+  // template. Small payloads that changed go inside a template run.
+  Result<ExecuteReply> SendSegment(const traces::Segment& seg, std::string* record,
+                                   const std::vector<ContentHash>& payloads, const std::vector<uint64_t>& fetch,
+                                   const std::vector<uint64_t>& release) {
+    TemplateTable::Plan plan = templates_.Next(seg, release);
+    wire::Envelope env;
+    std::vector<const traces::TensorMeta*> recorded;
+    std::vector<ContentHash> inlined;
+    if (plan.from_template) {
+      auto* ex = env.mutable_execute();
+      ex->set_from_template(plan.from_template);
+      ex->set_slot_diffs(std::move(plan.slot_diffs));
+      ex->set_release_diffs(std::move(plan.release_diffs));
+      for (const auto& [index, h] : plan.changed) {
+        auto* change = ex->add_payloads();
+        change->set_index(index);
+        auto it = payloads_.find(h);
+        if (!on_runtime_.count(h) && it != payloads_.end() && it->second.size() <= kInlinePayloadBytes) {
+          change->set_data(it->second);
+          inlined.push_back(h);
+        } else {
+          change->set_hash(reinterpret_cast<const char*>(h.bytes.data()), h.bytes.size());
+        }
+      }
+      for (const auto& m : seg.materialized) recorded.push_back(traces::DefinedMeta(seg, m.id));
+      ++report_->template_runs;
+    } else {
+      if (record->empty()) {
+        ByteWriter w;
+        GENIE_RETURN_IF_ERROR(traces::EncodeSegment(seg, &w));
+        *record = std::move(w.buffer());
+      }
+      env = WholeSegment(*record, fetch, release);
+      env.mutable_execute()->set_as_template(plan.as_template);
+    }
+    auto reply = Send(env, payloads, inlined, recorded);
+    if (!reply.ok()) {
+      templates_.Clear();
+      return reply;
+    }
+    for (const auto& h : inlined) Uploaded(h);
+    return reply;
+  }
+
+  // Sends one Execute with the payloads it needs that the runtime lacks
+  // (asking first when they are large), except those `inlined` in it.
+  Result<ExecuteReply> Send(wire::Envelope& env, const std::vector<ContentHash>& payloads,
+                            const std::vector<ContentHash>& inlined = {},
+                            const std::vector<const traces::TensorMeta*>& recorded = {}) {
     std::vector<ContentHash> needed;
     uint64_t needed_bytes = 0;
     for (const auto& h : payloads) {
-      if (on_runtime_.count(h) || std::find(needed.begin(), needed.end(), h) != needed.end()) continue;
+      if (on_runtime_.count(h) || std::find(needed.begin(), needed.end(), h) != needed.end() ||
+          std::find(inlined.begin(), inlined.end(), h) != inlined.end())
+        continue;
       auto it = payloads_.find(h);
       if (it == payloads_.end()) return Status::Corruption("the program named a payload it never sent");
       needed.push_back(h);
@@ -155,9 +219,9 @@ class LiveConnection final : public recorder::FrontendSink {
       ++report_->uploaded_blobs;
       report_->uploaded_bytes += bytes.size();
     }
-    std::vector<std::string> new_strings(strings_.all().begin() + static_cast<std::ptrdiff_t>(strings_sent_),
-                                         strings_.all().end());
-    auto reply = client_->Execute(new_strings, record, fetch, release, blobs);
+    for (auto it = strings_.all().begin() + static_cast<std::ptrdiff_t>(strings_sent_); it != strings_.all().end(); ++it)
+      env.mutable_execute()->add_new_strings(*it);
+    auto reply = client_->Execute(env, blobs, recorded);
     // Strings and blobs reached the runtime unless the connection broke.
     if (reply.ok() || reply.status().code() != Status::Code::kIOError) {
       strings_sent_ = strings_.size();
@@ -194,7 +258,8 @@ class LiveConnection final : public recorder::FrontendSink {
       Status st = Connect();
       for (size_t i = 0; st.ok() && i < journal_.size(); ++i) {
         const JournalEntry& j = journal_[i];
-        auto r = Send(j.record, j.payloads, {}, j.release);
+        wire::Envelope env = WholeSegment(j.record, {}, j.release);
+        auto r = Send(env, j.payloads);
         if (!r.ok() && (r.status().code() == Status::Code::kIOError || !j.failed)) st = Lost(r.status());
       }
       if (st.ok()) return Status::OK();
@@ -209,8 +274,13 @@ class LiveConnection final : public recorder::FrontendSink {
     std::vector<ContentHash> payloads;
     for (const auto& step : seg.steps)
       if (step.kind == traces::Step::Kind::kInput && step.input.payload) payloads.push_back(*step.input.payload);
-    ByteWriter record;
-    GENIE_RETURN_IF_ERROR(traces::EncodeSegment(seg, &record));
+    // Encoded only when it goes up whole or into the journal.
+    std::string record;
+    if (journaling()) {
+      ByteWriter w;
+      GENIE_RETURN_IF_ERROR(traces::EncodeSegment(seg, &w));
+      record = std::move(w.buffer());
+    }
     std::vector<uint64_t> fetch;
     for (const auto& m : seg.materialized) fetch.push_back(m.id);
     std::vector<uint64_t> release(released.begin(), released.end());
@@ -220,7 +290,7 @@ class LiveConnection final : public recorder::FrontendSink {
     while (true) {
       Status ready = client_ ? Status::OK() : Connect();
       if (ready.ok()) {
-        reply = Send(record.buffer(), payloads, fetch, release);
+        reply = SendSegment(seg, &record, payloads, fetch, release);
         if (reply.ok() || reply.status().code() != Status::Code::kIOError) break;
         ready = Lost(reply.status());
       }
@@ -228,19 +298,19 @@ class LiveConnection final : public recorder::FrontendSink {
       GENIE_RETURN_IF_ERROR(Failover(ready));
     }
     if (journaling()) {
-      journal_bytes_ += record.buffer().size();
+      journal_bytes_ += record.size();
       if (journal_bytes_ > options_.journal_limit) {
         journal_off_ = true;
         journal_.clear();
         for (auto it = payloads_.begin(); it != payloads_.end();)
           it = on_runtime_.count(it->first) ? payloads_.erase(it) : std::next(it);
       } else {
-        journal_.push_back({record.buffer(), release, payloads, !reply.ok()});
+        journal_.push_back({record, release, payloads, !reply.ok()});
       }
     }
     if (!reply.ok()) return reply.status();
     report_->segment_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
-    report_->runtime_ms.push_back(reply->message.execute_ms());
+    report_->runtime_ms.push_back(reply->message.execute_us() / 1e3);
     if (reply->message.graph()) ++report_->graph_segments;
 
     // The REPLY frame: u32 length | u8 type | u8 0 | tensors | scalars.
@@ -300,6 +370,7 @@ class LiveConnection final : public recorder::FrontendSink {
   uint64_t journal_bytes_ = 0;
   bool journal_off_ = false;
   std::unique_ptr<RuntimeClient> client_;
+  TemplateTable templates_{wire::kMaxTemplates};
   std::unique_ptr<HeartbeatMonitor> monitor_;
   std::string failure_;
 };

@@ -242,10 +242,10 @@ Result<ReplayReport> Replay(const std::string& path, RuntimeClient& client, cons
       if (!reply.ok()) return reply.status().WithContext("segment " + std::to_string(seg.index));
       strings_sent = true;
       r.segment_ms.push_back(Ms(s0, s1));
-      r.runtime_ms.push_back(reply->message.execute_ms());
+      r.runtime_ms.push_back(reply->message.execute_us() / 1e3);
       timeline.Span("execute", s0, s1, tid,
                     "{\"segment\":" + std::to_string(seg.index) + ",\"ops\":" + std::to_string(seg.num_ops()) +
-                        ",\"runtime_ms\":" + std::to_string(reply->message.execute_ms()) + "}");
+                        ",\"runtime_ms\":" + std::to_string(reply->message.execute_us() / 1e3) + "}");
       if (reply->download_ms > 0)
         timeline.Span("download", s1 - std::chrono::microseconds(static_cast<int64_t>(reply->download_ms * 1000)), s1,
                       tid);

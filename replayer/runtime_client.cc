@@ -106,17 +106,23 @@ Status RuntimeClient::Heartbeat(uint64_t nonce, int timeout_ms) {
 Result<ExecuteReply> RuntimeClient::Execute(const std::vector<std::string>& new_strings, const std::string& segment,
                                             const std::vector<uint64_t>& fetch, const std::vector<uint64_t>& release,
                                             const std::vector<std::pair<ContentHash, std::string_view>>& blobs) {
-  for (const auto& [h, bytes] : blobs) {
-    wire::Envelope put;
-    put.mutable_put_blob()->set_hash(std::string(reinterpret_cast<const char*>(h.bytes.data()), 32));
-    GENIE_RETURN_IF_ERROR(Send(put, bytes.data(), bytes.size()));
-  }
   wire::Envelope env;
   auto* ex = env.mutable_execute();
   for (const auto& s : new_strings) ex->add_new_strings(s);
   ex->set_segment(segment);
   for (uint64_t f : fetch) ex->add_fetch(f);
   for (uint64_t r : release) ex->add_release(r);
+  return Execute(env, blobs);
+}
+
+Result<ExecuteReply> RuntimeClient::Execute(wire::Envelope& env,
+                                            const std::vector<std::pair<ContentHash, std::string_view>>& blobs,
+                                            const std::vector<const traces::TensorMeta*>& recorded) {
+  for (const auto& [h, bytes] : blobs) {
+    wire::Envelope put;
+    put.mutable_put_blob()->set_hash(std::string(reinterpret_cast<const char*>(h.bytes.data()), 32));
+    GENIE_RETURN_IF_ERROR(Send(put, bytes.data(), bytes.size()));
+  }
   GENIE_RETURN_IF_ERROR(Send(env));
   Status upload;
   for (size_t i = 0; i < blobs.size(); ++i) {
@@ -136,17 +142,27 @@ Result<ExecuteReply> RuntimeClient::Execute(const std::vector<std::string>& new_
   if (!reply.has_execute_reply()) return Status::Corruption("runtime " + address_ + " answered Execute wrongly");
   ExecuteReply out;
   out.message = reply.execute_reply();
+  std::vector<FetchedTensor> fetched;
+  if (out.message.as_recorded()) {
+    if (!env.execute().from_template())
+      return Status::Corruption("runtime " + address_ + " left out the metas of a whole segment's values");
+    for (const traces::TensorMeta* m : recorded) {
+      if (!m) return Status::Corruption("runtime " + address_ + " left out the meta of a value defined elsewhere");
+      fetched.push_back({traces::DTypeName(m->dtype), m->sizes, std::string(m->nbytes(), '\0')});
+    }
+  } else {
+    for (const auto& t : out.message.tensors()) {
+      fetched.push_back({t.dtype(), std::vector<int64_t>(t.sizes().begin(), t.sizes().end()), std::string()});
+      fetched.back().bytes.resize(t.nbytes());
+    }
+  }
   auto start = std::chrono::steady_clock::now();
   uint64_t total = 0;
-  for (const auto& t : out.message.tensors()) {
-    if (t.nbytes() > reply.payload_bytes() - total)
+  for (auto& f : fetched) {
+    if (f.bytes.size() > reply.payload_bytes() - total)
       return Status::Corruption("runtime " + address_ + " sent fewer bytes than it announced");
-    FetchedTensor f;
-    f.dtype = t.dtype();
-    f.sizes.assign(t.sizes().begin(), t.sizes().end());
-    f.bytes.resize(t.nbytes());
     GENIE_RETURN_IF_ERROR(sock_.RecvAll(f.bytes.data(), f.bytes.size()));
-    total += t.nbytes();
+    total += f.bytes.size();
     out.tensors.push_back(std::move(f));
   }
   if (total != reply.payload_bytes()) return Status::Corruption("runtime " + address_ + " sent unannounced bytes");

@@ -13,6 +13,7 @@
 #include "common/status.h"
 #include "runtime/protocol/genie.pb.h"
 #include "runtime/transport/socket.h"
+#include "traces/graph.h"
 
 namespace genie::replayer {
 
@@ -63,6 +64,13 @@ class RuntimeClient {
   Result<ExecuteReply> Execute(const std::vector<std::string>& new_strings, const std::string& segment,
                                const std::vector<uint64_t>& fetch, const std::vector<uint64_t>& release = {},
                                const std::vector<std::pair<ContentHash, std::string_view>>& blobs = {});
+  // The same for a request the caller filled in (a template run, genie.proto
+  // Execute). `recorded` gives the metas of the values the segment fetches,
+  // in fetch order, for a reply that leaves them out (as_recorded); such a
+  // reply without them is Corruption.
+  Result<ExecuteReply> Execute(wire::Envelope& request,
+                               const std::vector<std::pair<ContentHash, std::string_view>>& blobs,
+                               const std::vector<const traces::TensorMeta*>& recorded = {});
 
  private:
   Status Send(wire::Envelope& env, const void* payload = nullptr, uint64_t n = 0);

@@ -94,4 +94,16 @@ size_t Segment::num_ops() const {
   return n;
 }
 
+const TensorMeta* DefinedMeta(const Segment& seg, ValueId id) {
+  for (const auto& step : seg.steps) {
+    if (step.kind == Step::Kind::kInput) {
+      if (step.input.id == id) return &step.input.meta;
+      continue;
+    }
+    for (const auto& out : step.op.outputs)
+      if (out.is_tensor && out.id == id) return &out.meta;
+  }
+  return nullptr;
+}
+
 }  // namespace genie::traces

@@ -150,4 +150,8 @@ struct Segment {
   size_t num_ops() const;
 };
 
+// The meta of value `id` where `seg` defines it (an input or a tensor
+// output); nullptr when it is defined elsewhere.
+const TensorMeta* DefinedMeta(const Segment& seg, ValueId id);
+
 }  // namespace genie::traces

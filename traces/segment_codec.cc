@@ -137,6 +137,8 @@ class Encoder {
     return Status::OK();
   }
 
+  uint64_t Fingerprint() const { return Fnv1a64(s_.buffer().data(), s_.size()); }
+
   void Finish(const Segment& seg, ByteWriter* out) {
     ByteWriter data;
     data.Varint(first_id_);
@@ -150,7 +152,7 @@ class Encoder {
     out->Varint(seg.stream);
     out->Varint(seg.index);
     out->Varint(seg.duration_ns);
-    out->U64(Fnv1a64(s_.buffer().data(), s_.size()));
+    out->U64(Fingerprint());
     out->Varint(s_.size());
     out->Bytes(s_.buffer().data(), s_.size());
     out->Varint(data.size());
@@ -409,6 +411,13 @@ Status EncodeSegment(const Segment& seg, ByteWriter* out) {
   GENIE_RETURN_IF_ERROR(enc.Steps(seg));
   enc.Finish(seg, out);
   return Status::OK();
+}
+
+Result<uint64_t> Fingerprint(const Segment& seg) {
+  auto [first, total] = DefinedValues(seg);
+  Encoder enc(first, total);
+  GENIE_RETURN_IF_ERROR(enc.Steps(seg));
+  return enc.Fingerprint();
 }
 
 Status DecodeSegment(ByteReader* in, const StringTable& strings, Segment* seg) {

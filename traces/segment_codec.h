@@ -27,6 +27,9 @@ struct CodecLimits {
 // value defined later in the same segment.
 Status EncodeSegment(const Segment& seg, ByteWriter* out);
 
+// The fingerprint EncodeSegment would write for `seg` (fails as it would).
+Result<uint64_t> Fingerprint(const Segment& seg);
+
 // Decodes one record from `in` into `seg` (fingerprint included). Every string
 // id is checked against `strings` and every count against CodecLimits; a bad
 // record is Status::Corruption.

@@ -28,7 +28,7 @@ struct HostTensor {
 struct ExecuteResult {
   std::vector<HostTensor> fetched;   // in the order asked for
   std::vector<traces::Arg> scalars;  // non-tensor op results, in op order
-  double execute_ms = 0;
+  uint32_t execute_us = 0;
   bool graph = false;  // ran as a replayed CUDA graph
 };
 
@@ -79,7 +79,8 @@ class Runtime {
   // The SHA-256 of the bytes is checked on another thread, so the transfer of
   // the next blob overlaps it; a blob is usable once its check passes, and one
   // that fails is dropped and named in the error of the segment that needed it.
-  virtual Result<bool> PutBlob(uint64_t session, const ContentHash& h, BlobBuffer bytes) = 0;
+  // `hashed`: the caller computed `h` from these very bytes, so no check runs.
+  virtual Result<bool> PutBlob(uint64_t session, const ContentHash& h, BlobBuffer bytes, bool hashed = false) = 0;
   Result<bool> PutBlob(uint64_t session, const ContentHash& h, const std::string& bytes) {
     return PutBlob(session, h, BlobBuffer::Copy(bytes));
   }

@@ -21,7 +21,9 @@
 
 namespace genie::wire {
 
-constexpr uint32_t kProtocolVersion = 1;
+constexpr uint32_t kProtocolVersion = 2;  // 2: segment templates, execute_us
+// Templates a session may hold (Execute.as_template).
+constexpr uint32_t kMaxTemplates = 64;
 constexpr uint32_t kMaxEnvelopeBytes = 64u << 20;
 
 // Writes one frame: the envelope (its payload_bytes set to `payload_len`),

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "common/byte_io.h"
@@ -18,6 +19,7 @@
 #include "runtime/executor/runtime.h"
 #include "runtime/protocol/frame.h"
 #include "traces/segment_codec.h"
+#include "traces/segment_slots.h"
 
 #ifndef GENIE_VERSION
 #error "GENIE_VERSION must be defined by the build"
@@ -145,9 +147,25 @@ class Connection {
     }
   }
 
+  // A segment this session keeps to run again from a few bytes (Execute.as_template).
+  struct Template {
+    traces::Segment seg;
+    std::vector<uint64_t> release;
+    traces::SlotPredictor slots;
+    std::vector<ContentHash> hashes;
+    traces::ReleasePredictor release_ids;
+  };
+
   Status HandleExecute(const wire::Execute& ex, uint64_t payload_bytes) {
     if (payload_bytes != 0) return Status::Corruption("Execute carries no payload");
     for (const auto& s : ex.new_strings()) strings_.Intern(s);
+    if (ex.from_template() != 0) {
+      auto t = FromTemplate(ex);
+      if (!t.ok()) return ReplyError(t.status().message());
+      std::vector<uint64_t> fetch;
+      for (const auto& m : (*t)->seg.materialized) fetch.push_back(m.id);
+      return Run((*t)->seg, fetch, (*t)->release, true);
+    }
     traces::Segment seg;
     ByteReader in(ex.segment());
     Status st = traces::DecodeSegment(&in, strings_, &seg);
@@ -156,6 +174,52 @@ class Connection {
     if (!st.ok()) return ReplyError(st.message());
     std::vector<uint64_t> fetch(ex.fetch().begin(), ex.fetch().end());
     std::vector<uint64_t> release(ex.release().begin(), ex.release().end());
+    if (uint32_t id = ex.as_template(); id != 0) {
+      if (id > wire::kMaxTemplates)
+        return ReplyError("template " + std::to_string(id) + " is out of range (1.." +
+                          std::to_string(wire::kMaxTemplates) + ")");
+      traces::SegmentSlots slots;
+      traces::Flatten(seg, &slots);
+      templates_[id] = std::make_unique<Template>(
+          Template{seg, release, traces::SlotPredictor(std::move(slots.ints)), std::move(slots.hashes),
+                   traces::ReleasePredictor(release, traces::FirstDefined(seg))});
+    }
+    return Run(seg, fetch, release, false);
+  }
+
+  // Brings the template named by `ex` up to this run: its slots, payloads and fingerprint.
+  Result<Template*> FromTemplate(const wire::Execute& ex) {
+    auto it = templates_.find(ex.from_template());
+    if (it == templates_.end())
+      return Status::InvalidArgument("template " + std::to_string(ex.from_template()) + " is not defined in this session");
+    Template& t = *it->second;
+    std::vector<int64_t> ints;
+    Status st = t.slots.Decode(ex.slot_diffs(), &ints);
+    if (!st.ok()) return Status::InvalidArgument("malformed template run: " + st.message());
+    for (const auto& change : ex.payloads()) {
+      if (change.index() >= t.hashes.size())
+        return Status::InvalidArgument("malformed template run: payload " + std::to_string(change.index()) +
+                                       " of " + std::to_string(t.hashes.size()));
+      ContentHash& h = t.hashes[change.index()];
+      if (!change.data().empty()) {
+        h = ContentHash::Of(change.data().data(), change.data().size());
+        GENIE_RETURN_IF_ERROR(rt_->PutBlob(session_, h, runtime::BlobBuffer::Copy(change.data()), true).status());
+      } else if (!ContentHash::FromBytes(change.hash().data(), change.hash().size(), &h)) {
+        return Status::InvalidArgument("malformed template run: a payload hash is not 32 bytes");
+      }
+    }
+    GENIE_RETURN_IF_ERROR(traces::Assign(ints, t.hashes, &t.seg));
+    st = t.release_ids.Decode(ex.release_diffs(), traces::FirstDefined(t.seg), &t.release);
+    if (!st.ok()) return Status::InvalidArgument("malformed template run: " + st.message());
+    // The structure holds sizes and integer arguments: a longer KV cache is another graph.
+    GENIE_ASSIGN_OR_RETURN(t.seg.fingerprint, traces::Fingerprint(t.seg));
+    return &t;
+  }
+
+  // Executes `seg` and replies. `from_template`: the reply may leave out
+  // tensor infos that the segment's own metas give (ExecuteReply.as_recorded).
+  Status Run(const traces::Segment& seg, const std::vector<uint64_t>& fetch, const std::vector<uint64_t>& release,
+             bool from_template) {
     auto res = rt_->Execute(session_, seg, strings_, fetch, release);
     if (!res.ok() && !release.empty()) rt_->Release(session_, release);
     if (!res.ok()) {
@@ -165,11 +229,19 @@ class Connection {
     wire::Envelope reply;
     auto* r = reply.mutable_execute_reply();
     std::string payload;
+    bool as_recorded = from_template;
+    for (size_t i = 0; i < res->fetched.size() && as_recorded; ++i) {
+      const traces::TensorMeta* meta = traces::DefinedMeta(seg, fetch[i]);
+      as_recorded = meta && meta->dtype == res->fetched[i].dtype && meta->sizes == res->fetched[i].sizes;
+    }
+    r->set_as_recorded(as_recorded);
     for (const auto& t : res->fetched) {
-      auto* info = r->add_tensors();
-      info->set_dtype(traces::DTypeName(t.dtype));
-      for (int64_t s : t.sizes) info->add_sizes(s);
-      info->set_nbytes(t.bytes.size());
+      if (!as_recorded) {
+        auto* info = r->add_tensors();
+        info->set_dtype(traces::DTypeName(t.dtype));
+        for (int64_t s : t.sizes) info->add_sizes(s);
+        info->set_nbytes(t.bytes.size());
+      }
       payload += t.bytes;
     }
     for (const auto& a : res->scalars) {
@@ -178,12 +250,12 @@ class Connection {
       else if (a.kind == traces::Arg::Kind::kInt) s->set_i(a.i);
       else if (a.kind == traces::Arg::Kind::kFloat) s->set_f(a.f);
     }
-    r->set_execute_ms(res->execute_ms);
+    r->set_execute_us(res->execute_us);
     r->set_graph(res->graph);
     if (LogEnabled(LogLevel::kInfo)) {
       char buf[160];
       std::snprintf(buf, sizeof(buf), " execute segment %llu: %zu ops in %.3f ms, %zu bytes back",
-                    static_cast<unsigned long long>(seg.index), seg.num_ops(), res->execute_ms, payload.size());
+                    static_cast<unsigned long long>(seg.index), seg.num_ops(), res->execute_us / 1e3, payload.size());
       Log(LogLevel::kInfo, sock_.peer() + buf);
     }
     return Reply(reply, payload.data(), payload.size());
@@ -195,6 +267,7 @@ class Connection {
   const ServeOptions& opts_;
   uint64_t session_ = 0;
   traces::StringTable strings_;
+  std::unordered_map<uint32_t, std::unique_ptr<Template>> templates_;
 };
 
 }  // namespace

@@ -92,6 +92,7 @@ def test_ops_without_meta_kernels_and_data_dependent_shapes(genie):
         out.sum().backward()                          # _embedding_bag_dense_backward has no meta kernel on torch 1.13
         print([round(v, 5) for v in w.weight.grad.sum(1).tolist()])
         print(torch.nn.functional.dropout(torch.ones(8, device=d), 0.5).tolist())  # drawn with the program's generator
+        print(torch.arange(6.0, device=d).dtype, torch.arange(1, 2.5, 0.5, device=d).tolist())  # int64 on 1.13's meta
     """
     program = genie.script(body)
     want = eager(program, "--device", "cpu")
@@ -117,6 +118,44 @@ def test_an_error_on_the_runtime_is_an_exception_in_the_program(genie):
     assert lines[0].startswith("caught: genie: runtime") and "index" in lines[0]
     assert lines[1] == "[2.0, 2.0, 2.0]"
     assert "index" in report["error"]
+
+
+def test_decode_steps_after_warm_up_travel_as_template_runs_of_a_few_bytes(genie):
+    program = EXAMPLES / "gpt_decode.py"
+    runs = {}
+    for tokens in (8, 24):
+        want = eager(program, "--device", "cpu", "--tokens", str(tokens))
+        r, runs[tokens] = live(genie, program, "--tokens", str(tokens))
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == want.stdout
+    more = {k: runs[24][k] - runs[8][k] for k in ("segments", "template_runs", "bytes_up", "bytes_down")}
+    assert more["segments"] == 16 and more["template_runs"] == 16
+    # A whole decode segment is about 3.6 KB; its template run carries the
+    # token and the few integers off the prediction (the frontend's template
+    # checks make some steps longer).
+    assert more["bytes_up"] / 16 < 150
+    assert more["bytes_down"] / 16 < 40
+
+
+def test_a_segment_that_fails_amid_template_runs_leaves_the_later_ones_right(genie):
+    program = genie.script("""
+        import sys
+        import torch
+        dev = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+        x = torch.arange(6.0, device=dev)
+        for i in range(14):
+            idx = torch.tensor([99 if i == 7 else i % 6], device=dev)
+            try:
+                print(torch.ops.aten.index_select(x * 2, 0, idx).item())
+            except Exception:
+                print("failed")
+    """)
+    want = eager(program, "cpu")
+    assert want.returncode == 0, want.stderr
+    r, report = live(genie, program)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == want.stdout and "failed" in r.stdout
+    assert report["template_runs"] >= 10
 
 
 def test_a_program_that_fails_passes_its_exit_status_through(genie):

@@ -494,6 +494,18 @@ _CPU_SHAPES = frozenset(getattr(torch.ops.aten, name).default for name in
                         ("_embedding_bag", "_embedding_bag_forward_only") if hasattr(torch.ops.aten, name))
 
 
+# arange's meta kernel on torch 1.13 makes int64 results for float bounds
+# (torch.arange(6.0, device="meta").dtype is int64; on CPU, float32): the
+# shapes come from a call with the dtype the CPU kernel would pick.
+_ARANGE = frozenset(getattr(torch.ops.aten.arange, name) for name in ("default", "start", "start_step"))
+
+
+def _arange_kwargs(args, kwargs):
+    if kwargs.get("dtype") is None and any(type(a) is float for a in args):
+        return dict(kwargs, dtype=torch.get_default_dtype())
+    return kwargs
+
+
 def _draws_without_reading(schema):
     if schema.name in _FACTORY_RANDOM:
         return True
@@ -627,7 +639,7 @@ class RemoteSession(Session):
             return _from_recipe(recipe, args)
         if func in _CPU_SHAPES:
             raise NotImplementedError(f"the meta kernel of {func} gives other shapes than the CPU kernel")
-        out = self._in_kernel(func, args, kwargs)
+        out = self._in_kernel(func, args, _arange_kwargs(args, kwargs) if func in _ARANGE else kwargs)
         self._remember(key, out, args)
         return out
 

@@ -14,6 +14,13 @@ class RemoteError(RuntimeError):
     """The genie process or the runtime could not execute a segment."""
 
 
+# Frames the genie process only stores until a segment names them: small ones
+# wait in the channel and go out with the next frame it acts on, in one write
+# (a decode step's token and its segment: one wake-up of the genie process, not three).
+_DEFERRED = frozenset((codes.FRAME_PAYLOAD, codes.FRAME_STRINGS))
+_BATCH_BYTES = 1 << 16
+
+
 class Channel:
     """Sends frames to the genie process. Sends block when the genie process
     is behind, which is the backpressure a recording program needs."""
@@ -21,16 +28,33 @@ class Channel:
     def __init__(self, path):
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.connect(path)
+        self._pending = []
+        self._pending_bytes = 0
 
     def send(self, frame_type, *parts):
         """Sends one frame whose body is the concatenation of `parts`
-        (bytes-like objects), without joining them in memory."""
+        (bytes-like objects); small deferred frames are copied and held back
+        until the next frame that is not, large ones are not joined in memory."""
         size = sum(len(p) if not isinstance(p, memoryview) else p.nbytes for p in parts)
         if size > codes.MAX_FRAME_BODY:
             raise ValueError(f"genie: frame of {size} bytes exceeds the {codes.MAX_FRAME_BODY} byte limit")
-        self._sock.sendall(_FRAME_HEAD.pack(size, frame_type))
+        head = _FRAME_HEAD.pack(size, frame_type)
+        if self._pending_bytes + size < _BATCH_BYTES:
+            self._pending.append(head)
+            self._pending.extend(bytes(p) for p in parts)  # the program may change its tensor before the write
+            self._pending_bytes += len(head) + size
+            if frame_type not in _DEFERRED:
+                self._write_pending()
+            return
+        self._write_pending()
+        self._sock.sendall(head)
         for p in parts:
             self._sock.sendall(p)
+
+    def _write_pending(self):
+        if self._pending:
+            pending, self._pending, self._pending_bytes = self._pending, [], 0
+            self._sock.sendall(b"".join(pending))
 
     def _recv_exact(self, n):
         buf = bytearray(n)
@@ -85,7 +109,10 @@ class Channel:
         return tensors, scalars
 
     def close(self):
-        self._sock.close()
+        try:
+            self._write_pending()
+        finally:
+            self._sock.close()
 
 
 def pack_strings(strings):
