@@ -154,3 +154,87 @@ def test_templates_can_be_turned_off(genie, monkeypatch, mode):
     r = genie.record(program)[0] if mode == "record" else live(genie, program)[0]
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "None"
+
+
+CACHE_OBJECT = """
+import sys
+import torch, torch.nn as nn
+dev = sys.argv[1]
+
+class Layer:                       # like transformers' DynamicLayer: replaced by every update
+    def __init__(self):
+        self.keys = self.values = None
+    def update(self, k, v):
+        if self.keys is None:
+            self.keys, self.values = k, v
+        else:
+            self.keys = torch.cat([self.keys, k], 1)
+            self.values = torch.cat([self.values, v], 1)
+        return self.keys, self.values
+
+class Cache:                       # like DynamicCache: a list of layers and some plain state
+    def __init__(self, n):
+        self.layers = [Layer() for _ in range(n)]
+        self.dtype = torch.float32
+
+class Attn(nn.Module):
+    def __init__(self, i):
+        super().__init__()
+        self.i = i
+        self.qkv = nn.Linear(16, 48)
+        self.proj = nn.Linear(16, 16)
+    def forward(self, x, cache):
+        q, k, v = self.qkv(x).split(16, -1)
+        k, v = cache.layers[self.i].update(k, v)
+        return self.proj(torch.softmax(q @ k.transpose(1, 2) / 4, -1) @ v)
+
+class Tally(nn.Module):            # a counter in its argument's state: never replayed
+    def forward(self, x, state):
+        state.calls += 1
+        return x * state.calls
+
+class State:
+    calls = 0
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(32, 16)
+        self.blocks = nn.ModuleList(Attn(i) for i in range(2))
+        self.tally = Tally()
+        self.head = nn.Linear(16, 32)
+    def forward(self, tok, cache, state):
+        x = self.emb(tok)
+        for b in self.blocks:
+            x = x + b(x, cache)
+        return self.head(self.tally(x, state))
+
+torch.manual_seed(0)
+net = Net().to(dev).eval()
+cache, state = Cache(2), State()
+tok, out = 3, []
+with torch.no_grad():
+    for step in range(24):
+        logits = net(torch.tensor([[tok]], device=dev), cache, state)
+        tok = int(logits[0, -1].argmax().item())
+        out.append(tok)
+print(out)
+print([round(v, 4) for v in cache.layers[1].keys[0, -1, :4].tolist()], tuple(cache.layers[0].values.shape), state.calls)
+"""
+
+
+@pytest.mark.parametrize("mode", ["record", "live"])
+def test_a_cache_object_that_calls_update_is_replayed_with_its_updates(genie, mode):
+    program = genie.script(CACHE_OBJECT)
+    want = eager(program, "cpu")
+    assert want.returncode == 0, want.stderr
+    if mode == "record":
+        r, trace = genie.record(with_stats(genie, program), "remote_accelerator", trace="cache.gtrace")
+    else:
+        r, _ = live(genie, with_stats(genie, program), "remote_accelerator")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == want.stdout
+    replays, ops = replayed_ops(r.stderr)
+    # The attention blocks replay (their cache layer replaced as the capture
+    # did); the call with a counter in its state never does.
+    assert replays >= 2 * 18, r.stderr

@@ -27,6 +27,15 @@ offsets, int arguments) may differ within a family.
   mismatch drops it).
 Calls of a family seen only once are never analysed.
 
+Arguments may be tensors, Python scalars, tuples, lists, dicts and plain
+Python objects (a KV cache object such as transformers' DynamicCache). Lists,
+dicts and objects are walked, objects through their attributes: everything
+in them but tensors is part of the family guard, by value (integers too);
+a tensor the call puts in place of another there (a cache layer's
+`self.keys = torch.cat([self.keys, k], -2)`) is put there by a replay too.
+A call that changes them otherwise (a counter attribute, an appended item)
+is never templated.
+
 Guards at replay, besides the family's: the integers (equal, or on the
 template's lines); grad mode off and the call not inside backward() or an
 optimizer step (a template holds no autograd graph); every parameter and
@@ -49,6 +58,7 @@ first takes after the proof (a cache rebuilt past some length): the calls
 before the next check replay the old branch. GENIE_TEMPLATES=exact keeps
 only exact templates; GENIE_TEMPLATES=0 turns templates off.
 """
+import enum
 import os
 import weakref
 
@@ -64,6 +74,8 @@ _EXACT_LIMIT = 64     # exact templates per family
 _MISMATCH_LIMIT = 4   # captures of one family that keep contradicting each other: give up on it
 _RECHECK = 16         # a template with a T is checked against a capture after this many calls,
 _RECHECK_MAX = 256    # then after twice as many each time, up to this many
+_STATE_LIMIT = 4096   # containers and objects walked in one call's arguments
+_STATE_DEPTH = 8      # how deep they may nest
 
 _DTYPES = [getattr(torch, name) for name in codes.DTYPE_NAMES]
 _META = torch.device("meta")
@@ -137,7 +149,7 @@ class _Capture:
     count plus a source's index) and `float_pos` (position, index into
     `floats`)."""
     __slots__ = ("ints", "words", "masked", "rest", "internal", "ext_ids", "ext_storage", "float_pos", "floats",
-                 "n_ids", "sources", "result", "dead", "phase_after", "sid_after", "raw")
+                 "n_ids", "sources", "result", "writes", "dead", "phase_after", "sid_after", "raw")
 
 
 class Template:
@@ -145,7 +157,7 @@ class Template:
     for an exact template; else T = ints[t_index], `guards` (index, a, b) and
     `affine` (record position, a, b) give every integer and word as a*T + b."""
     __slots__ = ("words", "internal", "ext_ids", "ext_storage", "float_pos", "floats", "n_ids", "sources",
-                 "generation", "program", "result", "dead", "phase_after", "sid_after", "t_index", "guards", "affine",
+                 "generation", "program", "result", "writes", "dead", "phase_after", "sid_after", "t_index", "guards", "affine",
                  "masked", "rest", "calls", "next_check")
 
     def predicts(self, cap):
@@ -196,8 +208,10 @@ class Templates:
         s = self.session
         lazies = []
         ints = []
+        slots = []
         try:
-            key = (id(module), module.training, s.phase, s.module_sid, *_signature(args, kwargs, lazies, ints))
+            sig = _signature(args, kwargs, lazies, ints, slots)
+            key = (id(module), module.training, s.phase, s.module_sid, *sig)
         except _Ineligible:
             return plain(module, args, kwargs)
         fam = self.families.get(key)
@@ -216,9 +230,9 @@ class Templates:
                 # the program takes later (a cache that is rebuilt past some
                 # length): such a call is captured, and a template that
                 # mispredicts it is dropped.
-                return self._capture(fam, module, plain, args, kwargs, lazies, ints, check=tpl)
+                return self._capture(fam, module, plain, args, kwargs, lazies, ints, sig, slots, check=tpl)
         if tpl is not None:
-            out = self._replay(tpl, lazies, ints)
+            out = self._replay(tpl, lazies, ints, args, kwargs)
             if out is not _MISS:
                 self.replays += 1
                 self.replayed_ops += len(tpl.program)
@@ -229,11 +243,11 @@ class Templates:
         fam.seen += 1
         if fam.seen < 2:
             return plain(module, args, kwargs)
-        return self._capture(fam, module, plain, args, kwargs, lazies, ints)
+        return self._capture(fam, module, plain, args, kwargs, lazies, ints, sig, slots)
 
     # ---- proving ----------------------------------------------------------
 
-    def _capture(self, fam, module, plain, args, kwargs, lazies, ints, check=None):
+    def _capture(self, fam, module, plain, args, kwargs, lazies, ints, sig, slots, check=None):
         s = self.session
         modules = list(module.modules())
         if any(m._forward_hooks or m._forward_pre_hooks for m in modules) or \
@@ -255,8 +269,9 @@ class Templates:
                 raise _Ineligible("a materialization inside the call")
             if [t._genie_id for t in exts] != ids_before:
                 raise _Ineligible("an in-place change to an argument, parameter or buffer")
+            writes = _writes(args, kwargs, sig, slots) if slots else ()
             cap = self._analyse(ints, words[start_word:], floats[start_float:], start_float, start_id,
-                                s._next_id - start_id, exts, sources, out)
+                                s._next_id - start_id, exts, sources, out, writes)
         except _Ineligible:
             fam.failed = True
             fam.forget()
@@ -269,7 +284,7 @@ class Templates:
             self._mismatch(fam)
         return out
 
-    def _analyse(self, ints, words, floats, start_float, start_id, n_ids, exts, sources, out):
+    def _analyse(self, ints, words, floats, start_float, start_id, n_ids, exts, sources, out, writes):
         ext_id, ext_storage = {}, {}
         for i, t in enumerate(exts):
             ext_id.setdefault(t._genie_id, i)
@@ -289,6 +304,7 @@ class Templates:
         cap.sources = sources
         result_ids = set()
         cap.result = _result(out, start_id, exts, out_pos, result_ids)
+        cap.writes = tuple((path, _result(t, start_id, exts, out_pos, result_ids)) for path, t in writes)
         cap.dead = [r for r in range(n_ids) if r not in result_ids]
         cap.phase_after = self.session.phase
         cap.sid_after = self.session.module_sid
@@ -297,7 +313,7 @@ class Templates:
             masked[p] = 0
         cap.masked = tuple(masked)
         cap.rest = (tuple(internal), tuple(e_ids), tuple(e_storage), tuple(float_pos), cap.floats, n_ids, cap.result,
-                    cap.phase_after, cap.sid_after, tuple((id(d), name, id(t)) for d, name, t in sources))
+                    cap.phase_after, cap.sid_after, tuple((id(d), name, id(t)) for d, name, t in sources), cap.writes)
         return cap
 
     def _parse(self, raw, varying):
@@ -453,6 +469,7 @@ class Templates:
         tpl.generation = _generation[0]
         tpl.program = self._parse(cap.raw, {p for p, _, _ in affine})[4]
         tpl.result = cap.result
+        tpl.writes = cap.writes
         tpl.dead = cap.dead
         tpl.phase_after = cap.phase_after
         tpl.sid_after = cap.sid_after
@@ -467,7 +484,7 @@ class Templates:
 
     # ---- replay -----------------------------------------------------------
 
-    def _replay(self, tpl, lazies, ints):
+    def _replay(self, tpl, lazies, ints, args, kwargs):
         s = self.session
         if tpl.generation != _generation[0]:
             return _MISS
@@ -507,7 +524,11 @@ class Templates:
             _run(tpl.program, values, w)
         s.phase = tpl.phase_after
         s.module_sid = tpl.sid_after
-        return _build(tpl.result, base, exts, values, w, {})
+        made = {}
+        out = _build(tpl.result, base, exts, values, w, made)
+        for path, spec in tpl.writes:
+            _assign(args, kwargs, path, _build(spec, base, exts, values, w, made))
+        return out
 
 
 def _on_lines(ints, t_index, guards):
@@ -628,14 +649,23 @@ def _meta(shape, stride, offset, dtype):
     return _empty((offset + extent,), dtype=dtype, device=_META).as_strided(shape, stride, offset)
 
 
-def _signature(args, kwargs, lazies, ints):
+def _signature(args, kwargs, lazies, ints, slots):
     """The family guard of a call's arguments; collects its LazyTensors in
     `lazies` and its integers (tensor sizes, strides, offsets; int arguments)
-    in `ints`. Raises _Ineligible for an argument a template cannot bind."""
+    in `ints`. Raises _Ineligible for an argument a template cannot bind.
+
+    Lists, dicts and plain Python objects (a KV cache object) are walked, an
+    object through its attributes: their non-tensor contents, integers
+    included, are part of the guard, and each tensor inside them goes to
+    `slots` as (path, tensor, whether the call could replace it there), so a
+    capture can see which ones the call replaced (a cache's `update`)."""
     sig = []
     storages = {}
+    budget = [_STATE_LIMIT]
+    path = []  # the keys leading to the value visited: ("i", index or key) or ("a", attribute)
 
-    def visit(a):
+    def visit(a, held, assignable):
+        # held: inside a list, dict or object the call could change; assignable: directly in one.
         t = type(a)
         if t is LazyTensor:
             shape = a.shape
@@ -644,24 +674,98 @@ def _signature(args, kwargs, lazies, ints):
             ints.extend(a.stride())
             ints.append(a.storage_offset())
             lazies.append(a)
-        elif t is int:
+            if held:
+                slots.append((tuple(path), a, assignable))
+        elif t is int and not held:
             sig.append(int)
             ints.append(a)
-        elif t is float or t is bool or t is str or a is None:
+        elif t is int or t is float or t is bool or t is str or a is None:
             sig.append((t, a))
         elif t is tuple or t is list:
             sig.append((t, len(a)))
-            for x in a:
-                visit(x)
+            inner = held or t is list
+            for k, x in enumerate(a):
+                path.append(("i", k))
+                visit(x, inner, t is list)
+                path.pop()
         else:
-            raise _Ineligible(f"an argument of type {t.__name__}")
+            budget[0] -= 1
+            if budget[0] < 0 or len(path) > _STATE_DEPTH:
+                raise _Ineligible("an argument holding too much state")
+            state = _STATE_TYPES.get(t)
+            if state is None:
+                state = _STATE_TYPES[t] = _is_state_type(t)
+            if t is dict or state:
+                d = a if t is dict else a.__dict__
+                sig.append((t, tuple(d)))
+                kind = "i" if t is dict else "a"
+                for k, x in d.items():
+                    path.append((kind, k))
+                    visit(x, True, True)
+                    path.pop()
+            elif held:
+                try:
+                    hash(a)
+                except TypeError:
+                    raise _Ineligible(f"state of type {t.__name__}") from None
+                sig.append((t, a))  # a dtype, a device, a class: by value or identity
+            else:
+                raise _Ineligible(f"an argument of type {t.__name__}")
 
-    for a in args:
-        visit(a)
+    for k, a in enumerate(args):
+        path.append(("i", k))
+        visit(a, False, False)
+        path.pop()
     for k, v in kwargs.items():
         sig.append(k)
-        visit(v)
+        path.append(("k", k))
+        visit(v, False, False)
+        path.pop()
     return sig
+
+
+_STATE_TYPES = {}  # type -> whether its objects are walked as state (_is_state_type)
+
+
+def _is_state_type(t):
+    """Plain Python classes, whose objects' attributes a module call may read
+    and replace (a KV cache object): not modules, tensors, classes, enums,
+    exceptions, callables, builtins or torch's own types."""
+    return "__dict__" in dir(t) and not any("__call__" in vars(k) for k in t.__mro__[:-1]) and \
+        not issubclass(t, (torch.nn.Module, torch.Tensor, type, enum.Enum, BaseException)) and \
+        t.__module__ != "builtins" and not t.__module__.startswith("torch")
+
+
+def _writes(args, kwargs, sig, slots):
+    """(path, new tensor) for each tensor of `slots` that the call replaced;
+    _Ineligible when it changed anything else in its arguments' state."""
+    lazies, ints, after = [], [], []
+    try:
+        same = _signature(args, kwargs, lazies, ints, after) == sig
+    except _Ineligible:
+        same = False
+    if not same or len(after) != len(slots):
+        raise _Ineligible("a call that changes its arguments' state other than by replacing tensors")
+    writes = []
+    for (path, old, assignable), (_, new, _) in zip(slots, after):
+        if new is not old:
+            if not assignable:
+                raise _Ineligible("a call that replaces a tuple in its arguments' state")
+            writes.append((path, new))
+    return writes
+
+
+def _assign(args, kwargs, path, value):
+    """Puts `value` where `path` (from _signature) leads."""
+    kind, key = path[0]
+    target = args[key] if kind == "i" else kwargs[key]
+    for kind, key in path[1:-1]:
+        target = getattr(target, key) if kind == "a" else target[key]
+    kind, key = path[-1]
+    if kind == "a":
+        setattr(target, key, value)
+    else:
+        target[key] = value
 
 
 def _sources(modules):
