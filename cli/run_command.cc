@@ -197,7 +197,7 @@ int RunLiveProgram(const RunArgs& a, const replayer::Config& config) {
     w.Key("failovers").Uint(r.failovers);
     w.Key("device").String(r.device).Key("torch_version").String(r.torch_version);
     w.Key("exit_status").Int(r.exit_status).Key("connections").Uint(r.connections);
-    w.Key("segments").Uint(r.segments).Key("ops").Uint(r.ops).Key("materialized").Uint(r.materialized);
+    w.Key("segments").Uint(r.segments).Key("parts").Uint(r.parts).Key("ops").Uint(r.ops).Key("materialized").Uint(r.materialized);
     w.Key("released").Uint(r.released).Key("round_trips").Uint(r.counters.round_trips);
     w.Key("bytes_up").Uint(r.counters.bytes_up).Key("bytes_down").Uint(r.counters.bytes_down);
     w.Key("uploaded_blobs").Uint(r.uploaded_blobs).Key("uploaded_bytes").Uint(r.uploaded_bytes);
@@ -214,8 +214,8 @@ int RunLiveProgram(const RunArgs& a, const replayer::Config& config) {
                  FormatCount(r.segments).c_str(), FormatCount(r.ops).c_str(), FormatCount(r.counters.round_trips).c_str(),
                  FormatBytes(r.uploaded_bytes).c_str(), FormatCount(r.uploaded_blobs).c_str(),
                  FormatBytes(r.counters.bytes_up).c_str(), FormatBytes(r.counters.bytes_down).c_str());
-    std::fprintf(stderr, "  median time per segment %.3f ms (runtime %.3f ms); %s sent as template runs\n", median,
-                 replayer::Median(r.runtime_ms), FormatCount(r.template_runs).c_str());
+    std::fprintf(stderr, "  median time per segment %.3f ms (runtime %.3f ms); %s parts sent ahead; %s template runs\n",
+                 median, replayer::Median(r.runtime_ms), FormatCount(r.parts).c_str(), FormatCount(r.template_runs).c_str());
     if (r.graph_segments > 0)
       std::fprintf(stderr, "  %s segments ran as CUDA graphs\n", FormatCount(r.graph_segments).c_str());
     if (!r.error.empty()) std::fprintf(stderr, "  a segment failed (the program was told): %s\n", r.error.c_str());

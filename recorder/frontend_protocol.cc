@@ -73,13 +73,15 @@ Status FrontendStream::HandleFrame(FrameType type, const uint8_t* body, size_t n
   switch (type) {
     case FrameType::kHello: return HandleHello(body, n);
     case FrameType::kStrings: return HandleStrings(body, n);
-    case FrameType::kSegment: return HandleSegment(body, n);
+    case FrameType::kSegment: return HandleSegment(body, n, false);
+    case FrameType::kPart: return HandleSegment(body, n, true);
     case FrameType::kPayload: return HandlePayload(body, n);
     case FrameType::kEnd:
       if (n != 0) return Status::Corruption("END frame has a body");
       if (!partial_payload_.empty()) return Status::Corruption("END arrived inside a payload");
       ended_ = true;
       return Status::OK();
+    case FrameType::kReply: return Status::Corruption("a REPLY frame from the frontend");
   }
   return Status::Corruption("unknown frame type " + std::to_string(static_cast<int>(type)));
 }
@@ -302,7 +304,7 @@ class SegmentTranslator {
 
 }  // namespace
 
-Status FrontendStream::HandleSegment(const uint8_t* body, size_t n) {
+Status FrontendStream::HandleSegment(const uint8_t* body, size_t n, bool part) {
   ByteReader in(body, n);
   uint64_t duration;
   uint32_t nwords, nfloats;
@@ -328,7 +330,8 @@ Status FrontendStream::HandleSegment(const uint8_t* body, size_t n) {
   SegmentTranslator t(&w, strings_, payloads_);
   std::vector<traces::ValueId> released;
   while (!w.done()) GENIE_RETURN_IF_ERROR(t.Step(&seg, &released));
-  GENIE_RETURN_IF_ERROR(sink_->AddSegment(seg, released));
+  if (part && !seg.materialized.empty()) return Status::Corruption("a PART frame materializes a value");
+  GENIE_RETURN_IF_ERROR(sink_->AddSegment(seg, released, part));
   ++next_segment_;
   return Status::OK();
 }

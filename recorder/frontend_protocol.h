@@ -26,6 +26,10 @@
 //            larger than one frame arrives as several pieces in order.
 //              RELEASE 4, n, value id*n  (live mode: values the program
 //                     dropped; the runtime frees them after the segment)
+//   PART     as SEGMENT, without MAT steps: live mode sends a long segment's
+//            ops ahead in parts at module-call boundaries; the genie process
+//            executes each without answering, and the SEGMENT that follows
+//            answers for them all (with the first error, if a part failed).
 //   END      empty: the program closed the connection cleanly.
 //   REPLY    genie -> frontend, live mode only: the answer to each SEGMENT.
 //            u8 0 | u32 n | (u8 dtype code, u8 rank, i64 sizes*rank,
@@ -54,7 +58,7 @@ constexpr uint32_t kFrontendProtocolVersion = 1;
 constexpr uint32_t kMaxFrameBody = 64u << 20;
 constexpr uint32_t kFrameHeadBytes = 5;
 
-enum class FrameType : uint8_t { kHello = 1, kStrings = 2, kSegment = 3, kPayload = 4, kEnd = 5, kReply = 6 };
+enum class FrameType : uint8_t { kHello = 1, kStrings = 2, kSegment = 3, kPayload = 4, kEnd = 5, kReply = 6, kPart = 7 };
 
 struct Hello {
   uint32_t protocol_version = 0;
@@ -74,8 +78,9 @@ class FrontendSink {
   virtual traces::StringTable& strings() = 0;
   // A complete payload and its SHA-256.
   virtual Status AddPayload(const ContentHash& h, std::string bytes) = 0;
-  // A segment, with the values released after it (live mode).
-  virtual Status AddSegment(const traces::Segment& seg, const std::vector<traces::ValueId>& released) = 0;
+  // A segment, with the values released after it (live mode). `part`: a
+  // PART frame's, which the next segment closes (live mode).
+  virtual Status AddSegment(const traces::Segment& seg, const std::vector<traces::ValueId>& released, bool part) = 0;
 };
 
 // The sink of `genie record`: payloads written once, segments appended.
@@ -86,7 +91,7 @@ class TraceSink final : public FrontendSink {
   Status AddPayload(const ContentHash& h, std::string bytes) override {
     return writer_->AddPayload(h, bytes.data(), bytes.size());
   }
-  Status AddSegment(const traces::Segment& seg, const std::vector<traces::ValueId>&) override {
+  Status AddSegment(const traces::Segment& seg, const std::vector<traces::ValueId>&, bool) override {
     return writer_->AddSegment(seg);
   }
 
@@ -118,7 +123,7 @@ class FrontendStream {
   Status HandleHello(const uint8_t* body, size_t n);
   Status HandleStrings(const uint8_t* body, size_t n);
   Status HandlePayload(const uint8_t* body, size_t n);
-  Status HandleSegment(const uint8_t* body, size_t n);
+  Status HandleSegment(const uint8_t* body, size_t n, bool part);
 
   uint32_t stream_;
   std::unique_ptr<FrontendSink> owned_sink_;

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -27,6 +28,8 @@ constexpr size_t kReadBytes = 1u << 20;
 constexpr auto kDrainGrace = std::chrono::seconds(10);
 // A changed payload up to this size travels inside its template run, not as a blob upload first.
 constexpr size_t kInlinePayloadBytes = 4096;
+// Parts sent ahead before their replies are read (the runtime blocks on a full socket otherwise).
+constexpr size_t kMaxPartsAhead = 64;
 
 Status WriteAll(int fd, const char* p, size_t n) {
   while (n > 0) {
@@ -67,19 +70,28 @@ class LiveConnection final : public recorder::FrontendSink {
     return Status::OK();
   }
 
-  Status AddSegment(const traces::Segment& seg, const std::vector<traces::ValueId>& released) override {
-    ++report_->segments;
+  Status AddSegment(const traces::Segment& seg, const std::vector<traces::ValueId>& released, bool part) override {
     report_->ops += seg.num_ops();
+    if (part) {
+      // Sent ahead: nothing to answer now; the segment that closes it reports a failure.
+      ++report_->parts;
+      if (!failure_.empty() || !part_error_.empty()) return Status::OK();
+      auto done = Run(seg, released, true);
+      if (!done.ok()) part_error_ = Failed(done.status());
+      else report_->released += released.size();
+      return Status::OK();
+    }
+    ++report_->segments;
     report_->materialized += seg.materialized.size();
     if (!failure_.empty()) return Reply(recorder::EncodeErrorReply(failure_));
-    auto reply = Run(seg, released);
-    if (!reply.ok()) {
-      std::string message = "genie: " + reply.status().message();
-      // A lost runtime took this session's values with it: every later segment fails too.
-      if (reply.status().code() == Status::Code::kIOError) failure_ = message;
-      if (report_->error.empty()) report_->error = message;
+    auto reply = Run(seg, released, false);
+    // A part's failure came first in the program: it is the one the program hears of.
+    if (!part_error_.empty()) {
+      std::string message = std::move(part_error_);
+      part_error_.clear();
       return Reply(recorder::EncodeErrorReply(message));
     }
+    if (!reply.ok()) return Reply(recorder::EncodeErrorReply(Failed(reply.status())));
     report_->released += released.size();
     return Reply(reply.value());
   }
@@ -94,12 +106,45 @@ class LiveConnection final : public recorder::FrontendSink {
 
   bool journaling() const { return options_.endpoints.size() > 1 && !journal_off_; }
 
+  // The message for the program; a lost runtime took this session's values
+  // with it, so every later segment fails too.
+  std::string Failed(const Status& st) {
+    std::string message = "genie: " + st.message();
+    if (st.code() == Status::Code::kIOError) failure_ = message;
+    if (report_->error.empty()) report_->error = message;
+    return message;
+  }
+
+  // Reads the replies of the parts sent ahead, oldest first. A part that
+  // failed is kept in part_error_ for the segment that closes it; only a
+  // lost connection is returned.
+  Status DrainParts() {
+    while (!ahead_.empty()) {
+      Ahead a = ahead_.front();
+      ahead_.pop_front();
+      auto r = client_->ReadExecute(a.blobs, a.from_template, {}, false);
+      if (r.ok()) {
+        parts_runtime_us_ += r->message.execute_us();
+        if (r->message.graph()) ++report_->graph_segments;
+        continue;
+      }
+      if (r.status().code() == Status::Code::kIOError) {
+        ahead_.clear();
+        return r.status();
+      }
+      templates_.Clear();
+      if (part_error_.empty()) part_error_ = Failed(r.status());
+    }
+    return Status::OK();
+  }
+
   Status Connect() {
     const LiveEndpoint& e = options_.endpoints[endpoint_];
     monitor_.reset();
     client_.reset();
     on_runtime_.clear();
     templates_.Clear();
+    ahead_.clear();
     GENIE_ASSIGN_OR_RETURN(RuntimeClient c, RuntimeClient::Connect(e.address, e.token));
     client_ = std::make_unique<RuntimeClient>(std::move(c));
     report_->device = client_->hello().device();
@@ -142,7 +187,7 @@ class LiveConnection final : public recorder::FrontendSink {
   // template. Small payloads that changed go inside a template run.
   Result<ExecuteReply> SendSegment(const traces::Segment& seg, std::string* record,
                                    const std::vector<ContentHash>& payloads, const std::vector<uint64_t>& fetch,
-                                   const std::vector<uint64_t>& release) {
+                                   const std::vector<uint64_t>& release, bool ahead) {
     TemplateTable::Plan plan = templates_.Next(seg, release);
     wire::Envelope env;
     std::vector<const traces::TensorMeta*> recorded;
@@ -174,7 +219,7 @@ class LiveConnection final : public recorder::FrontendSink {
       env = WholeSegment(*record, fetch, release);
       env.mutable_execute()->set_as_template(plan.as_template);
     }
-    auto reply = Send(env, payloads, inlined, recorded);
+    auto reply = Send(env, payloads, inlined, recorded, ahead);
     if (!reply.ok()) {
       templates_.Clear();
       return reply;
@@ -184,10 +229,12 @@ class LiveConnection final : public recorder::FrontendSink {
   }
 
   // Sends one Execute with the payloads it needs that the runtime lacks
-  // (asking first when they are large), except those `inlined` in it.
+  // (asking first when they are large), except those `inlined` in it. The
+  // parts sent ahead are answered before it; `ahead`: it is such a part
+  // itself, whose reply is left to read later (an empty reply is returned).
   Result<ExecuteReply> Send(wire::Envelope& env, const std::vector<ContentHash>& payloads,
                             const std::vector<ContentHash>& inlined = {},
-                            const std::vector<const traces::TensorMeta*>& recorded = {}) {
+                            const std::vector<const traces::TensorMeta*>& recorded = {}, bool ahead = false) {
     std::vector<ContentHash> needed;
     uint64_t needed_bytes = 0;
     for (const auto& h : payloads) {
@@ -200,6 +247,7 @@ class LiveConnection final : public recorder::FrontendSink {
       needed_bytes += it->second.size();
     }
     if (needed_bytes > options_.query_threshold) {
+      GENIE_RETURN_IF_ERROR(DrainParts());  // the query's answer comes after theirs
       GENIE_ASSIGN_OR_RETURN(std::vector<bool> present, client_->QueryBlobs(needed));
       std::vector<ContentHash> missing;
       for (size_t i = 0; i < needed.size(); ++i) {
@@ -221,13 +269,18 @@ class LiveConnection final : public recorder::FrontendSink {
     }
     for (auto it = strings_.all().begin() + static_cast<std::ptrdiff_t>(strings_sent_); it != strings_.all().end(); ++it)
       env.mutable_execute()->add_new_strings(*it);
-    auto reply = client_->Execute(env, blobs, recorded);
-    // Strings and blobs reached the runtime unless the connection broke.
-    if (reply.ok() || reply.status().code() != Status::Code::kIOError) {
-      strings_sent_ = strings_.size();
-      for (const auto& h : needed) Uploaded(h);
+    bool from_template = env.execute().from_template() != 0;
+    GENIE_RETURN_IF_ERROR(client_->SendExecute(env, blobs));
+    // Strings and blobs reached the runtime unless the connection breaks.
+    strings_sent_ = strings_.size();
+    for (const auto& h : needed) Uploaded(h);
+    if (ahead) {
+      ahead_.push_back({blobs.size(), from_template});
+      if (ahead_.size() >= kMaxPartsAhead) GENIE_RETURN_IF_ERROR(DrainParts());
+      return ExecuteReply{};
     }
-    return reply;
+    GENIE_RETURN_IF_ERROR(DrainParts());
+    return client_->ReadExecute(blobs.size(), from_template, recorded, true);
   }
 
   void Uploaded(const ContentHash& h) {
@@ -269,8 +322,9 @@ class LiveConnection final : public recorder::FrontendSink {
     return why;
   }
 
-  // Runs the segment; returns the REPLY frame for the program.
-  Result<std::string> Run(const traces::Segment& seg, const std::vector<traces::ValueId>& released) {
+  // Runs the segment; returns the REPLY frame for the program (nothing for
+  // a part, which goes ahead unanswered unless a journal needs its reply).
+  Result<std::string> Run(const traces::Segment& seg, const std::vector<traces::ValueId>& released, bool part) {
     std::vector<ContentHash> payloads;
     for (const auto& step : seg.steps)
       if (step.kind == traces::Step::Kind::kInput && step.input.payload) payloads.push_back(*step.input.payload);
@@ -290,7 +344,7 @@ class LiveConnection final : public recorder::FrontendSink {
     while (true) {
       Status ready = client_ ? Status::OK() : Connect();
       if (ready.ok()) {
-        reply = SendSegment(seg, &record, payloads, fetch, release);
+        reply = SendSegment(seg, &record, payloads, fetch, release, part && !journaling());
         if (reply.ok() || reply.status().code() != Status::Code::kIOError) break;
         ready = Lost(reply.status());
       }
@@ -309,8 +363,14 @@ class LiveConnection final : public recorder::FrontendSink {
       }
     }
     if (!reply.ok()) return reply.status();
+    if (part) {
+      parts_runtime_us_ += reply->message.execute_us();
+      if (reply->message.graph()) ++report_->graph_segments;
+      return std::string();
+    }
     report_->segment_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
-    report_->runtime_ms.push_back(reply->message.execute_us() / 1e3);
+    report_->runtime_ms.push_back((parts_runtime_us_ + reply->message.execute_us()) / 1e3);
+    parts_runtime_us_ = 0;
     if (reply->message.graph()) ++report_->graph_segments;
 
     // The REPLY frame: u32 length | u8 type | u8 0 | tensors | scalars.
@@ -371,6 +431,13 @@ class LiveConnection final : public recorder::FrontendSink {
   bool journal_off_ = false;
   std::unique_ptr<RuntimeClient> client_;
   TemplateTable templates_{wire::kMaxTemplates};
+  struct Ahead {
+    size_t blobs = 0;  // uploads sent with it, whose replies come first
+    bool from_template = false;
+  };
+  std::deque<Ahead> ahead_;       // parts sent whose replies are not read yet
+  std::string part_error_;        // the first failure of a part, for the segment that closes it
+  uint64_t parts_runtime_us_ = 0; // the runtime's time on the parts of the open segment
   std::unique_ptr<HeartbeatMonitor> monitor_;
   std::string failure_;
 };

@@ -48,7 +48,8 @@ struct LiveReport {
   int exit_status = 0;           // the program's: its exit code, or 128 + signal
   std::string exit_description;  // "exited with status 0"
   uint64_t connections = 0;      // frontends (processes) that connected
-  uint64_t segments = 0;
+  uint64_t segments = 0;           // materialization points: one round trip each
+  uint64_t parts = 0;              // of those segments, parts sent ahead (FrameType::kPart)
   uint64_t ops = 0;
   uint64_t materialized = 0;
   uint64_t released = 0;          // values freed on the runtime as the program dropped them

@@ -118,14 +118,24 @@ Result<ExecuteReply> RuntimeClient::Execute(const std::vector<std::string>& new_
 Result<ExecuteReply> RuntimeClient::Execute(wire::Envelope& env,
                                             const std::vector<std::pair<ContentHash, std::string_view>>& blobs,
                                             const std::vector<const traces::TensorMeta*>& recorded) {
+  GENIE_RETURN_IF_ERROR(SendExecute(env, blobs));
+  return ReadExecute(blobs.size(), env.execute().from_template() != 0, recorded, true);
+}
+
+Status RuntimeClient::SendExecute(wire::Envelope& env,
+                                  const std::vector<std::pair<ContentHash, std::string_view>>& blobs) {
   for (const auto& [h, bytes] : blobs) {
     wire::Envelope put;
     put.mutable_put_blob()->set_hash(std::string(reinterpret_cast<const char*>(h.bytes.data()), 32));
     GENIE_RETURN_IF_ERROR(Send(put, bytes.data(), bytes.size()));
   }
-  GENIE_RETURN_IF_ERROR(Send(env));
+  return Send(env);
+}
+
+Result<ExecuteReply> RuntimeClient::ReadExecute(size_t blobs, bool from_template,
+                                                const std::vector<const traces::TensorMeta*>& recorded, bool waited) {
   Status upload;
-  for (size_t i = 0; i < blobs.size(); ++i) {
+  for (size_t i = 0; i < blobs; ++i) {
     wire::Envelope put_reply;
     Status st = Receive(&put_reply);
     if (st.code() == Status::Code::kIOError) return st;
@@ -135,7 +145,7 @@ Result<ExecuteReply> RuntimeClient::Execute(wire::Envelope& env,
   }
   wire::Envelope reply;
   Status st = Receive(&reply);
-  ++counters_.round_trips;
+  if (waited) ++counters_.round_trips;
   if (st.code() == Status::Code::kIOError) return st;
   GENIE_RETURN_IF_ERROR(upload);
   GENIE_RETURN_IF_ERROR(st);
@@ -144,7 +154,7 @@ Result<ExecuteReply> RuntimeClient::Execute(wire::Envelope& env,
   out.message = reply.execute_reply();
   std::vector<FetchedTensor> fetched;
   if (out.message.as_recorded()) {
-    if (!env.execute().from_template())
+    if (!from_template)
       return Status::Corruption("runtime " + address_ + " left out the metas of a whole segment's values");
     for (const traces::TensorMeta* m : recorded) {
       if (!m) return Status::Corruption("runtime " + address_ + " left out the meta of a value defined elsewhere");

@@ -71,6 +71,13 @@ class RuntimeClient {
   Result<ExecuteReply> Execute(wire::Envelope& request,
                                const std::vector<std::pair<ContentHash, std::string_view>>& blobs,
                                const std::vector<const traces::TensorMeta*>& recorded = {});
+  // Execute in two halves, so that requests can go ahead of their replies:
+  // SendExecute writes the blobs and the request; ReadExecute reads the
+  // replies of the oldest request sent and not yet read (`blobs` uploads,
+  // then the ExecuteReply), counting a round trip when `waited`.
+  Status SendExecute(wire::Envelope& request, const std::vector<std::pair<ContentHash, std::string_view>>& blobs);
+  Result<ExecuteReply> ReadExecute(size_t blobs, bool from_template, const std::vector<const traces::TensorMeta*>& recorded,
+                                   bool waited);
 
  private:
   Status Send(wire::Envelope& env, const void* payload = nullptr, uint64_t n = 0);

@@ -128,13 +128,15 @@ def test_decode_steps_after_warm_up_travel_as_template_runs_of_a_few_bytes(genie
         r, runs[tokens] = live(genie, program, "--tokens", str(tokens))
         assert r.returncode == 0, r.stderr
         assert r.stdout == want.stdout
-    more = {k: runs[24][k] - runs[8][k] for k in ("segments", "template_runs", "bytes_up", "bytes_down")}
-    assert more["segments"] == 16 and more["template_runs"] == 16
-    # A whole decode segment is about 3.6 KB; its template run carries the
+    more = {k: runs[24][k] - runs[8][k] for k in ("segments", "parts", "template_runs", "bytes_up", "bytes_down")}
+    # Each step: the model's ops sent ahead as a part, then the argmax that closes the segment.
+    assert more["segments"] == 16 and more["parts"] == 16
+    assert more["template_runs"] == more["segments"] + more["parts"]
+    # A whole decode segment is about 3.6 KB; its template runs carry the
     # token and the few integers off the prediction (the frontend's template
     # checks make some steps longer).
     assert more["bytes_up"] / 16 < 150
-    assert more["bytes_down"] / 16 < 40
+    assert more["bytes_down"] / 16 < 50
 
 
 def test_a_segment_that_fails_amid_template_runs_leaves_the_later_ones_right(genie):

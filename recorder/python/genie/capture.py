@@ -438,13 +438,16 @@ class Session:
 
     def flush(self):
         """Sends the open segment (with any strings it introduced)."""
+        self._send_segment(codes.FRAME_SEGMENT)
+
+    def _send_segment(self, frame_type):
         self.observed = False
         if self._new_strings:
             self.channel.send(codes.FRAME_STRINGS, pack_strings(self._new_strings))
             self._new_strings = []
         now = time.perf_counter_ns()
         words, floats = self.words, self.floats
-        self.channel.send(codes.FRAME_SEGMENT, _SEGMENT_HEAD.pack(now - self._segment_start, len(words), len(floats)),
+        self.channel.send(frame_type, _SEGMENT_HEAD.pack(now - self._segment_start, len(words), len(floats)),
                           array("q", words).tobytes(), floats.tobytes())
         self.words = []
         self.floats = array("d")
@@ -674,13 +677,23 @@ class RemoteSession(Session):
 
     def flush(self):
         """Sends the open segment and waits for the runtime's answer."""
+        self._add_released()
+        super().flush()
+        return self.channel.recv_reply()
+
+    def send_part(self):
+        """Sends the open segment's ops ahead as a PART: the runtime executes
+        them while the program goes on; the segment's materialization answers
+        for them (an error in a part is raised there)."""
+        self._add_released()
+        self._send_segment(codes.FRAME_PART)
+
+    def _add_released(self):
         released, self.released = self.released, []
         if released:
             self.words.append(codes.TAG_RELEASE)
             self.words.append(len(released))
             self.words.extend(released)
-        super().flush()
-        return self.channel.recv_reply()
 
     def close(self):
         if self.closed:

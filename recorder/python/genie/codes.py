@@ -15,6 +15,7 @@ FRAME_SEGMENT = 3
 FRAME_PAYLOAD = 4
 FRAME_END = 5
 FRAME_REPLY = 6  # genie -> frontend, live mode only: the answer to a SEGMENT
+FRAME_PART = 7   # live mode: a segment's ops sent ahead, executed without an answer
 
 # Step tags inside a SEGMENT frame's word stream.
 TAG_INPUT = 1

@@ -13,6 +13,7 @@ any module (a loss, sampling the next token) keep that forward's phase.
 """
 import functools
 import inspect
+import os
 import weakref
 
 import torch
@@ -103,10 +104,24 @@ def _wrap_call(orig):
     @functools.wraps(orig)
     def call(self, *args, **kwargs):
         session = lazy._session
-        if session.templates is not None and not _grad_enabled() and not _override and not session.in_kernel:
-            return session.templates.call(self, plain, args, kwargs)
-        return plain(self, args, kwargs)
+        templates = session.templates
+        if templates is not None and not _grad_enabled() and not _override and not session.in_kernel:
+            out = templates.call(self, plain, args, kwargs)
+        else:
+            out = plain(self, args, kwargs)
+        # Live mode: a module's ops go ahead once enough are open, so the
+        # runtime executes them while the program's Python goes on; never in
+        # the middle of a template's proving capture, which needs its records whole.
+        if session.remote and PART_WORDS and len(session.words) >= PART_WORDS and not session.in_kernel and \
+                (templates is None or not templates.capturing):
+            session.send_part()
+        return out
     return call
+
+
+# Open record words (about 30 per op) after which a module call's ops are
+# sent ahead in live mode; GENIE_PART_WORDS=0 keeps every segment whole.
+PART_WORDS = int(os.environ.get("GENIE_PART_WORDS", "2048"))
 
 
 _grad_enabled = torch.is_grad_enabled

@@ -197,6 +197,7 @@ class Templates:
         self.never = weakref.WeakSet()  # modules with Python side effects or hooks
         self.replays = 0       # module calls replayed
         self.replayed_ops = 0  # ops they held
+        self.capturing = 0     # proving captures in progress (nested calls)
 
     # ---- the call -------------------------------------------------------
 
@@ -260,7 +261,11 @@ class Templates:
         ids_before = [t._genie_id for t in exts]
         words, floats = s.words, s.floats
         start_word, start_float, start_id = len(words), len(floats), s._next_id
-        out = plain(module, args, kwargs)
+        self.capturing += 1
+        try:
+            out = plain(module, args, kwargs)
+        finally:
+            self.capturing -= 1
         if _generation[0] != generation:
             self.never.add(module)
             return out
