@@ -160,6 +160,42 @@ def test_a_segment_that_fails_amid_template_runs_leaves_the_later_ones_right(gen
     assert report["template_runs"] >= 10
 
 
+def test_long_segments_go_ahead_in_parts_and_a_failed_part_is_raised_at_its_materialization(genie):
+    program = genie.script("""
+        import sys
+        import torch, torch.nn as nn
+        dev = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+
+        class Pick(nn.Module):
+            def forward(self, x, idx):
+                return torch.index_select(x, 1, idx)
+
+        torch.manual_seed(0)
+        layers = nn.ModuleList(nn.Linear(32, 32) for _ in range(40)).to(dev)
+        pick = Pick()
+        x = torch.randn(4, 32).to(dev)
+        for bad in (False, True, False):
+            try:
+                with torch.no_grad():
+                    y = x
+                    for i, layer in enumerate(layers):
+                        y = torch.relu(layer(y))
+                        if i == 5:  # early: in a part, when the ops go ahead in parts
+                            y = pick(y, torch.tensor([99 if bad else 3] * 32, device=dev))
+                    print(round(y.sum().item(), 3))
+            except Exception:
+                print("failed")
+    """)
+    want = eager(program, "cpu")
+    assert want.returncode == 0, want.stderr
+    assert want.stdout.splitlines()[1] == "failed"
+    r, report = live(genie, program)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == want.stdout
+    assert report["parts"] >= 3 and report["segments"] == 3
+    assert "index" in report["error"]
+
+
 def test_a_program_that_fails_passes_its_exit_status_through(genie):
     program = genie.script("""
         import sys, torch

@@ -144,6 +144,36 @@ TEST_CASE("malformed segments are refused, never read out of bounds") {
     w[4] = 1000;
     REQUIRE(Feed(fs, FrameType::kSegment, SegmentBody(w)).code() == Status::Code::kCorruption);
   }
+  SECTION("a PART that materializes a value") {
+    Status st = Feed(fs, FrameType::kPart, SegmentBody(kReluWords));
+    REQUIRE(st.code() == Status::Code::kCorruption);
+    REQUIRE(st.message().find("PART") != std::string::npos);
+  }
+  SECTION("a REPLY, which only the genie process sends") {
+    REQUIRE(Feed(fs, FrameType::kReply, "").code() == Status::Code::kCorruption);
+  }
+}
+
+TEST_CASE("a PART without materializations is a segment sent ahead") {
+  Fixture f;
+  FrontendStream fs(0, f.writer.get());
+  REQUIRE(Feed(fs, FrameType::kHello, HelloBody()).ok());
+  REQUIRE(Feed(fs, FrameType::kStrings, Strings({"aten::relu", ""})).ok());
+  REQUIRE(Feed(fs, FrameType::kPayload, PayloadBody(0, "12345678", 8, 0)).ok());
+  auto part = kReluWords;
+  part.resize(part.size() - 4);  // without its MAT step
+  REQUIRE(Feed(fs, FrameType::kPart, SegmentBody(part)).ok());
+  REQUIRE(Feed(fs, FrameType::kSegment, SegmentBody({3, 1, 0, -1})).ok());  // closed by the MAT alone
+  REQUIRE(f.writer->Finish(traces::TraceFooter()).ok());
+  auto r = traces::TraceReader::Open(f.dir.File("t.gtrace"));
+  REQUIRE(r.ok());
+  traces::Segment seg;
+  REQUIRE(r.value()->Next(&seg).value());
+  REQUIRE(seg.num_ops() == 1);
+  REQUIRE(seg.materialized.empty());
+  REQUIRE(r.value()->Next(&seg).value());
+  REQUIRE(seg.num_ops() == 0);
+  REQUIRE(seg.materialized.size() == 1);
 }
 
 TEST_CASE("payload pieces must arrive in order and within their payload") {
