@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include "cli/commands.h"
 #include "cli/planning.h"
@@ -19,6 +20,7 @@
 #include "traces/trace_file.h"
 #include "replayer/local_runtime.h"
 #include "common/token_file.h"
+#include "common/utc_time.h"
 #include "replayer/pool_config.h"
 #include "replayer/replay.h"
 #include "traces/trace_paths.h"
@@ -187,10 +189,59 @@ int RunLiveProgram(const RunArgs& a, const replayer::Config& config) {
     Status ready = AddLiveEndpoint(a, config, pool, &local, &o);
     if (!ready.ok()) return Fail(ready.message());
   }
+  // The stored plan: found from the program's first segment; without one,
+  // the run writes its segments down and plans from them once it ends.
+  auto store = OpenStore(config, a.store);
+  if (!store.ok()) return Fail(store.status().message());
+  auto shape = PoolShapeFor(config, a.pool, a.device);
+  if (!shape.ok()) return Fail(shape.status().message());
+  auto klass = PatternOption(a.pattern);
+  if (!klass.ok()) return Fail(klass.status().message());
+  auto library = LibraryFor(config, a.patterns);
+  if (!library.ok()) return Fail(library.status().message());
+  std::optional<planner::ExecutionPlan> followed;
+  o.find_plan = [&](uint64_t fingerprint) -> Result<std::optional<replayer::LiveEndpoint>> {
+    GENIE_ASSIGN_OR_RETURN(std::optional<planner::ExecutionPlan> plan,
+                           store.value()->FindCovering(fingerprint, a.pool));
+    if (!plan) return std::optional<replayer::LiveEndpoint>();
+    GENIE_RETURN_IF_ERROR(store.value()->MarkUsed(plan->id));
+    replayer::LiveEndpoint e = o.endpoints.front();  // --pool local: the loopback runtime
+    uint32_t runtime = plan->fragments.empty() ? 0 : plan->fragments.front().placement.runtime;
+    if (a.pool != "local") {
+      GENIE_ASSIGN_OR_RETURN(replayer::Pool pool, replayer::FindPool(config, a.pool));
+      if (runtime >= pool.runtimes.size())
+        return Status::InvalidArgument("plan " + plan->id + " places work on runtime " + std::to_string(runtime) +
+                                       ", but pool '" + a.pool + "' has " + std::to_string(pool.runtimes.size()));
+      e.address = pool.runtimes[runtime].address;
+      e.token.clear();
+      if (!pool.runtimes[runtime].token_file.empty()) {
+        GENIE_ASSIGN_OR_RETURN(e.token, ReadToken(pool.runtimes[runtime].token_file));
+      }
+    }
+    followed = std::move(plan);
+    return std::optional<replayer::LiveEndpoint>(e);
+  };
+  auto trace_path = traces::DefaultTracePath(traces::ProgramOf(a.program));
+  if (!trace_path.ok()) return Fail(trace_path.status().message());
+  o.trace_path = trace_path.value();
+  std::string command;
+  for (const auto& arg : a.program) command += (command.empty() ? "" : " ") + arg;
+  o.trace_header.fields = {{"genie_version", GENIE_VERSION}, {"command", command}, {"payload", "hashes"},
+                           {"created", UtcNow()}, {"recorded_by", "genie run (live, for its plan)"}};
+
   auto rep = replayer::RunLive(o);
   if (!rep.ok()) return Fail(rep.status().message());
   const replayer::LiveReport& r = rep.value();
   double median = replayer::Median(r.segment_ms);
+  std::optional<planner::PlanChoice> made;
+  std::string plan_error = r.trace_error;
+  if (!r.trace_path.empty() && r.segments > 0) {
+    auto choice = planner::FindOrMakePlan(*store.value(), r.trace_path, shape.value(), library.value(), klass.value(),
+                                          false);
+    if (choice.ok()) made = std::move(choice).value();
+    else plan_error = choice.status().message();
+  }
+  const planner::ExecutionPlan* plan = followed ? &*followed : made ? &made->plan : nullptr;
   if (a.json) {
     JsonWriter w;
     w.BeginObject().Key("program").String(a.program.front()).Key("pool").String(r.pool).Key("runtime").String(r.address);
@@ -204,6 +255,11 @@ int RunLiveProgram(const RunArgs& a, const replayer::Config& config) {
     w.Key("already_present").Uint(r.already_present);
     w.Key("median_segment_ms").Double(median).Key("median_runtime_ms").Double(replayer::Median(r.runtime_ms));
     w.Key("graph_segments").Uint(r.graph_segments).Key("template_runs").Uint(r.template_runs);
+    if (plan) {
+      w.Key("plan").BeginObject().Key("id").String(plan->id).Key("class").String(analyzer::WorkloadClassName(plan->klass));
+      w.Key("from_store").Bool(followed.has_value()).Key("trace").String(r.trace_path).EndObject();
+    }
+    w.Key("plan_error").String(plan_error);
     w.Key("error").String(r.error).EndObject();
     std::cerr << w.str() << "\n";
   } else {
@@ -218,6 +274,15 @@ int RunLiveProgram(const RunArgs& a, const replayer::Config& config) {
                  median, replayer::Median(r.runtime_ms), FormatCount(r.parts).c_str(), FormatCount(r.template_runs).c_str());
     if (r.graph_segments > 0)
       std::fprintf(stderr, "  %s segments ran as CUDA graphs\n", FormatCount(r.graph_segments).c_str());
+    if (followed)
+      std::fprintf(stderr, "  followed plan %s (%s) from the store %s\n", followed->id.c_str(),
+                   analyzer::WorkloadClassName(followed->klass), store.value()->path().c_str());
+    else if (made)
+      std::fprintf(stderr, "  %s %s (%s) for this run's graph (%s) %s %s; the next run follows it\n",
+                   made->from_store ? "found plan" : "planned", made->plan.id.c_str(),
+                   analyzer::WorkloadClassName(made->plan.klass), r.trace_path.c_str(),
+                   made->from_store ? "in" : "and stored it in", store.value()->path().c_str());
+    if (!plan_error.empty()) std::fprintf(stderr, "  no plan was made: %s\n", plan_error.c_str());
     if (!r.error.empty()) std::fprintf(stderr, "  a segment failed (the program was told): %s\n", r.error.c_str());
   }
   return r.exit_status;
@@ -360,7 +425,9 @@ void AddRunCommand(CLI::App& app, Action* action) {
   cmd->prefix_command();  // TRACE, or PROGRAM [ARGS...] passed through untouched
   cmd->footer(
       "TRACE defaults to the newest under ./traces/. Anything else is a program, run with its tensors on "
-      "remote_accelerator executing on the pool; its output is its own and its exit status is genie's.\n"
+      "remote_accelerator executing on the pool; its output is its own and its exit status is genie's. A program "
+      "follows the stored plan that covers its first segment; without one, its segments go to ./traces/ (payloads "
+      "by hash only) and are planned when it exits.\n"
       "Exit status (replay): 0 when every recorded value matches, 1 on a mismatch or an error.");
   cmd->callback([a, cmd, action] {
     std::vector<std::string> rest = cmd->remaining();

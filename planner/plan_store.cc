@@ -363,6 +363,18 @@ Result<std::optional<ExecutionPlan>> PlanStore::Find(const std::string& trace_ke
   return std::optional<ExecutionPlan>(std::move(p));
 }
 
+Result<std::optional<ExecutionPlan>> PlanStore::FindCovering(uint64_t fingerprint, const std::string& pool) {
+  Stmt s(db_,
+         "SELECT p.id FROM plans p JOIN plan_fingerprints f ON f.plan_id = p.id "
+         "WHERE f.fingerprint = ?1 AND p.pool = ?2 ORDER BY p.created DESC, p.id LIMIT 1");
+  s.Int(1, static_cast<int64_t>(fingerprint)).Text(2, pool);
+  int rc = s.Step();
+  if (rc == SQLITE_DONE) return std::optional<ExecutionPlan>();
+  if (rc != SQLITE_ROW) return Error("cannot look up a plan");
+  GENIE_ASSIGN_OR_RETURN(ExecutionPlan p, Load(s.TextAt(0)));
+  return std::optional<ExecutionPlan>(std::move(p));
+}
+
 Result<ExecutionPlan> PlanStore::Get(const std::string& id) {
   if (id.size() < 4) return Status::InvalidArgument("plan id '" + id + "' is too short (give at least 4 characters)");
   Stmt s(db_, "SELECT id FROM plans WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2");

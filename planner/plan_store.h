@@ -62,6 +62,9 @@ class PlanStore {
   Status Put(const ExecutionPlan& plan, std::string* replaced = nullptr);
   // The plan for a trace key on a pool, if one is stored.
   Result<std::optional<ExecutionPlan>> Find(const std::string& trace_key, const std::string& pool);
+  // The newest plan on `pool` that covers a segment with this fingerprint
+  // (how a live program finds its plan from its first segment), if any.
+  Result<std::optional<ExecutionPlan>> FindCovering(uint64_t fingerprint, const std::string& pool);
   // By id or a unique prefix of one (at least 4 characters); NotFound otherwise.
   Result<ExecutionPlan> Get(const std::string& id);
   Result<std::vector<PlanSummary>> List();

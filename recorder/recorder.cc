@@ -61,10 +61,7 @@ Result<RecordResult> Record(const RecordOptions& options) {
 
   RecordResult result;
   if (options.output.empty()) {
-    GENIE_ASSIGN_OR_RETURN(result.trace_path, traces::DefaultTracePath(options.argv.size() > 1 &&
-                                                                               fs::path(options.argv[0]).filename().string().rfind("python", 0) == 0
-                                                                           ? options.argv[1]
-                                                                           : options.argv[0]));
+    GENIE_ASSIGN_OR_RETURN(result.trace_path, traces::DefaultTracePath(traces::ProgramOf(options.argv)));
   } else {
     result.trace_path = options.output;
   }

@@ -19,6 +19,7 @@
 #include "replayer/segment_templates.h"
 #include "runtime/protocol/frame.h"
 #include "traces/segment_codec.h"
+#include "traces/trace_writer.h"
 
 namespace genie::replayer {
 namespace {
@@ -58,6 +59,14 @@ class LiveConnection final : public recorder::FrontendSink {
     monitor_.reset();
     SaveCounters();
     client_.reset();
+    if (trace_) {
+      traces::TraceFooter footer;
+      footer.segments = trace_->stats().segments;
+      footer.ops = trace_->stats().ops;
+      Status st = trace_->Finish(footer);
+      if (!st.ok() && report_->trace_error.empty()) report_->trace_error = st.message();
+      trace_.reset();
+    }
   }
 
   traces::StringTable& strings() override { return strings_; }
@@ -75,25 +84,34 @@ class LiveConnection final : public recorder::FrontendSink {
     if (part) {
       // Sent ahead: nothing to answer now; the segment that closes it reports a failure.
       ++report_->parts;
-      if (!failure_.empty() || !part_error_.empty()) return Status::OK();
-      auto done = Run(seg, released, true);
-      if (!done.ok()) part_error_ = Failed(done.status());
-      else report_->released += released.size();
+      if (failure_.empty() && part_error_.empty()) {
+        auto done = Run(seg, released, true);
+        if (!done.ok()) part_error_ = Failed(done.status());
+        else report_->released += released.size();
+      }
+      Trace(seg);
       return Status::OK();
     }
     ++report_->segments;
     report_->materialized += seg.materialized.size();
-    if (!failure_.empty()) return Reply(recorder::EncodeErrorReply(failure_));
-    auto reply = Run(seg, released, false);
-    // A part's failure came first in the program: it is the one the program hears of.
-    if (!part_error_.empty()) {
-      std::string message = std::move(part_error_);
-      part_error_.clear();
-      return Reply(recorder::EncodeErrorReply(message));
+    Status replied;
+    if (!failure_.empty()) {
+      replied = Reply(recorder::EncodeErrorReply(failure_));
+    } else {
+      auto reply = Run(seg, released, false);
+      if (!part_error_.empty()) {
+        // A part's failure came first in the program: it is the one the program hears of.
+        replied = Reply(recorder::EncodeErrorReply(part_error_));
+        part_error_.clear();
+      } else if (!reply.ok()) {
+        replied = Reply(recorder::EncodeErrorReply(Failed(reply.status())));
+      } else {
+        report_->released += released.size();
+        replied = Reply(reply.value());
+      }
     }
-    if (!reply.ok()) return Reply(recorder::EncodeErrorReply(Failed(reply.status())));
-    report_->released += released.size();
-    return Reply(reply.value());
+    Trace(seg);  // after the answer: the program is not kept waiting for it
+    return replied;
   }
 
  private:
@@ -105,6 +123,37 @@ class LiveConnection final : public recorder::FrontendSink {
   };
 
   bool journaling() const { return options_.endpoints.size() > 1 && !journal_off_; }
+
+  // At the program's first segment: the stored plan that covers it gives the
+  // runtime; without one, the segments are written down to plan from later.
+  Status FindPlan(const traces::Segment& seg) {
+    if (!options_.find_plan) return Status::OK();
+    // The frontend's segments carry no fingerprint; the trace's encoding gives it.
+    GENIE_ASSIGN_OR_RETURN(uint64_t fingerprint, traces::Fingerprint(seg));
+    GENIE_ASSIGN_OR_RETURN(planned_, options_.find_plan(fingerprint));
+    if (planned_ || options_.trace_path.empty() || !report_->trace_path.empty()) return Status::OK();
+    auto writer = traces::TraceWriter::Create(options_.trace_path, options_.trace_header);
+    if (!writer.ok()) {
+      report_->trace_error = writer.status().message();
+      return Status::OK();
+    }
+    trace_ = std::move(writer).value();
+    report_->trace_path = options_.trace_path;
+    return Status::OK();
+  }
+
+  // Writes `seg` to the planning trace: its payloads by hash only (their
+  // bytes are not kept), so its fingerprint is the one the plan is found by.
+  void Trace(const traces::Segment& seg) {
+    if (!trace_) return;
+    for (size_t i = trace_->strings().size(); i < strings_.size(); ++i) trace_->strings().Intern(strings_.Get(i));
+    Status st = trace_->AddSegment(seg);
+    if (!st.ok()) {
+      report_->trace_error = st.message();
+      report_->trace_path.clear();
+      trace_.reset();
+    }
+  }
 
   // The message for the program; a lost runtime took this session's values
   // with it, so every later segment fails too.
@@ -139,7 +188,7 @@ class LiveConnection final : public recorder::FrontendSink {
   }
 
   Status Connect() {
-    const LiveEndpoint& e = options_.endpoints[endpoint_];
+    const LiveEndpoint& e = endpoint_ == 0 && planned_ ? *planned_ : options_.endpoints[endpoint_];
     monitor_.reset();
     client_.reset();
     on_runtime_.clear();
@@ -339,6 +388,10 @@ class LiveConnection final : public recorder::FrontendSink {
     for (const auto& m : seg.materialized) fetch.push_back(m.id);
     std::vector<uint64_t> release(released.begin(), released.end());
 
+    if (first_) {
+      first_ = false;
+      GENIE_RETURN_IF_ERROR(FindPlan(seg));
+    }
     auto start = Clock::now();
     Result<ExecuteReply> reply = Status::Internal("not run");
     while (true) {
@@ -440,6 +493,9 @@ class LiveConnection final : public recorder::FrontendSink {
   uint64_t parts_runtime_us_ = 0; // the runtime's time on the parts of the open segment
   std::unique_ptr<HeartbeatMonitor> monitor_;
   std::string failure_;
+  bool first_ = true;                       // no segment seen yet
+  std::optional<LiveEndpoint> planned_;     // the runtime of the plan followed
+  std::unique_ptr<traces::TraceWriter> trace_;  // the planning trace, when no plan covered the program
 };
 
 }  // namespace

@@ -11,11 +11,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/status.h"
 #include "replayer/runtime_client.h"
+#include "traces/trace_file.h"
 
 namespace genie::replayer {
 
@@ -25,6 +27,10 @@ struct LiveEndpoint {
   std::string address;
   std::string token;
 };
+
+// The stored plan a live program follows: the runtime its first fragment is
+// placed on, or nothing when no stored plan covers the program.
+using PlanFinder = std::function<Result<std::optional<LiveEndpoint>>(uint64_t first_fingerprint)>;
 
 struct LiveOptions {
   std::vector<std::string> argv;  // the program and its arguments
@@ -42,6 +48,13 @@ struct LiveOptions {
   // New payload bytes in one segment above which the runtime is first asked
   // which it already holds (a model's weights), instead of sending them blind.
   uint64_t query_threshold = 1u << 20;
+  // Called with the fingerprint of the program's first segment: a plan's
+  // runtime replaces the first endpoint's. Unset: no plan is looked up.
+  PlanFinder find_plan;
+  // Where the program's segments go (without payload bytes) when no plan
+  // covers them, to plan from once it exits; "" for nowhere.
+  std::string trace_path;
+  traces::TraceHeader trace_header;
 };
 
 struct LiveReport {
@@ -65,6 +78,8 @@ struct LiveReport {
   std::string pool, address;  // where the last segment ran
   uint64_t failovers = 0;
   std::string error;  // the first failure reported to the program, "" if none
+  std::string trace_path;  // the segments written for planning ("" when a plan was followed)
+  std::string trace_error; // why writing them stopped, "" if it did not
 };
 
 // Starts the program and serves its segments until it exits and its

@@ -8,6 +8,11 @@ namespace genie::traces {
 
 namespace fs = std::filesystem;
 
+const std::string& ProgramOf(const std::vector<std::string>& argv) {
+  bool python = argv.size() > 1 && fs::path(argv[0]).filename().string().rfind("python", 0) == 0;
+  return python ? argv[1] : argv[0];
+}
+
 Result<std::string> DefaultTracePath(const std::string& program) {
   std::error_code ec;
   fs::create_directories(kTraceDir, ec);

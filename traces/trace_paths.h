@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 
@@ -13,6 +14,10 @@ constexpr const char* kTraceExtension = ".gtrace";
 // "traces/<stem of program>-YYYYMMDD-HHMMSS.gtrace" (local time), with a
 // numeric suffix when that name is taken. Creates the traces folder.
 Result<std::string> DefaultTracePath(const std::string& program);
+
+// What names a command line's trace: the script when it starts a Python
+// interpreter (`python3 train.py`), else the program itself. `argv` is not empty.
+const std::string& ProgramOf(const std::vector<std::string>& argv);
 
 // The most recently modified *.gtrace under `dir`, or NotFound naming `dir`.
 Result<std::string> NewestTrace(const std::string& dir = kTraceDir);

@@ -196,6 +196,25 @@ def test_long_segments_go_ahead_in_parts_and_a_failed_part_is_raised_at_its_mate
     assert "index" in report["error"]
 
 
+def test_a_live_program_is_planned_from_its_first_run_and_follows_the_stored_plan_after(genie, tmp_path):
+    program = EXAMPLES / "gpt_decode.py"
+    want = eager(program, "--device", "cpu")
+    store = ("--store", str(tmp_path / "plans.db"))
+    r, first = live(genie, program, extra=store)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == want.stdout
+    assert first["plan"]["class"] == "llm" and not first["plan"]["from_store"], first
+    trace = first["plan"]["trace"]
+    assert trace and genie.info(trace)["segments"] == first["segments"] + first["parts"]
+    r, second = live(genie, program, extra=store)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == want.stdout
+    assert second["plan"]["id"] == first["plan"]["id"] and second["plan"]["from_store"]
+    assert second["plan"]["trace"] == ""  # a followed plan needs no trace
+    listed = genie.run("plans", "list", *store, check=True).stdout
+    assert first["plan"]["id"] in listed
+
+
 def test_a_program_that_fails_passes_its_exit_status_through(genie):
     program = genie.script("""
         import sys, torch
