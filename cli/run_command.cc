@@ -221,7 +221,7 @@ int RunLiveProgram(const RunArgs& a, const replayer::Config& config) {
     followed = std::move(plan);
     return std::optional<replayer::LiveEndpoint>(e);
   };
-  auto trace_path = traces::DefaultTracePath(traces::ProgramOf(a.program));
+  auto trace_path = traces::DefaultTracePath(traces::ProgramOf(a.program), traces::kLiveTraceDir);
   if (!trace_path.ok()) return Fail(trace_path.status().message());
   o.trace_path = trace_path.value();
   std::string command;
@@ -426,8 +426,8 @@ void AddRunCommand(CLI::App& app, Action* action) {
   cmd->footer(
       "TRACE defaults to the newest under ./traces/. Anything else is a program, run with its tensors on "
       "remote_accelerator executing on the pool; its output is its own and its exit status is genie's. A program "
-      "follows the stored plan that covers its first segment; without one, its segments go to ./traces/ (payloads "
-      "by hash only) and are planned when it exits.\n"
+      "follows the stored plan that covers its first segment; without one, its segments go to ./traces/live/ "
+      "(payloads by hash only) and are planned when it exits.\n"
       "Exit status (replay): 0 when every recorded value matches, 1 on a mismatch or an error.");
   cmd->callback([a, cmd, action] {
     std::vector<std::string> rest = cmd->remaining();

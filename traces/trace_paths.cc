@@ -13,10 +13,10 @@ const std::string& ProgramOf(const std::vector<std::string>& argv) {
   return python ? argv[1] : argv[0];
 }
 
-Result<std::string> DefaultTracePath(const std::string& program) {
+Result<std::string> DefaultTracePath(const std::string& program, const std::string& dir) {
   std::error_code ec;
-  fs::create_directories(kTraceDir, ec);
-  if (ec) return Status::IOError(std::string("cannot create ") + kTraceDir + ": " + ec.message());
+  fs::create_directories(dir, ec);
+  if (ec) return Status::IOError("cannot create " + dir + ": " + ec.message());
   std::string stem = fs::path(program).stem().string();
   if (stem.empty()) stem = "trace";
   std::time_t now = std::time(nullptr);
@@ -24,7 +24,7 @@ Result<std::string> DefaultTracePath(const std::string& program) {
   localtime_r(&now, &tm);
   char stamp[32];
   std::strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", &tm);
-  std::string base = std::string(kTraceDir) + "/" + stem + "-" + stamp;
+  std::string base = dir + "/" + stem + "-" + stamp;
   std::string path = base + kTraceExtension;
   for (int i = 2; fs::exists(path); ++i) path = base + "-" + std::to_string(i) + kTraceExtension;
   return path;

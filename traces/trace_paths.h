@@ -11,9 +11,13 @@ namespace genie::traces {
 constexpr const char* kTraceDir = "traces";
 constexpr const char* kTraceExtension = ".gtrace";
 
-// "traces/<stem of program>-YYYYMMDD-HHMMSS.gtrace" (local time), with a
-// numeric suffix when that name is taken. Creates the traces folder.
-Result<std::string> DefaultTracePath(const std::string& program);
+// Where `genie run PROGRAM` writes the segments it plans from: apart from
+// recorded traces, which hold payloads and replay.
+constexpr const char* kLiveTraceDir = "traces/live";
+
+// "<dir>/<stem of program>-YYYYMMDD-HHMMSS.gtrace" (local time), with a
+// numeric suffix when that name is taken. Creates the folder.
+Result<std::string> DefaultTracePath(const std::string& program, const std::string& dir = kTraceDir);
 
 // What names a command line's trace: the script when it starts a Python
 // interpreter (`python3 train.py`), else the program itself. `argv` is not empty.
