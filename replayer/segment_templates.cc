@@ -31,12 +31,12 @@ TemplateTable::Plan TemplateTable::Next(const traces::Segment& seg, const std::v
     id = 1;
     for (uint32_t i = 2; i <= entries_.size(); ++i)
       if (entries_[i - 1]->used < entries_[id - 1]->used) id = i;
-    by_skeleton_.erase(entries_[id - 1]->skeleton);
+    by_skeleton_.erase(*entries_[id - 1]->skeleton);
   }
+  auto key = by_skeleton_.emplace(std::move(scratch_.skeleton), id).first;
   entries_[id - 1] = std::make_unique<Entry>(
-      Entry{scratch_.skeleton, traces::SlotPredictor(std::move(scratch_.ints)), std::move(scratch_.hashes),
+      Entry{&key->first, traces::SlotPredictor(std::move(scratch_.ints)), std::move(scratch_.hashes),
             traces::ReleasePredictor(release, traces::FirstDefined(seg)), ++clock_});
-  by_skeleton_.emplace(std::move(scratch_.skeleton), id);
   plan.as_template = id;
   return plan;
 }

@@ -40,7 +40,7 @@ class TemplateTable {
 
  private:
   struct Entry {
-    std::string skeleton;
+    const std::string* skeleton;  // its key in by_skeleton_ (node keys do not move)
     traces::SlotPredictor slots;
     std::vector<ContentHash> hashes;
     traces::ReleasePredictor release;

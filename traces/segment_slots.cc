@@ -1,8 +1,7 @@
 #include "traces/segment_slots.h"
 
 #include <cstring>
-#include <optional>
-#include <type_traits>
+#include <string>
 
 namespace genie::traces {
 namespace {
@@ -147,6 +146,39 @@ class Writer {
   size_t next_hash_ = 0;
 };
 
+// Appends where `actual` differs from `predicted` (as long) as varint pairs:
+// positions skipped since the previous difference, zig-zag difference.
+void EncodeDifferences(const std::vector<int64_t>& predicted, const std::vector<int64_t>& actual, ByteWriter* out) {
+  size_t gap = 0;
+  for (size_t i = 0; i < actual.size(); ++i) {
+    if (actual[i] == predicted[i]) {
+      ++gap;
+      continue;
+    }
+    out->Varint(gap);
+    // Unsigned arithmetic: wraps instead of overflowing on hostile input.
+    out->SVarint(static_cast<int64_t>(static_cast<uint64_t>(actual[i]) - static_cast<uint64_t>(predicted[i])));
+    gap = 0;
+  }
+}
+
+// Applies EncodeDifferences' pairs, read from `in` to its end, to `values`;
+// Corruption naming `what` when one points past the end.
+Status ApplyDifferences(ByteReader* in, std::vector<int64_t>* values, const char* what) {
+  size_t pos = 0;
+  while (!in->done()) {
+    uint64_t gap;
+    int64_t d;
+    GENIE_RETURN_IF_ERROR(in->Varint(&gap));
+    GENIE_RETURN_IF_ERROR(in->SVarint(&d));
+    if (gap >= values->size() - pos) return Status::Corruption(std::string("a ") + what + " names a place past the end");
+    pos += gap;
+    (*values)[pos] = static_cast<int64_t>(static_cast<uint64_t>((*values)[pos]) + static_cast<uint64_t>(d));
+    ++pos;
+  }
+  return Status::OK();
+}
+
 }  // namespace
 
 void Flatten(const Segment& seg, SegmentSlots* out) {
@@ -167,46 +199,30 @@ Status Assign(const std::vector<int64_t>& ints, const std::vector<ContentHash>& 
   return Status::OK();
 }
 
-int64_t SlotPredictor::Predict(size_t i) const {
-  if (before_.empty()) return last_[i];
+std::vector<int64_t> SlotPredictor::Prediction() const {
+  if (before_.empty()) return last_;
+  std::vector<int64_t> p(last_.size());
   // Unsigned arithmetic: wraps instead of overflowing on hostile input.
-  uint64_t l = static_cast<uint64_t>(last_[i]);
-  return static_cast<int64_t>(l + (l - static_cast<uint64_t>(before_[i])));
+  for (size_t i = 0; i < p.size(); ++i) {
+    uint64_t l = static_cast<uint64_t>(last_[i]);
+    p[i] = static_cast<int64_t>(l + (l - static_cast<uint64_t>(before_[i])));
+  }
+  return p;
 }
 
 void SlotPredictor::Encode(const std::vector<int64_t>& next, ByteWriter* out) {
-  size_t gap = 0;
-  for (size_t i = 0; i < next.size(); ++i) {
-    int64_t p = Predict(i);
-    if (next[i] == p) {
-      ++gap;
-      continue;
-    }
-    out->Varint(gap);
-    out->SVarint(static_cast<int64_t>(static_cast<uint64_t>(next[i]) - static_cast<uint64_t>(p)));
-    gap = 0;
-  }
+  EncodeDifferences(Prediction(), next, out);
   before_ = std::move(last_);
   last_ = next;
 }
 
 Status SlotPredictor::Decode(std::string_view diffs, std::vector<int64_t>* next) {
-  next->resize(last_.size());
-  for (size_t i = 0; i < last_.size(); ++i) (*next)[i] = Predict(i);
+  std::vector<int64_t> values = Prediction();
   ByteReader in(diffs);
-  size_t pos = 0;
-  while (!in.done()) {
-    uint64_t gap;
-    int64_t d;
-    GENIE_RETURN_IF_ERROR(in.Varint(&gap));
-    GENIE_RETURN_IF_ERROR(in.SVarint(&d));
-    if (gap >= last_.size() - pos) return Status::Corruption("a template difference names a slot past the end");
-    pos += gap;
-    (*next)[pos] = static_cast<int64_t>(static_cast<uint64_t>((*next)[pos]) + static_cast<uint64_t>(d));
-    ++pos;
-  }
+  GENIE_RETURN_IF_ERROR(ApplyDifferences(&in, &values, "template difference"));
+  *next = values;
   before_ = std::move(last_);
-  last_ = *next;
+  last_ = std::move(values);
   return Status::OK();
 }
 
@@ -255,19 +271,9 @@ void ReleasePredictor::Keep(std::vector<int64_t> relative) {
 void ReleasePredictor::Encode(const std::vector<uint64_t>& ids, uint64_t base, ByteWriter* out) {
   std::vector<int64_t> relative = Relative(ids, base);
   const std::vector<int64_t>& p = Prediction(ids.size());
-  bool same = ids.size() == last_length_ && relative == p;
-  if (!same) {
+  if (ids.size() != last_length_ || relative != p) {
     out->Varint(ids.size());
-    size_t gap = 0;
-    for (size_t i = 0; i < relative.size(); ++i) {
-      if (relative[i] == p[i]) {
-        ++gap;
-        continue;
-      }
-      out->Varint(gap);
-      out->SVarint(static_cast<int64_t>(static_cast<uint64_t>(relative[i]) - static_cast<uint64_t>(p[i])));
-      gap = 0;
-    }
+    EncodeDifferences(p, relative, out);
   }
   last_length_ = ids.size();
   Keep(std::move(relative));
@@ -284,17 +290,7 @@ Status ReleasePredictor::Decode(std::string_view in, uint64_t base, std::vector<
     if (!known && n > r.remaining() + 1) return Status::Corruption("a release list is longer than its encoding allows");
   }
   std::vector<int64_t> relative = Prediction(n);
-  size_t pos = 0;
-  while (!r.done()) {
-    uint64_t gap;
-    int64_t d;
-    GENIE_RETURN_IF_ERROR(r.Varint(&gap));
-    GENIE_RETURN_IF_ERROR(r.SVarint(&d));
-    if (gap >= n - pos) return Status::Corruption("a release difference names an id past the end");
-    pos += gap;
-    relative[pos] = static_cast<int64_t>(static_cast<uint64_t>(relative[pos]) + static_cast<uint64_t>(d));
-    ++pos;
-  }
+  GENIE_RETURN_IF_ERROR(ApplyDifferences(&r, &relative, "release difference"));
   ids->resize(n);
   for (size_t i = 0; i < n; ++i) (*ids)[i] = base + static_cast<uint64_t>(relative[i]);
   last_length_ = n;

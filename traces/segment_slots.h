@@ -64,7 +64,7 @@ class SlotPredictor {
   Status Decode(std::string_view diffs, std::vector<int64_t>* next);
 
  private:
-  int64_t Predict(size_t i) const;
+  std::vector<int64_t> Prediction() const;
 
   std::vector<int64_t> last_;
   std::vector<int64_t> before_;  // empty until a second vector is seen

@@ -210,15 +210,18 @@ def read_frame(s):
     return exactly(length)
 
 
+# Envelopes encoded by hand (protobuf wire format, genie.proto field numbers):
+# hello (10) {protocol_version (1): 2, client (3): "t"}.
+HELLO = bytes([0x52, 0x05, 0x08, 0x02, 0x1A, 0x01, ord("t")])
+
+
 def test_the_runtime_answers_hello_first_then_heartbeats(runtime):
-    # Envelopes encoded by hand (protobuf wire format, genie.proto field numbers):
-    # hello (10) {protocol_version (1): 2, client (3): "t"}; heartbeat (19) {nonce (1): 7}.
-    hello = bytes([0x52, 0x05, 0x08, 0x02, 0x1A, 0x01, ord("t")])
+    # heartbeat (19) {nonce (1): 7}.
     heartbeat = bytes([0x9A, 0x01, 0x02, 0x08, 0x07])
     host, port = runtime.address.rsplit(":", 1)
     with socket.create_connection((host, int(port))) as s:
         s.settimeout(5)
-        s.sendall(struct.pack("<I", len(hello)) + hello)
+        s.sendall(struct.pack("<I", len(HELLO)) + HELLO)
         reply = read_frame(s)
         assert reply[:2] == bytes([0x5A, len(reply) - 2])  # hello_reply (11)
         s.sendall(struct.pack("<I", len(heartbeat)) + heartbeat)
@@ -233,13 +236,12 @@ def test_the_runtime_answers_hello_first_then_heartbeats(runtime):
 
 
 def test_a_run_of_a_template_the_session_lacks_is_one_clear_error(runtime):
-    hello = bytes([0x52, 0x05, 0x08, 0x02, 0x1A, 0x01, ord("t")])
     # execute (17) {from_template (6): 5}
     execute = bytes([0x8A, 0x01, 0x02, 0x30, 0x05])
     host, port = runtime.address.rsplit(":", 1)
     with socket.create_connection((host, int(port))) as s:
         s.settimeout(5)
-        s.sendall(struct.pack("<I", len(hello)) + hello)
+        s.sendall(struct.pack("<I", len(HELLO)) + HELLO)
         read_frame(s)
         s.sendall(struct.pack("<I", len(execute)) + execute)
         reply = read_frame(s)

@@ -1,6 +1,7 @@
 #include "traces/segment_codec.h"
 
 #include "tests/catch.h"
+#include "tests/traces/contiguous_meta.h"
 
 using namespace genie;
 using namespace genie::traces;
@@ -8,17 +9,7 @@ using namespace genie::traces;
 namespace {
 
 TensorMeta Meta(DType d, std::vector<int64_t> sizes, ValueId storage) {
-  TensorMeta m;
-  m.dtype = d;
-  m.sizes = sizes;
-  m.strides.resize(sizes.size());
-  int64_t s = 1;
-  for (size_t i = sizes.size(); i-- > 0;) {
-    m.strides[i] = s;
-    s *= sizes[i];
-  }
-  m.storage = storage;
-  return m;
+  return testing::ContiguousMeta(d, std::move(sizes), storage);
 }
 
 // A segment like a training step: a weight from an earlier segment (id 3), an

@@ -1,6 +1,7 @@
 #include "traces/segment_slots.h"
 
 #include "tests/catch.h"
+#include "tests/traces/contiguous_meta.h"
 #include "traces/segment_codec.h"
 
 using namespace genie;
@@ -9,16 +10,7 @@ using namespace genie::traces;
 namespace {
 
 TensorMeta Contiguous(std::vector<int64_t> sizes, ValueId storage) {
-  TensorMeta m;
-  m.sizes = sizes;
-  m.strides.resize(sizes.size());
-  int64_t s = 1;
-  for (size_t i = sizes.size(); i-- > 0;) {
-    m.strides[i] = s;
-    s *= sizes[i];
-  }
-  m.storage = storage;
-  return m;
+  return testing::ContiguousMeta(DType::kFloat32, std::move(sizes), storage);
 }
 
 // Decode step `t` of a toy decoder: a token input, the cached keys of the
