@@ -2,7 +2,7 @@
 phases and materialization points, on small programs."""
 import re
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, PYTHON, eager
 
 
 def ops_of(dump):
@@ -143,3 +143,58 @@ def test_identical_payloads_are_stored_once(genie):
     assert info["inputs"] == 2
     assert info["payloads"] == 1
     assert info["payload_bytes"] == 4000
+
+
+FOREACH_PROGRAM = """
+    import sys, torch, torch.nn as nn
+    torch.manual_seed(0)
+    device = sys.argv[1]
+    foreach = {"default": None, "single": False}[sys.argv[2]]
+    net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2)).to(device)
+    opts = [torch.optim.Adam(net.parameters(), lr=0.01, foreach=foreach),
+            torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, nesterov=True, foreach=foreach),
+            torch.optim.AdamW(net.parameters(), lr=0.01, foreach=foreach)]
+    x = torch.randn(16, 4).to(device)
+    for opt in opts:
+        for _ in range(3):
+            opt.zero_grad()
+            net(x).pow(2).mean().backward()
+            opt.step()
+        print(opt.defaults["foreach"], [round(p.sum().item(), 6) for p in net.parameters()])
+"""
+
+
+def test_optimizers_of_remote_parameters_take_the_foreach_kernels_recorded_per_tensor(genie):
+    prog = genie.script(FOREACH_PROGRAM)
+    want = eager(prog, "cpu", "default")
+    assert want.returncode == 0, want.stderr
+    r, trace = genie.record(prog, "remote_accelerator", "default")
+    assert r.returncode == 0, r.stderr
+    # foreach=None became True; the updates are the eager ones, to the bit.
+    assert r.stdout.replace("True", "None") == want.stdout
+    assert r.stdout.splitlines()[0].startswith("True ")
+    steps = [s for seg in genie.dump(trace, json_form=True)["segments"] for s in seg["steps"] if "op" in s]
+    assert not [s for s in steps if "_foreach" in s["op"]]
+    optimizer = [s for s in steps if s["phase"] == "optimizer"]
+    # Adam: one addcdiv_ per parameter (4) and step (3); each a new version of its parameter.
+    addcdiv = [s for s in optimizer if s["op"] == "aten::addcdiv_"]
+    assert len(addcdiv) == 2 * 4 * 3  # Adam and AdamW
+    assert all(s["outputs"][0].get("alias") for s in addcdiv)
+    assert len({s["outputs"][0]["value"] for s in addcdiv}) == len(addcdiv)
+    # The program's explicit foreach=False stays: per-tensor ops from the optimizer's own loop.
+    r2, trace2 = genie.record(prog, "remote_accelerator", "single", trace="single.gtrace")
+    assert r2.returncode == 0, r2.stderr
+    assert r2.stdout == eager(prog, "cpu", "single").stdout
+    assert r2.stdout.splitlines()[0].startswith("False ")
+    # Replayed on a runtime, the foreach run's trace gives the recorded values.
+    replay = genie.run("run", "--pool", "local", trace)
+    assert replay.returncode == 0, replay.stderr
+    assert "values match" in replay.stdout + replay.stderr
+
+
+def test_foreach_ops_in_live_mode(genie):
+    prog = genie.script(FOREACH_PROGRAM)
+    want = eager(prog, "cpu", "default")
+    r = genie.run("run", "--pool", "local", PYTHON, prog, "remote_accelerator", "default")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.replace("True", "None") == want.stdout

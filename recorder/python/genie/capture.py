@@ -22,10 +22,12 @@ _NO_PAYLOAD = codes.NO_PAYLOAD
 _RANDOM = codes.FLAG_RANDOM
 _ARG_TENSOR = codes.ARG_TENSOR
 _ARG_INT = codes.ARG_INT
+_ARG_FLOAT = codes.ARG_FLOAT
 _CPU = torch.device("cpu")
 _SEGMENT_HEAD = struct.Struct("<QII")  # duration_ns, word count, float count
 _PAYLOAD_HEAD = struct.Struct("<qQQ")  # payload id, total bytes, offset of this piece
 _PIECE = 32 << 20
+_WHOLE = object()  # a foreach op recorded as itself
 
 DTYPE_CODE = {getattr(torch, name): code for code, name in enumerate(codes.DTYPE_NAMES)}
 
@@ -52,7 +54,7 @@ def is_remote_device(dev):
 
 class _OpInfo:
     """What the session needs to know about an OpOverload, computed once."""
-    __slots__ = ("func", "name", "sid", "flags", "returns", "special", "single")
+    __slots__ = ("func", "name", "sid", "flags", "returns", "special", "single", "each")
 
     def __init__(self, func, session):
         schema = func._schema
@@ -79,12 +81,61 @@ class _OpInfo:
         # One tensor return: handled inline by dispatch unless it is written in place.
         self.single = len(self.returns) == 1
         self.special = None
-        if schema.name == "aten::_local_scalar_dense":
+        self.each = _foreach_plan(func, session) if schema.name.startswith("aten::_foreach_") else None
+        if self.each is not None:
+            self.special = "foreach"
+        elif schema.name == "aten::_local_scalar_dense":
             self.special = "item"
         elif schema.name == "aten::_to_copy":
             self.special = "to_copy"
         elif session.remote and _draws_without_reading(schema):
             self.special = "random"
+
+# Foreach ops (`torch._foreach_mul_(tensors, 0.9)`: what optimizers use with
+# foreach=True) are recorded as the per-tensor op they apply to each element
+# (`aten::mul_.Scalar` per tensor), so a trace holds the ops a runtime and
+# the analyses know, each with its own result and version, while the
+# program's process runs the foreach kernel once. Only these elementwise
+# bases; others (norms) go through as the foreach op.
+_FOREACH_BASES = frozenset([
+    "add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "addcmul", "addcmul_", "addcdiv", "addcdiv_",
+    "sqrt", "sqrt_", "neg", "neg_", "zero_", "reciprocal", "reciprocal_", "exp", "exp_", "abs", "abs_",
+    "sign", "sign_", "lerp", "lerp_", "maximum", "minimum", "clamp_min", "clamp_min_", "clamp_max",
+    "clamp_max_", "pow", "pow_", "sigmoid", "sigmoid_", "log", "log_", "copy_",
+])
+_ELEMENT_TYPE = {"List[Tensor]": "Tensor", "List[number]": "number", "Tensor": "Tensor", "number": "number"}
+
+
+def _foreach_plan(func, session):
+    """(per-tensor _OpInfo, [(foreach argument name, "tensors" | "numbers" |
+    "one" (the same for every element), per-tensor argument name, keyword
+    only)]) or None."""
+    schema = func._schema
+    if schema.overload_name.endswith("out"):
+        return None
+    base = schema.name[len("aten::_foreach_"):]
+    if base not in _FOREACH_BASES or not hasattr(torch.ops.aten, base):
+        return None
+    fargs = schema.arguments
+    if not fargs or str(fargs[0].type) != "List[Tensor]":
+        return None
+    packet = getattr(torch.ops.aten, base)
+    for name in packet.overloads():
+        op = getattr(packet, name)
+        pargs = op._schema.arguments
+        if name.endswith("out") or len(pargs) < len(fargs) or len(op._schema.returns) != 1 or \
+                any(not a.has_default_value() for a in pargs[len(fargs):]):
+            continue
+        plan = []
+        for f, p in zip(fargs, pargs):
+            element = _ELEMENT_TYPE.get(str(f.type))
+            if element is None or element != str(p.type) or (f.has_default_value() and not p.kwarg_only):
+                break
+            kind = "tensors" if str(f.type) == "List[Tensor]" else "numbers" if str(f.type) == "List[number]" else "one"
+            plan.append((f.name, kind, p.name, p.kwarg_only))
+        else:
+            return session._info(op), plan
+    return None
 
 
 class Session:
@@ -259,7 +310,11 @@ class Session:
         if info is None:
             info = self._info(func)
         if info.special is not None:
-            if info.special == "item":
+            if info.special == "foreach":
+                out = self._foreach(info, args, kwargs)
+                if out is not _WHOLE:
+                    return out
+            elif info.special == "item":
                 return self.materialize(args[0], codes.HOW_ITEM).item()
             dev = kwargs.get("device")
             if dev is not None and not is_remote_device(dev):
@@ -267,6 +322,12 @@ class Session:
                 return func(value, *args[1:], **kwargs)
             elif info.special == "random":
                 return self._random_locally(func, info, args, kwargs)
+        return self._op(info, args, kwargs, None)
+
+    def _op(self, info, args, kwargs, computed):
+        """Records op `info` on `args` and returns its results: from `computed`
+        (the results' values, computed already) or from running it."""
+        func = info.func
         pre = []
         w = [_TAG_OP, info.sid, self.module_sid, self.phase, info.flags, len(args)]
         cpu_args = []
@@ -291,7 +352,9 @@ class Session:
                 for k, v in kwargs.items():
                     w.append(self.intern(k))
                     cpu_kwargs[k] = self._arg(v, w, pre)
-            if self.remote:
+            if computed is not None:
+                out = computed
+            elif self.remote:
                 out = self._kernel(func, cpu_args, cpu_kwargs or {})
             elif kwargs:
                 out = func(*cpu_args, **cpu_kwargs)
@@ -355,6 +418,102 @@ class Session:
             self.words += w
             return LazyTensor._wrap(out, shape, stride, offset, vid, storage)
         return self._finish(info, out, args, kwargs, w)
+
+    def _foreach(self, info, args, kwargs):
+        """A foreach op, recorded as its per-tensor op on each element (see
+        _FOREACH_BASES); _WHOLE when it is to be recorded as itself (lists
+        holding other than LazyTensors, or of different lengths)."""
+        each, plan = info.each
+        n = len(args[0])
+        if not n:
+            return _WHOLE
+        bound, cpu = [], []
+        for j, (name, kind, _, _) in enumerate(plan):
+            v = args[j] if j < len(args) else kwargs.get(name, _WHOLE)
+            c = v
+            if kind != "one" and v is not _WHOLE:
+                if len(v) != n:
+                    return _WHOLE
+                if kind == "tensors":
+                    try:
+                        c = [t._genie_value for t in v]
+                    except AttributeError:  # not a LazyTensor
+                        return _WHOLE
+            bound.append(v)
+            cpu.append(c)
+        inplace = each.returns[0] is not None and each.returns[0][2]
+        values = None  # live mode: meta kernels give the results' metadata
+        if not self.remote:
+            # Record mode: the foreach kernel runs once on the CPU values.
+            values = info.func(*cpu[:len(args)], **{name: c for (name, _, _, _), c in
+                                                    zip(plan[len(args):], cpu[len(args):]) if c is not _WHOLE})
+        if inplace:
+            self._foreach_inplace(each, plan, bound, n)
+            return None
+        results = []
+        for i in range(n):
+            e_args, e_kwargs = [], {}
+            for v, (_, kind, pname, kw_only) in zip(bound, plan):
+                if v is _WHOLE:
+                    continue
+                e = v if kind == "one" else v[i]
+                if kw_only:
+                    e_kwargs[pname] = e
+                else:
+                    e_args.append(e)
+            results.append(self._op(each, e_args, e_kwargs, None if values is None else values[i]))
+        return results if info.returns else None
+
+    def _foreach_inplace(self, each, plan, bound, n):
+        """The records of an in-place foreach op, one per element: each element
+        keeps its metadata and takes a new id, as _op does for an in-place op."""
+        head = (_TAG_OP, each.sid, self.module_sid, self.phase, each.flags,
+                sum(1 for v, p in zip(bound, plan) if v is not _WHOLE and not p[3]))
+        keywords = [(self.intern(p[2]), v, p[1]) for v, p in zip(bound, plan) if v is not _WHOLE and p[3]]
+        positional = [(v, p[1]) for v, p in zip(bound, plan) if v is not _WHOLE and not p[3]]
+        floats = self.floats
+        words = self.words
+        for i in range(n):
+            w = list(head)
+            pre = []
+            for v, kind in positional:
+                self._element(v if kind == "one" else v[i], w, pre, floats)
+            w.append(len(keywords))
+            for sid, v, kind in keywords:
+                w.append(sid)
+                self._element(v if kind == "one" else v[i], w, pre, floats)
+            base = positional[0][0][i]
+            value = base._genie_value
+            vid = self._next_id
+            self._next_id = vid + 1
+            if self.remote:
+                self.replaced(base._genie_id)
+            base._genie_id = vid
+            shape = value.shape
+            w += (1, 1, vid, DTYPE_CODE[value.dtype], len(shape))
+            w += shape
+            w += value.stride()
+            w.append(value.storage_offset())
+            w.append(base._genie_storage)
+            w.append(_NO_PAYLOAD)
+            if pre:
+                words += pre
+            words += w
+
+    def _element(self, e, w, pre, floats):
+        t = type(e)
+        if t is LazyTensor:
+            w.append(_ARG_TENSOR)
+            w.append(e._genie_id)
+        elif t is float:
+            w.append(_ARG_FLOAT)
+            w.append(len(floats))
+            floats.append(e)
+        elif t is int:
+            w.append(_ARG_INT)
+            w.append(e)
+        else:
+            self._arg(e, w, pre)
 
     def _finish(self, info, out, args, kwargs, w):
         """The general case of dispatch: several outputs, in-place results, scalars."""

@@ -159,7 +159,22 @@ def _wrap_optimizer_init(orig_init):
         cls = type(self)
         if not getattr(cls.step, "_genie_phase", False):
             cls.step = _with_phase(codes.PHASE_OPTIMIZER, cls.step)
+        _prefer_foreach(self)
     return init
+
+
+def _prefer_foreach(optimizer):
+    """An optimizer of remote_accelerator parameters that was left to pick
+    its implementation (foreach=None) takes the foreach one, as torch picks
+    for CUDA parameters: one op per update for all parameters, recorded as
+    the per-tensor ops (see capture._foreach), with one dispatch instead of
+    one per parameter. An explicit foreach=False stays."""
+    groups = optimizer.param_groups
+    if not all(isinstance(p, lazy.LazyTensor) for g in groups for p in g["params"]):
+        return
+    for d in (optimizer.defaults, *groups):
+        if "foreach" in d and d["foreach"] is None and not d.get("fused") and not d.get("differentiable"):
+            d["foreach"] = True
 
 
 def install():
