@@ -198,3 +198,42 @@ def test_foreach_ops_in_live_mode(genie):
     r = genie.run("run", "--pool", "local", PYTHON, prog, "remote_accelerator", "default")
     assert r.returncode == 0, r.stderr
     assert r.stdout.replace("True", "None") == want.stdout
+
+
+def test_custom_autograd_functions_and_nested_grad_calls_inside_backward(genie):
+    prog = genie.script("""
+        import sys, torch
+        device = sys.argv[1]
+        torch.manual_seed(0)
+        class Cube(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return x * x * x
+            @staticmethod
+            def backward(ctx, g):
+                x, = ctx.saved_tensors
+                # A factory on the program's device and a nested autograd.grad inside backward().
+                three = torch.full((), 3.0, device=device)
+                with torch.enable_grad():
+                    y = x.detach().requires_grad_(True)
+                    dy, = torch.autograd.grad((y * y).sum(), y)
+                return g * three * (dy / 2) * x
+        w = torch.randn(5).to(device).requires_grad_(True)
+        for step in range(3):
+            loss = Cube.apply(w).sum()
+            loss.backward()
+            with torch.no_grad():
+                w -= 0.01 * w.grad
+            w.grad = None
+            print(round(loss.item(), 5), [round(v, 5) for v in w.tolist()])
+    """)
+    want = eager(prog, "cpu")
+    assert want.returncode == 0, want.stderr
+    r, trace = genie.record(prog, "remote_accelerator")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == want.stdout
+    # The function's gradient checks (is_same_size) are answered from metadata:
+    # one segment per materialization, not one per autograd node.
+    info = genie.info(trace)
+    assert info["segments"] == 6, info

@@ -84,6 +84,8 @@ class _OpInfo:
         self.each = _foreach_plan(func, session) if schema.name.startswith("aten::_foreach_") else None
         if self.each is not None:
             self.special = "foreach"
+        elif schema.name == "aten::is_same_size":
+            self.special = "same_size"
         elif schema.name == "aten::_local_scalar_dense":
             self.special = "item"
         elif schema.name == "aten::_to_copy":
@@ -314,6 +316,10 @@ class Session:
                 out = self._foreach(info, args, kwargs)
                 if out is not _WHOLE:
                     return out
+            elif info.special == "same_size":
+                # Metadata only (autograd asks it of a custom autograd
+                # function's gradients): no record, no segment to close.
+                return args[0].shape == args[1].shape
             elif info.special == "item":
                 return self.materialize(args[0], codes.HOW_ITEM).item()
             dev = kwargs.get("device")

@@ -7,6 +7,7 @@ about 9 us to every torch call of the program (measured on the CI machine),
 more than the whole per-op budget of capture, while the wrappers cost nothing
 to calls that do not name the device.
 """
+import contextlib
 import functools
 import math
 
@@ -30,10 +31,29 @@ _OP_FACTORIES = (
 class CaptureAll(TorchDispatchMode):
     """Sends every ATen op to the session while active: around a factory with
     the remote device (whose op has no LazyTensor argument to route it) and
-    around backward()."""
+    around backward(). Entered through capture_all()."""
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         return lazy._session.dispatch(func, args, kwargs or {})
+
+
+_capturing_all = [False]
+
+
+@contextlib.contextmanager
+def capture_all():
+    """CaptureAll, entered once however deeply nested (torch.autograd.grad in
+    a backward hook, a remote factory inside backward()): a second instance on
+    the mode stack would take the CPU ops that the session runs inside the first."""
+    if _capturing_all[0]:
+        yield
+        return
+    _capturing_all[0] = True
+    try:
+        with CaptureAll():
+            yield
+    finally:
+        _capturing_all[0] = False
 
 
 _META = torch.device("meta")
@@ -63,7 +83,7 @@ def _wrap_op_factory(orig):
         dev = kwargs.get("device")
         if dev is None or not is_remote_device(dev) or lazy._session.in_kernel:
             return orig(*args, **kwargs)
-        with CaptureAll():
+        with capture_all():
             out = orig(*args, **_with_meta_device(kwargs))
         if type(out) is not LazyTensor:
             raise CaptureError(f"genie: torch.{orig.__name__}(device='remote_accelerator') could not be captured")

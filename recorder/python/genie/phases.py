@@ -141,7 +141,7 @@ def _with_phase(phase, fn, capture_all=False):
         session.module_sid = session.empty_sid
         try:
             if capture_all:
-                with device.CaptureAll():
+                with device.capture_all():
                     return fn(*args, **kwargs)
             return fn(*args, **kwargs)
         finally:
