@@ -163,12 +163,20 @@ def _wrap_optimizer_init(orig_init):
     return init
 
 
+# Optimizers whose foreach implementation gives bit for bit the results of
+# their per-parameter loop (tests/python/test_capture.py on torch 1.13, the
+# examples on torch 2.11); AdamW on torch 2.11 does not.
+_FOREACH_DEFAULT = (torch.optim.Adam, torch.optim.SGD)
+
+
 def _prefer_foreach(optimizer):
-    """An optimizer of remote_accelerator parameters that was left to pick
-    its implementation (foreach=None) takes the foreach one, as torch picks
-    for CUDA parameters: one op per update for all parameters, recorded as
-    the per-tensor ops (see capture._foreach), with one dispatch instead of
-    one per parameter. An explicit foreach=False stays."""
+    """An Adam or SGD optimizer of remote_accelerator parameters that was
+    left to pick its implementation (foreach=None) takes the foreach one, as
+    torch picks for CUDA parameters: one op per update for all parameters,
+    recorded as the per-tensor ops (see capture._foreach), with one dispatch
+    instead of one per parameter. An explicit foreach=False stays."""
+    if type(optimizer) not in _FOREACH_DEFAULT:
+        return
     groups = optimizer.param_groups
     if not all(isinstance(p, lazy.LazyTensor) for g in groups for p in g["params"]):
         return
