@@ -215,20 +215,28 @@ def read_frame(s):
 HELLO = bytes([0x52, 0x05, 0x08, 0x02, 0x1A, 0x01, ord("t")])
 
 
+def connect(runtime):
+    host, port = runtime.address.rsplit(":", 1)
+    s = socket.create_connection((host, int(port)))
+    s.settimeout(5)
+    return s
+
+
+def send_frame(s, envelope):
+    s.sendall(struct.pack("<I", len(envelope)) + envelope)
+
+
 def test_the_runtime_answers_hello_first_then_heartbeats(runtime):
     # heartbeat (19) {nonce (1): 7}.
     heartbeat = bytes([0x9A, 0x01, 0x02, 0x08, 0x07])
-    host, port = runtime.address.rsplit(":", 1)
-    with socket.create_connection((host, int(port))) as s:
-        s.settimeout(5)
-        s.sendall(struct.pack("<I", len(HELLO)) + HELLO)
+    with connect(runtime) as s:
+        send_frame(s, HELLO)
         reply = read_frame(s)
         assert reply[:2] == bytes([0x5A, len(reply) - 2])  # hello_reply (11)
-        s.sendall(struct.pack("<I", len(heartbeat)) + heartbeat)
+        send_frame(s, heartbeat)
         assert read_frame(s) == bytes([0xA2, 0x01, 0x02, 0x08, 0x07])  # heartbeat_reply (20) {nonce: 7}
-    with socket.create_connection((host, int(port))) as s:
-        s.settimeout(5)
-        s.sendall(struct.pack("<I", len(heartbeat)) + heartbeat)  # anything before Hello
+    with connect(runtime) as s:
+        send_frame(s, heartbeat)  # anything before Hello
         reply = read_frame(s)
         assert reply[:1] == bytes([0x62])  # error (12)
         assert b"the first message must be Hello" in reply
@@ -238,16 +246,14 @@ def test_the_runtime_answers_hello_first_then_heartbeats(runtime):
 def test_a_run_of_a_template_the_session_lacks_is_one_clear_error(runtime):
     # execute (17) {from_template (6): 5}
     execute = bytes([0x8A, 0x01, 0x02, 0x30, 0x05])
-    host, port = runtime.address.rsplit(":", 1)
-    with socket.create_connection((host, int(port))) as s:
-        s.settimeout(5)
-        s.sendall(struct.pack("<I", len(HELLO)) + HELLO)
+    with connect(runtime) as s:
+        send_frame(s, HELLO)
         read_frame(s)
-        s.sendall(struct.pack("<I", len(execute)) + execute)
+        send_frame(s, execute)
         reply = read_frame(s)
         assert reply[:1] == bytes([0x62])  # error (12)
         assert b"template 5 is not defined in this session" in reply
-        s.sendall(struct.pack("<I", len(execute)) + execute)  # the connection goes on
+        send_frame(s, execute)  # the connection goes on
         assert b"template 5 is not defined" in read_frame(s)
 
 

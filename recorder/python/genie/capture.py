@@ -22,7 +22,6 @@ _NO_PAYLOAD = codes.NO_PAYLOAD
 _RANDOM = codes.FLAG_RANDOM
 _ARG_TENSOR = codes.ARG_TENSOR
 _ARG_INT = codes.ARG_INT
-_ARG_FLOAT = codes.ARG_FLOAT
 _CPU = torch.device("cpu")
 _SEGMENT_HEAD = struct.Struct("<QII")  # duration_ns, word count, float count
 _PAYLOAD_HEAD = struct.Struct("<qQQ")  # payload id, total bytes, offset of this piece
@@ -477,17 +476,16 @@ class Session:
                 sum(1 for v, p in zip(bound, plan) if v is not _WHOLE and not p[3]))
         keywords = [(self.intern(p[2]), v, p[1]) for v, p in zip(bound, plan) if v is not _WHOLE and p[3]]
         positional = [(v, p[1]) for v, p in zip(bound, plan) if v is not _WHOLE and not p[3]]
-        floats = self.floats
         words = self.words
         for i in range(n):
             w = list(head)
             pre = []
             for v, kind in positional:
-                self._element(v if kind == "one" else v[i], w, pre, floats)
+                self._arg(v if kind == "one" else v[i], w, pre)
             w.append(len(keywords))
             for sid, v, kind in keywords:
                 w.append(sid)
-                self._element(v if kind == "one" else v[i], w, pre, floats)
+                self._arg(v if kind == "one" else v[i], w, pre)
             base = positional[0][0][i]
             value = base._genie_value
             vid = self._next_id
@@ -505,21 +503,6 @@ class Session:
             if pre:
                 words += pre
             words += w
-
-    def _element(self, e, w, pre, floats):
-        t = type(e)
-        if t is LazyTensor:
-            w.append(_ARG_TENSOR)
-            w.append(e._genie_id)
-        elif t is float:
-            w.append(_ARG_FLOAT)
-            w.append(len(floats))
-            floats.append(e)
-        elif t is int:
-            w.append(_ARG_INT)
-            w.append(e)
-        else:
-            self._arg(e, w, pre)
 
     def _finish(self, info, out, args, kwargs, w):
         """The general case of dispatch: several outputs, in-place results, scalars."""
