@@ -238,3 +238,70 @@ def test_a_cache_object_that_calls_update_is_replayed_with_its_updates(genie, mo
     # The attention blocks replay (their cache layer replaced as the capture
     # did); the call with a counter in its state never does.
     assert replays >= 2 * 18, r.stderr
+
+
+TRAINING = """
+import sys
+import torch, torch.nn as nn, torch.nn.functional as F
+dev = sys.argv[1]
+torch.manual_seed(0)
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(6, 16), nn.GELU(), nn.Linear(16, 16))
+        self.head = nn.Linear(16, 3)
+        self.aux = nn.Linear(16, 1)
+    def forward(self, x):
+        h = torch.relu(self.body(x)) + 0.1 * x.sum(-1, keepdim=True)
+        return self.head(h), self.aux(h)
+
+net = Net().to(dev)
+opt = torch.optim.SGD(net.parameters(), lr=0.02, momentum=0.5)
+x = torch.randn(8, 6).to(dev)
+y = torch.randint(0, 3, (8,)).to(dev)
+out = []
+for step in range(16):
+    opt.zero_grad()
+    xi = x + step * 0.01
+    if step >= 12:
+        xi.requires_grad_(True)
+    logits, aux = net(xi)
+    if step < 6 or step >= 10:
+        loss = F.cross_entropy(logits, y) + aux.pow(2).mean()
+    else:
+        loss = F.cross_entropy(logits, y)  # aux gets no gradient: another backward
+    if step >= 12:
+        # A gradient penalty: the backward is differentiated again (create_graph).
+        g, = torch.autograd.grad(loss, xi, create_graph=True)
+        loss = loss + 0.01 * g.pow(2).sum()
+    if step == 8:
+        net.head.bias.requires_grad_(False)  # frozen: the guards see it
+    loss.backward()
+    opt.step()
+    out.append(round(loss.item(), 5))
+print(out, [round(p.sum().item(), 5) for p in net.parameters()])
+"""
+
+
+@pytest.mark.parametrize("mode", ["record", "live"])
+def test_training_steps_replay_forward_and_backward_and_give_eager_values(genie, mode):
+    program = genie.script(TRAINING)
+    want = eager(program, "cpu")
+    assert want.returncode == 0, want.stderr
+    if mode == "record":
+        r, trace = genie.record(with_stats(genie, program), "remote_accelerator")
+    else:
+        r, report = live(genie, with_stats(genie, program), "remote_accelerator")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == want.stdout
+    # Forward and backward replays both count; the steps whose gradients
+    # change (aux unused, a frozen bias, create_graph) run the call again.
+    replays, ops = replayed_ops(r.stderr)
+    assert replays >= 8, r.stderr
+    if mode == "record":
+        replay = genie.run("run", "--pool", "local", trace)
+        assert replay.returncode == 0, replay.stderr
+        assert "values match" in replay.stdout + replay.stderr
+    else:
+        assert report["error"] == ""

@@ -12,7 +12,7 @@ import functools
 import math
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._python_dispatch import TorchDispatchMode, _pop_mode_temporarily
 
 from . import codes, lazy
 from .capture import CaptureError, is_remote_device
@@ -54,6 +54,21 @@ def capture_all():
             yield
     finally:
         _capturing_all[0] = False
+
+
+@contextlib.contextmanager
+def outside_capture_all():
+    """Suspends CaptureAll: for genie's own CPU ops inside backward() (the
+    replays of templates.py's autograd function)."""
+    if not _capturing_all[0]:
+        yield
+        return
+    _capturing_all[0] = False
+    try:
+        with _pop_mode_temporarily():
+            yield
+    finally:
+        _capturing_all[0] = True
 
 
 _META = torch.device("meta")

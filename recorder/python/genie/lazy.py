@@ -25,8 +25,10 @@ def release(tensor):
     the next segment, which frees it. Autograd keeps the LazyTensors it saves
     alive, so a value is released only once nothing can use it."""
     try:
-        _session.released.append(tensor._genie_id)
-    except AttributeError:
+        d = tensor.__dict__
+        if "_genie_alias" not in d:  # a second object for a value another one owns (see templates.py)
+            _session.released.append(d["_genie_id"])
+    except (AttributeError, KeyError):
         pass  # never finished construction, or the interpreter is shutting down
 
 

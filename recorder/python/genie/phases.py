@@ -105,7 +105,7 @@ def _wrap_call(orig):
     def call(self, *args, **kwargs):
         session = lazy._session
         templates = session.templates
-        if templates is not None and not _grad_enabled() and not _override and not session.in_kernel:
+        if templates is not None and not _override and not session.in_kernel:
             out = templates.call(self, plain, args, kwargs)
         else:
             out = plain(self, args, kwargs)
@@ -122,9 +122,6 @@ def _wrap_call(orig):
 # Open record words (about 30 per op) after which a module call's ops are
 # sent ahead in live mode; GENIE_PART_WORDS=0 keeps every segment whole.
 PART_WORDS = int(os.environ.get("GENIE_PART_WORDS", "2048"))
-
-
-_grad_enabled = torch.is_grad_enabled
 
 
 def _with_phase(phase, fn, capture_all=False):

@@ -37,8 +37,9 @@ A call that changes them otherwise (a counter attribute, an appended item)
 is never templated.
 
 Guards at replay, besides the family's: the integers (equal, or on the
-template's lines); grad mode off and the call not inside backward() or an
-optimizer step (a template holds no autograd graph); every parameter and
+template's lines); the call not inside backward() or an optimizer step;
+in grad mode, the same arguments, parameters and buffers requiring grad
+(see "Grad mode" below); every parameter and
 buffer of the module still the object it was when the template was made
 (reassigning one or `.to(dtype)` captures again; in-place updates give the
 tensor a new value id, which the replay reads); and no attribute of any
@@ -57,6 +58,19 @@ in for that. A template with a T cannot see a branch on T that the program
 first takes after the proof (a cache rebuilt past some length): the calls
 before the next check replay the old branch. GENIE_TEMPLATES=exact keeps
 only exact templates; GENIE_TEMPLATES=0 turns templates off.
+
+Grad mode (a training step's forward). The outermost module call becomes
+one node of the program's autograd graph, a custom autograd function
+(_GradFn) whose inputs are the call's arguments, parameters and buffers.
+Proving captures run the module inside it on aliases of the arguments with
+autograd on; its backward differentiates that inner graph, recorded. Two
+identical captures prove the forward (exact templates only), two identical
+backward captures for the same gradients prove its backward. A replay
+appends the forward's records; its backward appends the backward's records
+for the gradients it gets. Other gradients (an output unused), or
+create_graph, run the call again with autograd and differentiate it, as
+checkpointing does (its ops are recorded again). Calls with argument state
+(lists, dicts, objects holding tensors) and nested calls run plainly.
 """
 import enum
 import os
@@ -64,7 +78,7 @@ import weakref
 
 import torch
 
-from . import codes
+from . import codes, device
 from .lazy import LazyTensor
 
 ENABLED = os.environ.get("GENIE_TEMPLATES", "1") != "0"
@@ -83,6 +97,7 @@ _empty_strided = torch.empty_strided
 _empty = torch.empty
 _MISS = object()
 _generation = [0]  # bumped by every attribute set on any module (see install)
+_grad_enabled = torch.is_grad_enabled
 
 
 def install():
@@ -149,7 +164,8 @@ class _Capture:
     count plus a source's index) and `float_pos` (position, index into
     `floats`)."""
     __slots__ = ("ints", "words", "masked", "rest", "internal", "ext_ids", "ext_storage", "float_pos", "floats",
-                 "n_ids", "sources", "result", "writes", "dead", "phase_after", "sid_after", "raw")
+                 "n_ids", "sources", "result", "writes", "dead", "phase_after", "sid_after", "raw", "out_pos",
+                 "grad_flags")
 
 
 class Template:
@@ -158,7 +174,7 @@ class Template:
     `affine` (record position, a, b) give every integer and word as a*T + b."""
     __slots__ = ("words", "internal", "ext_ids", "ext_storage", "float_pos", "floats", "n_ids", "sources",
                  "generation", "program", "result", "writes", "dead", "phase_after", "sid_after", "t_index", "guards", "affine",
-                 "masked", "rest", "calls", "next_check")
+                 "masked", "rest", "calls", "next_check", "out_pos", "grad_flags", "backward")
 
     def predicts(self, cap):
         """Whether capture `cap` recorded what this template gives for its T."""
@@ -169,7 +185,7 @@ class Template:
 
 
 class _Family:
-    __slots__ = ("module", "seen", "exact", "symbolic", "candidate", "last", "mismatches", "failed")
+    __slots__ = ("module", "seen", "exact", "symbolic", "candidate", "last", "mismatches", "failed", "bwd_last")
 
     def __init__(self, module):
         self.module = weakref.ref(module)
@@ -180,12 +196,14 @@ class _Family:
         self.last = []         # the latest captures
         self.mismatches = 0
         self.failed = False
+        self.bwd_last = {}     # grad mode: the latest backward capture per forward records and gradients
 
     def forget(self):
         self.exact = {}
         self.symbolic = None
         self.candidate = None
         self.last = []
+        self.bwd_last = {}
 
 
 class Templates:
@@ -198,6 +216,7 @@ class Templates:
         self.replays = 0       # module calls replayed
         self.replayed_ops = 0  # ops they held
         self.capturing = 0     # proving captures in progress (nested calls)
+        self.grad_depth = 0    # grad-mode module calls running inside _GradFn (see _grad_call)
 
     # ---- the call -------------------------------------------------------
 
@@ -210,9 +229,12 @@ class Templates:
         lazies = []
         ints = []
         slots = []
+        grad = _grad_enabled()
         try:
             sig = _signature(args, kwargs, lazies, ints, slots)
             key = (id(module), module.training, s.phase, s.module_sid, *sig)
+            if grad:
+                key = (*key, True, *[t.requires_grad for t in lazies])
         except _Ineligible:
             return plain(module, args, kwargs)
         fam = self.families.get(key)
@@ -221,6 +243,11 @@ class Templates:
                 return plain(module, args, kwargs)
             fam = self.families[key] = _Family(module)
         ints = tuple(ints)
+        if grad:
+            if self.grad_depth:
+                # Inside a grad-mode capture or recompute: the outer call is the one autograd node.
+                return plain(module, args, kwargs)
+            return self._grad_call(fam, module, plain, args, kwargs, lazies, ints, slots)
         tpl = fam.exact.get(ints) if fam.exact else None
         if tpl is None and fam.symbolic is not None and fam.symbolic.fits(ints):
             tpl = fam.symbolic
@@ -313,6 +340,8 @@ class Templates:
         cap.dead = [r for r in range(n_ids) if r not in result_ids]
         cap.phase_after = self.session.phase
         cap.sid_after = self.session.module_sid
+        cap.out_pos = out_pos
+        cap.grad_flags = None
         masked = list(words)
         for p, _ in internal + e_ids + e_storage + float_pos:
             masked[p] = 0
@@ -485,13 +514,17 @@ class Templates:
         tpl.rest = cap.rest
         tpl.calls = 0
         tpl.next_check = _RECHECK
+        tpl.out_pos = cap.out_pos
+        tpl.grad_flags = cap.grad_flags
+        tpl.backward = {}
         return tpl
 
     # ---- replay -----------------------------------------------------------
 
-    def _replay(self, tpl, lazies, ints, args, kwargs):
-        s = self.session
-        if tpl.generation != _generation[0]:
+    def _exts(self, tpl, lazies):
+        """The call's arguments, parameters and buffers for a replay of
+        `tpl`, or _MISS when its guards on them fail."""
+        if tpl.generation is not None and tpl.generation != _generation[0]:
             return _MISS
         exts = lazies
         if tpl.sources:
@@ -500,6 +533,14 @@ class Templates:
                 if d.get(name) is not t:
                     return _MISS
                 exts.append(t)
+        if tpl.grad_flags is not None and tuple(t.requires_grad for t in exts) != tpl.grad_flags:
+            return _MISS
+        return exts
+
+    def _replay_words(self, tpl, exts, ints):
+        """Appends a copy of `tpl`'s records for a call on `exts` and, in
+        record mode, runs its ops; returns (first id, CPU values or None, the words)."""
+        s = self.session
         base = s._next_id
         s._next_id = base + tpl.n_ids
         w = tpl.words.copy()
@@ -521,19 +562,124 @@ class Templates:
         s.words += w
         if s.remote:
             values = None
-            if tpl.dead:
-                s.released.extend([base + r for r in tpl.dead])
         else:
             values = [t._genie_value for t in exts]
             values.extend([None] * tpl.n_ids)
             _run(tpl.program, values, w)
         s.phase = tpl.phase_after
         s.module_sid = tpl.sid_after
+        return base, values, w
+
+    def _replay(self, tpl, lazies, ints, args, kwargs):
+        exts = self._exts(tpl, lazies)
+        if exts is _MISS:
+            return _MISS
+        base, values, w = self._replay_words(tpl, exts, ints)
+        s = self.session
+        if s.remote and tpl.dead:
+            s.released.extend([base + r for r in tpl.dead])
         made = {}
         out = _build(tpl.result, base, exts, values, w, made)
         for path, spec in tpl.writes:
             _assign(args, kwargs, path, _build(spec, base, exts, values, w, made))
         return out
+
+    # ---- grad mode ----------------------------------------------------------
+
+    def _grad_call(self, fam, module, plain, args, kwargs, lazies, ints, slots):
+        """A module call with autograd on (a training step's forward). Proved
+        and replayed through _GradFn, a custom autograd function: its forward
+        is the call's records, its backward the records of the call's
+        backward, proven the same way (two identical captures for the same
+        gradients). Exact templates only."""
+        tpl = fam.exact.get(ints) if fam.exact else None
+        if tpl is not None and tpl.backward:
+            exts = self._exts(tpl, lazies)
+            if exts is not _MISS:
+                self.replays += 1
+                self.replayed_ops += len(tpl.program)
+                return _GradReplay(self, tpl, exts, ints, module, plain, args, kwargs, lazies).run()
+            fam.forget()
+        if fam.failed or slots:
+            return plain(module, args, kwargs)
+        fam.seen += 1
+        if fam.seen < 2:
+            return plain(module, args, kwargs)
+        return self._grad_capture(fam, module, plain, args, kwargs, lazies, ints)
+
+    def _grad_capture(self, fam, module, plain, args, kwargs, lazies, ints):
+        s = self.session
+        modules = list(module.modules())
+        if any(m._forward_hooks or m._forward_pre_hooks for m in modules) or \
+                len(torch.nn.modules.module._global_forward_hooks) != 1:
+            self.never.add(module)
+            return plain(module, args, kwargs)
+        sources = _sources(modules)
+        exts = lazies + [t for _, _, t in sources]
+        flags = tuple(t.requires_grad for t in exts)
+        if not any(flags):
+            return plain(module, args, kwargs)  # nothing to differentiate
+        generation = _generation[0]
+        words, floats = s.words, s.floats
+        start_word, start_float, start_id = len(words), len(floats), s._next_id
+        call = _GradCapture(self, fam, module, plain, args, kwargs, lazies, exts, flags)
+        self.capturing += 1
+        try:
+            out = call.run()
+        finally:
+            self.capturing -= 1
+        if _generation[0] != generation:
+            self.never.add(module)
+            return out
+        try:
+            if s.words is not words or s.floats is not floats:
+                raise _Ineligible("a materialization inside the call")
+            if [t._genie_id for t in exts] != call.ids:
+                raise _Ineligible("an in-place change to an argument, parameter or buffer")
+            cap = self._analyse(ints, words[start_word:], floats[start_float:], start_float, start_id,
+                                s._next_id - start_id, exts, sources, out, ())
+        except _Ineligible:
+            fam.failed = True
+            fam.forget()
+            return out
+        cap.grad_flags = flags
+        call.cap = cap
+        for prev in fam.last:
+            if prev.ints == cap.ints:
+                if prev.masked == cap.masked and prev.rest == cap.rest and prev.grad_flags == flags:
+                    if cap.ints not in fam.exact and len(fam.exact) < _EXACT_LIMIT:
+                        fam.exact[cap.ints] = self._template(cap, None, (), ())
+                else:
+                    self._mismatch(fam)
+        fam.last = (fam.last + [cap])[-2:]
+        return out
+
+    def _learn_backward(self, call, grads, result, words, floats, start_word, start_float, start_id):
+        """Analyses the records of a proving capture's backward; two identical
+        ones (same forward records and gradients) prove the backward template
+        that replays of the forward template use."""
+        s = self.session
+        if s.words is not words or s.floats is not floats or [t._genie_id for t in call.exts] != call.ids:
+            return
+        given = [g for g in grads if g is not None]
+        if any(type(g) is not LazyTensor for g in given):
+            return
+        fwd = call.cap
+        pattern, gints = _grad_pattern(grads)
+        exts = given + list(call.exts) + _internals(fwd.out_pos, fwd.n_ids, fwd.raw[3], fwd.words, None)
+        cap = self._analyse(gints, words[start_word:], floats[start_float:], start_float, start_id,
+                            s._next_id - start_id, exts, (), tuple(result), ())
+        fam = call.fam
+        key = (fwd.ints, fwd.masked, fwd.rest, pattern, gints)
+        prev = fam.bwd_last.get(key)
+        fam.bwd_last[key] = cap
+        if prev is not None and prev.masked == cap.masked and prev.rest == cap.rest:
+            tpl = fam.exact.get(fwd.ints)
+            if tpl is not None and tpl.masked == fwd.masked and tpl.rest == fwd.rest and \
+                    len(tpl.backward) < _EXACT_LIMIT:
+                btpl = self._template(cap, None, (), ())
+                btpl.generation = None  # the forward's guards hold for its backward
+                tpl.backward[(pattern, gints)] = btpl
 
 
 def _on_lines(ints, t_index, guards):
@@ -717,19 +863,28 @@ def _signature(args, kwargs, lazies, ints, slots):
             else:
                 raise _Ineligible(f"an argument of type {t.__name__}")
 
-    for k, a in enumerate(args):
-        path.append(("i", k))
-        visit(a, False, False)
-        path.pop()
-    for k, v in kwargs.items():
-        sig.append(k)
-        path.append(("k", k))
-        visit(v, False, False)
-        path.pop()
+    try:
+        for k, a in enumerate(args):
+            path.append(("i", k))
+            visit(a, False, False)
+            path.pop()
+        for k, v in kwargs.items():
+            sig.append(k)
+            path.append(("k", k))
+            visit(v, False, False)
+            path.pop()
+    finally:
+        visit = None  # see _no_cycle
     return sig
 
 
 _STATE_TYPES = {}  # type -> whether its objects are walked as state (_is_state_type)
+
+# _no_cycle: a recursive closure is a reference cycle (the function and its
+# cell). Whatever it holds, LazyTensors included, then dies in the cyclic
+# garbage collector, which on torch 1.13 clears a tensor's Python object
+# even while an autograd graph still holds the tensor: the graph later gives
+# back an object without its attributes. Such closures are unbound after use.
 
 
 def _is_state_type(t):
@@ -784,3 +939,295 @@ def _sources(modules):
                     seen.add(id(t))
                     found.append((d, name, t))
     return found
+
+
+# ---- grad mode: module calls as custom autograd functions -------------------
+
+class _GradFn(torch.autograd.Function):
+    """A module call in grad mode, as one node of the program's autograd
+    graph: `call` (a _GradCapture or _GradReplay) makes its results and,
+    given their gradients, the gradients of its inputs (arguments, then
+    parameters and buffers)."""
+
+    @staticmethod
+    def forward(ctx, call, *tensors):
+        ctx.set_materialize_grads(False)
+        ctx.call = call
+        return call.forward()
+
+    @staticmethod
+    def backward(ctx, *grads):
+        # Inside backward() CaptureAll is on: the replays' CPU ops must not go to it.
+        with device.outside_capture_all():
+            return (None, *ctx.call.backward(grads))
+
+
+class _Value:
+    """A value of a forward call that its backward reads, for the backward's analysis and replay."""
+    __slots__ = ("_genie_id", "_genie_storage", "_genie_value")
+
+    def __init__(self, vid, storage, value):
+        self._genie_id = vid
+        self._genie_storage = storage
+        self._genie_value = value
+
+
+def _internals(out_pos, n_ids, base, w, values):
+    """_Values for the ids a forward call made: id base + r, storage from its output record in `w`."""
+    found = []
+    for r in range(n_ids):
+        p = out_pos[r]
+        rank = w[p + 2]
+        found.append(_Value(base + r, w[p + 4 + 2 * rank], None if values is None else values[len(values) - n_ids + r]))
+    return found
+
+
+def _grad_pattern(grads):
+    """The key of a backward template: which results got gradients, their dtypes, ranks and integers."""
+    pattern, ints = [], []
+    for g in grads:
+        if g is None:
+            pattern.append(None)
+        else:
+            shape = g.shape
+            pattern.append((g.dtype, len(shape)))
+            ints.extend(shape)
+            ints.extend(g.stride())
+            ints.append(g.storage_offset())
+    return tuple(pattern), tuple(ints)
+
+
+def _alias(t, requires_grad, owner):
+    """Another LazyTensor object for `t`'s value (same id, no record). Only
+    the owner releases the id in live mode."""
+    a = LazyTensor._wrap(t._genie_value, t.shape, t.stride(), t.storage_offset(), t._genie_id, t._genie_storage)
+    if not owner:
+        a._genie_alias = True
+    if requires_grad:
+        a.requires_grad_(True)
+    return a
+
+
+def _flatten(x, flat):
+    t = type(x)
+    if t is LazyTensor:
+        flat.append(x)
+    elif t is tuple or t is list:
+        for i in x:
+            _flatten(i, flat)
+
+
+def _unflatten(x, it):
+    t = type(x)
+    if t is LazyTensor:
+        return next(it)
+    if t is tuple or t is list:
+        return t(_unflatten(i, it) for i in x)
+    return x
+
+
+class _GradCall:
+    def __init__(self, templates, module, plain, args, kwargs, lazies, exts, flags):
+        self.templates, self.module, self.plain = templates, module, plain
+        self.args, self.kwargs, self.lazies, self.exts, self.flags = args, kwargs, lazies, exts, flags
+        self.ids = [t._genie_id for t in exts]
+        self.generation = _generation[0]
+
+    def run(self):
+        flat = _GradFn.apply(self, *self.exts)
+        out, self.out = self.out, None
+        # The call (held by the autograd node) keeps no reference to the
+        # results, whose grad_fn is that node: see _no_cycle.
+        return _unflatten(out, iter(flat))
+
+    def wanted(self):
+        """Indices of the inputs whose gradients the call gives: those that
+        require grad, each tensor once."""
+        seen = set()
+        found = []
+        for k, (t, f) in enumerate(zip(self.exts, self.flags)):
+            if f and id(t) not in seen:
+                seen.add(id(t))
+                found.append(k)
+        return found
+
+    def run_module(self, aliased):
+        """Runs the module with autograd on: on aliases of its arguments (a
+        graph that ends at this node) or on the program's own tensors.
+        Returns its results and the tensors its gradients are taken for."""
+        args, kwargs, inputs = self.args, self.kwargs, self.exts
+        if aliased:
+            aliases = {}
+
+            def inner(t):
+                a = aliases.get(id(t))
+                if a is None:
+                    a = aliases[id(t)] = _alias(t, t.requires_grad, False)
+                return a
+            args = [_map_lazies(a, inner) for a in args]
+            kwargs = {k: _map_lazies(v, inner) for k, v in kwargs.items()}
+            inputs = [aliases[id(t)] if k < len(self.lazies) else t for k, t in enumerate(self.exts)]
+        self.templates.grad_depth += 1
+        try:
+            with torch.enable_grad():
+                out = self.plain(self.module, args, kwargs)
+        finally:
+            self.templates.grad_depth -= 1
+        return out, [inputs[k] for k in self.wanted()]
+
+    def differentiate(self, outs, inputs, grads):
+        """Gradients of `inputs` (ordered as wanted()) through the graph from `outs`, recorded."""
+        pairs = [(o, g) for o, g in zip(outs, grads) if g is not None and o.requires_grad]
+        result = [None] * len(self.exts)
+        if pairs:
+            # A parameter frozen since the forward (requires_grad_(False)) still
+            # gets its gradient, as the graph made at the forward gives it.
+            frozen = [t for t in inputs if not t.requires_grad]
+            for t in frozen:
+                t.requires_grad_(True)
+            try:
+                # retain_graph: this node may be differentiated again (retain_graph or
+                # create_graph outside), and its inner graph lives as long as it does.
+                found = torch.autograd.grad([o for o, _ in pairs], inputs, [g for _, g in pairs], allow_unused=True,
+                                            retain_graph=True, create_graph=_grad_enabled())
+            finally:
+                for t in frozen:
+                    t.requires_grad_(False)
+            for k, g in zip(self.wanted(), found):
+                result[k] = g
+        return result
+
+    def recompute(self, grads):
+        """Runs the call again with autograd on and differentiates it, as
+        checkpointing does (its ops are recorded again). With create_graph the
+        call runs on the program's own tensors, so the gradients' own graph
+        reaches them."""
+        if _generation[0] != self.generation:
+            raise RuntimeError("genie: a module was changed (an attribute set) between a call and its backward, "
+                               "which must run that call again")
+        out, inputs = self.run_module(aliased=not _grad_enabled())
+        outs = []
+        _flatten(out, outs)
+        return self.differentiate(outs, inputs, grads)
+
+
+class _GradCapture(_GradCall):
+    """A proving capture in grad mode: the module runs on aliases of its
+    arguments with autograd on, inside _GradFn's forward; its backward
+    differentiates that inner graph, recorded."""
+
+    def __init__(self, templates, fam, module, plain, args, kwargs, lazies, exts, flags):
+        super().__init__(templates, module, plain, args, kwargs, lazies, exts, flags)
+        self.fam = fam
+        self.cap = None
+
+    def forward(self):
+        start = self.templates.session._next_id
+        out, self.inputs = self.run_module(aliased=True)
+        self.inner_outs = []
+        outer = {}
+
+        def rebuild(x):
+            t = type(x)
+            if t is LazyTensor:
+                o = outer.get(id(x))
+                if o is None:
+                    self.inner_outs.append(x)
+                    if x._genie_id >= start:  # made by the call: the program's object owns the id
+                        o = _alias(x, False, True)
+                        x._genie_alias = True
+                    else:
+                        o = x
+                    outer[id(x)] = o
+                return o
+            if t is tuple or t is list:
+                return t(rebuild(i) for i in x)
+            return x
+        self.out = rebuild(out)
+        rebuild = None  # see _no_cycle
+        flat = []
+        _flatten(self.out, flat)
+        return tuple(flat)
+
+    def backward(self, grads):
+        if _grad_enabled():
+            return self.recompute(grads)
+        t = self.templates
+        s = t.session
+        words, floats = s.words, s.floats
+        start_word, start_float, start_id = len(words), len(floats), s._next_id
+        result = self.differentiate(self.inner_outs, self.inputs, grads)
+        if self.cap is not None:
+            try:
+                t._learn_backward(self, grads, result, words, floats, start_word, start_float, start_id)
+            except _Ineligible:
+                pass
+        return result
+
+
+class _GradReplay(_GradCall):
+    """A replay in grad mode: the forward template's records and values, and
+    at backward the backward template's for the gradients given; without one
+    (other gradients, or create_graph), the call runs again (recompute)."""
+
+    def __init__(self, templates, tpl, exts, ints, module, plain, args, kwargs, lazies):
+        super().__init__(templates, module, plain, args, kwargs, lazies, exts, tpl.grad_flags)
+        self.tpl, self.ints = tpl, ints
+        self.release = None
+
+    def forward(self):
+        t = self.templates
+        s = t.session
+        tpl = self.tpl
+        self.base, self.values, self.w = t._replay_words(tpl, self.exts, self.ints)
+        if s.remote and tpl.dead:
+            # The backward reads the forward's values: freed once this node is.
+            self.release = _Release(s, [self.base + r for r in tpl.dead])
+        self.out = _build(tpl.result, self.base, self.exts, self.values, self.w, {})
+        flat = []
+        _flatten(self.out, flat)
+        return tuple(flat)
+
+    def backward(self, grads):
+        t = self.templates
+        s = t.session
+        tpl = self.tpl
+        if any(x._genie_id != i for x, i in zip(self.exts, self.ids)):
+            raise RuntimeError("genie: one of the variables needed for gradient computation has been modified by an "
+                               "inplace operation (an argument, parameter or buffer of a replayed module call)")
+        pattern, gints = _grad_pattern(grads)
+        btpl = tpl.backward.get((pattern, gints))
+        if btpl is None or _grad_enabled() or any(type(g) is not LazyTensor for g in grads if g is not None):
+            return self.recompute(grads)
+        exts = [g for g in grads if g is not None] + self.exts + \
+            _internals(tpl.out_pos, tpl.n_ids, self.base, self.w, self.values)
+        base, values, w = t._replay_words(btpl, exts, gints)
+        if s.remote and btpl.dead:
+            s.released.extend([base + r for r in btpl.dead])
+        t.replays += 1
+        t.replayed_ops += len(btpl.program)
+        return list(_build(btpl.result, base, exts, values, w, {}))
+
+
+class _Release:
+    """Live mode: releases a replayed forward's values when its autograd node is freed."""
+    __slots__ = ("session", "ids")
+
+    def __init__(self, session, ids):
+        self.session, self.ids = session, ids
+
+    def __del__(self):
+        try:
+            self.session.released.extend(self.ids)
+        except AttributeError:
+            pass
+
+
+def _map_lazies(x, fn):
+    t = type(x)
+    if t is LazyTensor:
+        return fn(x)
+    if t is tuple or t is list:
+        return t(_map_lazies(i, fn) for i in x)
+    return x
+
