@@ -305,3 +305,33 @@ def test_training_steps_replay_forward_and_backward_and_give_eager_values(genie,
         assert "values match" in replay.stdout + replay.stderr
     else:
         assert report["error"] == ""
+
+
+def test_a_module_returning_a_dict_in_grad_mode_keeps_its_gradients(genie):
+    program = genie.script("""
+        import sys
+        import torch, torch.nn as nn
+        dev = sys.argv[1]
+        torch.manual_seed(0)
+        class Head(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(8, 2)
+            def forward(self, h):
+                return {"logits": self.fc(h)}
+        body, head = nn.Linear(4, 8).to(dev), Head().to(dev)
+        opt = torch.optim.SGD([*body.parameters(), *head.parameters()], lr=0.1)
+        x = torch.randn(5, 4).to(dev)
+        for _ in range(5):
+            opt.zero_grad()
+            loss = head(torch.tanh(body(x)))["logits"].pow(2).mean()
+            loss.backward()  # the body's gradients pass through the head's dict
+            opt.step()
+            print(round(loss.item(), 6), round(body.weight.sum().item(), 6))
+    """)
+    want = eager(program, "cpu")
+    assert want.returncode == 0, want.stderr
+    r, _ = genie.record(with_stats(genie, program), "remote_accelerator")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == want.stdout
+    assert replayed_ops(r.stderr)[0] > 0  # the body, whose result is a tensor

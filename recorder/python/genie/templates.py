@@ -70,7 +70,10 @@ appends the forward's records; its backward appends the backward's records
 for the gradients it gets. Other gradients (an output unused), or
 create_graph, run the call again with autograd and differentiate it, as
 checkpointing does (its ops are recorded again). Calls with argument state
-(lists, dicts, objects holding tensors) and nested calls run plainly.
+(lists, dicts, objects holding tensors), calls whose results are not
+tensors in tuples and lists, and nested calls run plainly. A replay runs no
+Python of the module, so hooks it would register on its inner tensors
+(register_hook, retain_grad) are not registered.
 """
 import enum
 import os
@@ -79,6 +82,7 @@ import weakref
 import torch
 
 from . import codes, device
+from .capture import CaptureError
 from .lazy import LazyTensor
 
 ENABLED = os.environ.get("GENIE_TEMPLATES", "1") != "0"
@@ -604,7 +608,12 @@ class Templates:
             return plain(module, args, kwargs)
         fam.seen += 1
         if fam.seen < 2:
-            return plain(module, args, kwargs)
+            out = plain(module, args, kwargs)
+            if not _plain_result(out):
+                # A dict or an object: _GradFn could not hand its tensors out,
+                # and gradients through them would stop at the aliases.
+                fam.failed = True
+            return out
         return self._grad_capture(fam, module, plain, args, kwargs, lazies, ints)
 
     def _grad_capture(self, fam, module, plain, args, kwargs, lazies, ints):
@@ -1008,6 +1017,14 @@ def _alias(t, requires_grad, owner):
     return a
 
 
+def _plain_result(x):
+    """Whether `x` is LazyTensors, Python scalars and None in tuples and lists (what _GradFn returns)."""
+    t = type(x)
+    if t is tuple or t is list:
+        return all(_plain_result(i) for i in x)
+    return t is LazyTensor or x is None or t in (int, float, bool, str)
+
+
 def _flatten(x, flat):
     t = type(x)
     if t is LazyTensor:
@@ -1142,6 +1159,9 @@ class _GradCapture(_GradCall):
                 return o
             if t is tuple or t is list:
                 return t(rebuild(i) for i in x)
+            if not _plain_result(x):
+                raise CaptureError(f"genie: {type(self.module).__name__} returned a {t.__name__} in grad mode, where "
+                                   "its first call returned tensors; GENIE_TEMPLATES=0 captures it op by op")
             return x
         self.out = rebuild(out)
         rebuild = None  # see _no_cycle
