@@ -282,8 +282,7 @@ class Templates:
     def _capture(self, fam, module, plain, args, kwargs, lazies, ints, sig, slots, check=None):
         s = self.session
         modules = list(module.modules())
-        if any(m._forward_hooks or m._forward_pre_hooks for m in modules) or \
-                len(torch.nn.modules.module._global_forward_hooks) != 1:
+        if _hooked(modules):
             self.never.add(module)
             return plain(module, args, kwargs)
         sources = _sources(modules)
@@ -619,8 +618,7 @@ class Templates:
     def _grad_capture(self, fam, module, plain, args, kwargs, lazies, ints):
         s = self.session
         modules = list(module.modules())
-        if any(m._forward_hooks or m._forward_pre_hooks for m in modules) or \
-                len(torch.nn.modules.module._global_forward_hooks) != 1:
+        if _hooked(modules):
             self.never.add(module)
             return plain(module, args, kwargs)
         sources = _sources(modules)
@@ -935,6 +933,12 @@ def _assign(args, kwargs, path, value):
         setattr(target, key, value)
     else:
         target[key] = value
+
+
+def _hooked(modules):
+    """Whether forward hooks other than genie's own would run in a call of these modules."""
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules) or \
+        len(torch.nn.modules.module._global_forward_hooks) != 1
 
 
 def _sources(modules):
