@@ -5,6 +5,7 @@ A segment is every step (input, op) since the previous materialization point.
 Ops run at once on the CPU values the LazyTensors hold, so outputs have real
 shapes and the program sees eager results.
 """
+import ctypes
 import os
 import struct
 import time
@@ -22,6 +23,7 @@ _NO_PAYLOAD = codes.NO_PAYLOAD
 _RANDOM = codes.FLAG_RANDOM
 _ARG_TENSOR = codes.ARG_TENSOR
 _ARG_INT = codes.ARG_INT
+_ONE, _EACH_TENSOR, _EACH_NUMBER = 0, 1, 2  # _foreach_records' argument parts
 _CPU = torch.device("cpu")
 _SEGMENT_HEAD = struct.Struct("<QII")  # duration_ns, word count, float count
 _PAYLOAD_HEAD = struct.Struct("<qQQ")  # payload id, total bytes, offset of this piece
@@ -184,9 +186,13 @@ class Session:
         """Sends the bytes of a CPU tensor; returns its stream-local payload id."""
         pid = self._next_payload
         self._next_payload += 1
-        flat = value.detach().contiguous().reshape(-1)
-        data = memoryview(flat.view(torch.uint8).numpy()) if flat.numel() else memoryview(b"")
-        total = data.nbytes
+        if not value.is_contiguous() or value.is_conj() or value.is_neg():
+            value = value.detach().resolve_conj().resolve_neg().contiguous()
+        # The bytes in place, without ATen ops (a decode step's token costs
+        # five of them through numpy); `value` outlives the sends below.
+        total = value.numel() * value.element_size()
+        data = memoryview((ctypes.c_char * total).from_address(value.data_ptr())).cast("B") if total \
+            else memoryview(b"")
         offset = 0
         while True:
             piece = data[offset:offset + _PIECE]
@@ -435,7 +441,7 @@ class Session:
         bound, cpu = [], []
         for j, (name, kind, _, _) in enumerate(plan):
             v = args[j] if j < len(args) else kwargs.get(name, _WHOLE)
-            c = v
+            c = v._genie_value if type(v) is LazyTensor else v
             if kind != "one" and v is not _WHOLE:
                 if len(v) != n:
                     return _WHOLE
@@ -453,8 +459,11 @@ class Session:
             values = info.func(*cpu[:len(args)], **{name: c for (name, _, _, _), c in
                                                     zip(plan[len(args):], cpu[len(args):]) if c is not _WHOLE})
         if inplace:
-            self._foreach_inplace(each, plan, bound, n)
+            self._foreach_records(each, plan, bound, n, None)
             return None
+        if values is not None and info.returns and all(type(v) is torch.Tensor and v.dtype in DTYPE_CODE
+                                                       for v in values):
+            return self._foreach_records(each, plan, bound, n, values)
         results = []
         for i in range(n):
             e_args, e_kwargs = [], {}
@@ -469,40 +478,75 @@ class Session:
             results.append(self._op(each, e_args, e_kwargs, None if values is None else values[i]))
         return results if info.returns else None
 
-    def _foreach_inplace(self, each, plan, bound, n):
-        """The records of an in-place foreach op, one per element: each element
-        keeps its metadata and takes a new id, as _op does for an in-place op."""
-        head = (_TAG_OP, each.sid, self.module_sid, self.phase, each.flags,
-                sum(1 for v, p in zip(bound, plan) if v is not _WHOLE and not p[3]))
-        keywords = [(self.intern(p[2]), v, p[1]) for v, p in zip(bound, plan) if v is not _WHOLE and p[3]]
-        positional = [(v, p[1]) for v, p in zip(bound, plan) if v is not _WHOLE and not p[3]]
+    def _foreach_records(self, each, plan, bound, n, values):
+        """The records of a foreach op, one per element. In place (`values`
+        None), each element keeps its metadata and takes a new id, as _op does
+        for an in-place op; otherwise (record mode) element i's result is
+        values[i], a new tensor, and the LazyTensors are returned. An argument
+        shared by all elements (a scalar) is encoded once."""
+        pre = []
+        ordered = [(v, p) for v, p in zip(bound, plan) if v is not _WHOLE and not p[3]]
+        keywords = [(v, p) for v, p in zip(bound, plan) if v is not _WHOLE and p[3]]
+        # Each element's argument words: (_ONE, words) the same for all,
+        # (_EACH_TENSOR, tensors) or (_EACH_NUMBER, numbers) its own.
+        parts = [(_ONE, [_TAG_OP, each.sid, self.module_sid, self.phase, each.flags, len(ordered)])]
+
+        def shared():
+            if parts[-1][0] is not _ONE:
+                parts.append((_ONE, []))
+            return parts[-1][1]
+        for j, (v, (_, kind, pname, kw_only)) in enumerate(ordered + keywords):
+            if j == len(ordered):
+                shared().append(len(keywords))
+            if kw_only:
+                shared().append(self.intern(pname))
+            if kind == "one":
+                self._arg(v, shared(), pre)
+            else:
+                parts.append((_EACH_TENSOR if kind == "tensors" else _EACH_NUMBER, v))
+        if not keywords:
+            shared().append(0)
+        if pre:
+            self.words += pre
         words = self.words
+        remote = self.remote
+        targets = ordered[0][0]
+        results = None if values is None else []
         for i in range(n):
-            w = list(head)
-            pre = []
-            for v, kind in positional:
-                self._arg(v if kind == "one" else v[i], w, pre)
-            w.append(len(keywords))
-            for sid, v, kind in keywords:
-                w.append(sid)
-                self._arg(v if kind == "one" else v[i], w, pre)
-            base = positional[0][0][i]
-            value = base._genie_value
+            w = []
+            for kind, x in parts:
+                if kind is _ONE:
+                    w += x
+                elif kind is _EACH_TENSOR:
+                    w.append(_ARG_TENSOR)
+                    w.append(x[i]._genie_id)
+                else:
+                    self._arg(x[i], w, words)
             vid = self._next_id
             self._next_id = vid + 1
-            if self.remote:
-                self.replaced(base._genie_id)
-            base._genie_id = vid
+            if values is None:
+                base = targets[i]
+                value = base._genie_value
+                if remote:
+                    self.replaced(base._genie_id)
+                base._genie_id = vid
+                storage = base._genie_storage
+            else:
+                value = values[i]
+                storage = vid
             shape = value.shape
+            stride = value.stride()
+            offset = value.storage_offset()
             w += (1, 1, vid, DTYPE_CODE[value.dtype], len(shape))
             w += shape
-            w += value.stride()
-            w.append(value.storage_offset())
-            w.append(base._genie_storage)
+            w += stride
+            w.append(offset)
+            w.append(storage)
             w.append(_NO_PAYLOAD)
-            if pre:
-                words += pre
             words += w
+            if results is not None:
+                results.append(LazyTensor._wrap(value, shape, stride, offset, vid, storage))
+        return results
 
     def _finish(self, info, out, args, kwargs, w):
         """The general case of dispatch: several outputs, in-place results, scalars."""
@@ -595,8 +639,9 @@ class Session:
             self._new_strings = []
         now = time.perf_counter_ns()
         words, floats = self.words, self.floats
+        # struct packs a list of ints about 3x faster than array("q", words).
         self.channel.send(frame_type, _SEGMENT_HEAD.pack(now - self._segment_start, len(words), len(floats)),
-                          array("q", words).tobytes(), floats.tobytes())
+                          struct.pack(f"<{len(words)}q", *words), floats.tobytes())
         self.words = []
         self.floats = array("d")
         self._segment_start = time.perf_counter_ns()
