@@ -175,6 +175,7 @@ class LiveConnection final : public recorder::FrontendSink {
       if (r.ok()) {
         parts_runtime_us_ += r->message.execute_us();
         if (r->message.graph()) ++report_->graph_segments;
+        if (r->message.ran_ahead()) ++report_->ran_ahead;
         continue;
       }
       if (r.status().code() == Status::Code::kIOError) {
@@ -419,12 +420,14 @@ class LiveConnection final : public recorder::FrontendSink {
     if (part) {
       parts_runtime_us_ += reply->message.execute_us();
       if (reply->message.graph()) ++report_->graph_segments;
+      if (reply->message.ran_ahead()) ++report_->ran_ahead;
       return std::string();
     }
     report_->segment_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
     report_->runtime_ms.push_back((parts_runtime_us_ + reply->message.execute_us()) / 1e3);
     parts_runtime_us_ = 0;
     if (reply->message.graph()) ++report_->graph_segments;
+    if (reply->message.ran_ahead()) ++report_->ran_ahead;
 
     // The REPLY frame: u32 length | u8 type | u8 0 | tensors | scalars.
     std::string out(5, '\0');

@@ -73,6 +73,7 @@ struct LiveReport {
   std::vector<double> segment_ms;  // genie's round trip per segment
   std::vector<double> runtime_ms;  // the runtime's execution per segment
   uint64_t graph_segments = 0;     // segments the runtime ran as replayed CUDA graphs
+  uint64_t ran_ahead = 0;          // template runs the runtime had run before they came (server.cc, run-ahead)
   uint64_t template_runs = 0;      // segments sent as a template's run (genie.proto Execute.from_template)
   std::string device, torch_version;
   std::string pool, address;  // where the last segment ran

@@ -63,8 +63,10 @@ class SlotPredictor {
   // past the end; the predictor is unchanged then.
   Status Decode(std::string_view diffs, std::vector<int64_t>* next);
 
- private:
+  // The vector expected next.
   std::vector<int64_t> Prediction() const;
+
+ private:
 
   std::vector<int64_t> last_;
   std::vector<int64_t> before_;  // empty until a second vector is seen

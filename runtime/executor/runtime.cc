@@ -273,6 +273,26 @@ class TorchRuntime final : public Runtime {
     return result;
   }
 
+  bool DefinesOnly(const traces::Segment& seg, const traces::StringTable& strings) override {
+    for (const auto& step : seg.steps) {
+      if (step.kind != traces::Step::Kind::kOp) continue;
+      if (step.op.flags & traces::Op::kRandom) return false;
+      auto handle = FindOp(strings.Get(step.op.schema));
+      if (!handle.ok()) return false;
+      for (const c10::Argument& a : handle->schema().arguments())
+        if (a.alias_info() && a.alias_info()->isWrite()) return false;
+    }
+    return true;
+  }
+
+  bool HoldsAny(uint64_t session, const std::vector<uint64_t>& ids) override {
+    Session* s = FindSession(session);
+    if (!s) return false;
+    for (uint64_t id : ids)
+      if (s->values.count(id)) return true;
+    return false;
+  }
+
   void Release(uint64_t session, const std::vector<uint64_t>& ids) override {
     Session* s = FindSession(session);
     if (!s) return;

@@ -102,6 +102,16 @@ class Runtime {
                                         const traces::StringTable& strings, const std::vector<uint64_t>& fetch,
                                         const std::vector<uint64_t>& release = {}) = 0;
 
+  // Whether running `seg` changes nothing but the values it defines: no op
+  // writes into an argument (in place or `out=`) and none draws
+  // random numbers. Such a segment can run ahead of its request and be
+  // dropped when the request differs (server.cc, run-ahead). False when an
+  // op is missing.
+  virtual bool DefinesOnly(const traces::Segment& seg, const traces::StringTable& strings) = 0;
+
+  // Whether `session` holds any of `ids`.
+  virtual bool HoldsAny(uint64_t session, const std::vector<uint64_t>& ids) = 0;
+
   // Frees values of `session` (unknown ids are ignored).
   virtual void Release(uint64_t session, const std::vector<uint64_t>& ids) = 0;
   // Values `session` holds.

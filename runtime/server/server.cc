@@ -7,11 +7,13 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "common/byte_io.h"
@@ -154,18 +156,44 @@ class Connection {
     traces::SlotPredictor slots;
     std::vector<ContentHash> hashes;
     traces::ReleasePredictor release_ids;
+    std::vector<int64_t> ints;  // the slots of its latest run
+    int defines_only = -1;      // Runtime::DefinesOnly of its segment, once asked: 0 or 1
+  };
+
+  // Run-ahead. A decode loop sends the same template runs at every step and
+  // closes the step with a fetch (the next token), whose bytes come back up
+  // inline, as a payload of the next step. Once two steps in a row were the
+  // same cycle of runs, every payload change in the second being the bytes
+  // fetched at the end of the first, the runtime runs the next cycle as soon
+  // as it has answered the last: each template with its predicted slots and
+  // the bytes just fetched in place of those payloads, keeping its results
+  // and releasing nothing. A request that arrives exactly as predicted (the
+  // template, slots and payload hashes of the front run) is answered from
+  // that run; any other drops every run made ahead, freeing what they
+  // defined, and runs as usual. Only segments that change nothing but the
+  // values they define run ahead (Runtime::DefinesOnly), and only into ids
+  // the session does not hold.
+  struct Seen {
+    uint32_t id;
+    std::vector<uint32_t> fed;  // its payload changes that carried the bytes fetched before
+    bool operator==(const Seen& o) const { return id == o.id && fed == o.fed; }
+  };
+  struct Ahead {
+    uint32_t id;
+    std::vector<int64_t> ints;
+    std::vector<ContentHash> hashes;
+    std::vector<uint64_t> defined;
+    std::vector<uint64_t> fetch;
+    std::vector<uint64_t> dropped;  // values it defined and freed at once (predicted released)
+    runtime::ExecuteResult result;
   };
 
   Status HandleExecute(const wire::Execute& ex, uint64_t payload_bytes) {
     if (payload_bytes != 0) return Status::Corruption("Execute carries no payload");
     for (const auto& s : ex.new_strings()) strings_.Intern(s);
-    if (ex.from_template() != 0) {
-      auto t = FromTemplate(ex);
-      if (!t.ok()) return ReplyError(t.status().message());
-      std::vector<uint64_t> fetch;
-      for (const auto& m : (*t)->seg.materialized) fetch.push_back(m.id);
-      return Run((*t)->seg, fetch, (*t)->release, true);
-    }
+    if (ex.from_template() != 0) return HandleTemplateRun(ex);
+    DropAhead();
+    ForgetCycles();
     traces::Segment seg;
     ByteReader in(ex.segment());
     Status st = traces::DecodeSegment(&in, strings_, &seg);
@@ -180,11 +208,161 @@ class Connection {
                           std::to_string(wire::kMaxTemplates) + ")");
       traces::SegmentSlots slots;
       traces::Flatten(seg, &slots);
+      std::vector<int64_t> ints = slots.ints;
       templates_[id] = std::make_unique<Template>(
           Template{seg, release, traces::SlotPredictor(std::move(slots.ints)), std::move(slots.hashes),
-                   traces::ReleasePredictor(release, traces::FirstDefined(seg))});
+                   traces::ReleasePredictor(release, traces::FirstDefined(seg)), std::move(ints)});
     }
-    return Run(seg, fetch, release, false);
+    auto res = Execute(seg, fetch, release);
+    if (!res.ok()) return ReplyError(res.status().message());
+    return ReplyResult(seg, fetch, *res, false, false);
+  }
+
+  Status HandleTemplateRun(const wire::Execute& ex) {
+    auto found = FromTemplate(ex);
+    if (!found.ok()) {
+      DropAhead();
+      ForgetCycles();
+      return ReplyError(found.status().message());
+    }
+    Template& t = **found;
+    std::vector<uint64_t> fetch;
+    for (const auto& m : t.seg.materialized) fetch.push_back(m.id);
+    NoteRun(ex);
+    bool ran_ahead = false;
+    runtime::ExecuteResult result;
+    if (!ahead_.empty()) {
+      Ahead& a = ahead_.front();
+      if (a.id == ex.from_template() && a.ints == t.ints && a.hashes == t.hashes && a.fetch == fetch &&
+          Within(a.dropped, t.release)) {
+        result = std::move(a.result);
+        ahead_.pop_front();
+        if (!t.release.empty()) rt_->Release(session_, t.release);
+        ran_ahead = true;
+      } else {
+        DropAhead();
+      }
+    }
+    if (!ran_ahead) {
+      auto res = Execute(t.seg, fetch, t.release);
+      if (!res.ok()) {
+        DropAhead();
+        ForgetCycles();
+        return ReplyError(res.status().message());
+      }
+      result = std::move(*res);
+    }
+    std::string fetched;
+    for (const auto& f : result.fetched) fetched += f.bytes;
+    GENIE_RETURN_IF_ERROR(ReplyResult(t.seg, fetch, result, true, ran_ahead));
+    if (!fetch.empty()) EndCycle(std::move(fetched));
+    return Status::OK();
+  }
+
+  // Run-ahead bookkeeping of a template run as received: which of its
+  // payload changes carried exactly the bytes fetched before.
+  void NoteRun(const wire::Execute& ex) {
+    Seen seen{ex.from_template(), {}};
+    for (const auto& change : ex.payloads()) {
+      // The bytes inline, or their hash when the runtime holds them already (a token seen before).
+      bool fed = !fetched_.empty() &&
+                 (change.data().empty() ? change.hash() == std::string_view(reinterpret_cast<const char*>(
+                                                               fetched_hash_.bytes.data()), fetched_hash_.bytes.size())
+                                        : change.data() == fetched_);
+      if (fed) seen.fed.push_back(change.index());
+      else cycle_fed_ = false;
+    }
+    cycle_.push_back(std::move(seen));
+  }
+
+  // A run that fetched `fetched` closed the cycle; runs the next one ahead
+  // when this cycle repeated the one before and was fed by its fetch.
+  void EndCycle(std::string fetched) {
+    bool repeat = cycle_fed_ && cycle_ == last_cycle_;
+    if (cycle_fed_) last_cycle_ = std::move(cycle_);
+    else last_cycle_.clear();
+    cycle_.clear();
+    cycle_fed_ = true;
+    fetched_ = std::move(fetched);
+    fetched_hash_ = ContentHash::Of(fetched_.data(), fetched_.size());
+    if (repeat && ahead_.empty()) RunAhead();
+  }
+
+  void ForgetCycles() {
+    cycle_.clear();
+    last_cycle_.clear();
+    cycle_fed_ = true;
+    fetched_.clear();
+  }
+
+  void RunAhead() {
+    for (const Seen& seen : last_cycle_) {
+      auto it = templates_.find(seen.id);
+      if (it == templates_.end()) break;
+      Template& t = *it->second;
+      if (t.defines_only < 0) t.defines_only = rt_->DefinesOnly(t.seg, strings_) ? 1 : 0;
+      if (!t.defines_only) break;
+      Ahead a{seen.id, t.slots.Prediction(), t.hashes, {}, {}, {}, {}};
+      if (!seen.fed.empty()) {
+        const ContentHash& h = fetched_hash_;
+        if (!rt_->PutBlob(session_, h, runtime::BlobBuffer::Copy(fetched_), true).ok()) break;
+        bool inside = true;
+        for (uint32_t i : seen.fed) {
+          if (i >= a.hashes.size()) inside = false;
+          else a.hashes[i] = h;
+        }
+        if (!inside) break;
+      }
+      // The template's segment takes the predicted run; a request re-assigns its own.
+      if (!traces::Assign(a.ints, a.hashes, &t.seg).ok()) break;
+      auto fingerprint = traces::Fingerprint(t.seg);
+      if (!fingerprint.ok()) break;
+      t.seg.fingerprint = *fingerprint;
+      a.defined = DefinedIds(t.seg);
+      if (rt_->HoldsAny(session_, a.defined)) break;
+      for (const auto& m : t.seg.materialized) a.fetch.push_back(m.id);
+      // The values it defines that its predicted release list frees go with
+      // the run (on CUDA, never copied out of the graph); the request must
+      // release them too. Values from before it are freed by the request.
+      std::vector<uint64_t> predicted;
+      traces::ReleasePredictor releases = t.release_ids;
+      if (!releases.Decode("", traces::FirstDefined(t.seg), &predicted).ok()) break;
+      std::unordered_set<uint64_t> defined(a.defined.begin(), a.defined.end());
+      for (uint64_t id : predicted)
+        if (defined.count(id)) a.dropped.push_back(id);
+      auto res = rt_->Execute(session_, t.seg, strings_, a.fetch, a.dropped);
+      if (!res.ok()) {
+        rt_->Release(session_, a.defined);
+        break;
+      }
+      a.result = std::move(*res);
+      ahead_.push_back(std::move(a));
+    }
+  }
+
+  void DropAhead() {
+    for (const Ahead& a : ahead_) rt_->Release(session_, a.defined);
+    ahead_.clear();
+  }
+
+  // Whether every id of `some` is in `all`.
+  static bool Within(const std::vector<uint64_t>& some, const std::vector<uint64_t>& all) {
+    if (some.empty()) return true;
+    std::unordered_set<uint64_t> in(all.begin(), all.end());
+    for (uint64_t id : some)
+      if (!in.count(id)) return false;
+    return true;
+  }
+
+  static std::vector<uint64_t> DefinedIds(const traces::Segment& seg) {
+    std::vector<uint64_t> ids;
+    for (const auto& step : seg.steps) {
+      if (step.kind == traces::Step::Kind::kInput) ids.push_back(step.input.id);
+      else
+        for (const auto& out : step.op.outputs)
+          if (out.is_tensor) ids.push_back(out.id);
+    }
+    return ids;
   }
 
   // Brings the template named by `ex` up to this run: its slots, payloads and fingerprint.
@@ -209,6 +387,7 @@ class Connection {
       }
     }
     GENIE_RETURN_IF_ERROR(traces::Assign(ints, t.hashes, &t.seg));
+    t.ints = std::move(ints);
     st = t.release_ids.Decode(ex.release_diffs(), traces::FirstDefined(t.seg), &t.release);
     if (!st.ok()) return Status::InvalidArgument("malformed template run: " + st.message());
     // The structure holds sizes and integer arguments: a longer KV cache is another graph.
@@ -216,26 +395,32 @@ class Connection {
     return &t;
   }
 
-  // Executes `seg` and replies. `from_template`: the reply may leave out
-  // tensor infos that the segment's own metas give (ExecuteReply.as_recorded).
-  Status Run(const traces::Segment& seg, const std::vector<uint64_t>& fetch, const std::vector<uint64_t>& release,
-             bool from_template) {
+  // Executes `seg`; on failure the values in `release` are freed all the same.
+  Result<runtime::ExecuteResult> Execute(const traces::Segment& seg, const std::vector<uint64_t>& fetch,
+                                         const std::vector<uint64_t>& release) {
     auto res = rt_->Execute(session_, seg, strings_, fetch, release);
-    if (!res.ok() && !release.empty()) rt_->Release(session_, release);
     if (!res.ok()) {
+      if (!release.empty()) rt_->Release(session_, release);
       Log(LogLevel::kWarn, sock_.peer() + " segment " + std::to_string(seg.index) + " failed: " + res.status().message());
-      return ReplyError(res.status().message());
     }
+    return res;
+  }
+
+  // Replies with what running `seg` gave. `from_template`: the reply may
+  // leave out tensor infos that the segment's own metas give
+  // (ExecuteReply.as_recorded); `ran_ahead`: it ran before the request came.
+  Status ReplyResult(const traces::Segment& seg, const std::vector<uint64_t>& fetch,
+                     const runtime::ExecuteResult& result, bool from_template, bool ran_ahead) {
     wire::Envelope reply;
     auto* r = reply.mutable_execute_reply();
     std::string payload;
     bool as_recorded = from_template;
-    for (size_t i = 0; i < res->fetched.size() && as_recorded; ++i) {
+    for (size_t i = 0; i < result.fetched.size() && as_recorded; ++i) {
       const traces::TensorMeta* meta = traces::DefinedMeta(seg, fetch[i]);
-      as_recorded = meta && meta->dtype == res->fetched[i].dtype && meta->sizes == res->fetched[i].sizes;
+      as_recorded = meta && meta->dtype == result.fetched[i].dtype && meta->sizes == result.fetched[i].sizes;
     }
     r->set_as_recorded(as_recorded);
-    for (const auto& t : res->fetched) {
+    for (const auto& t : result.fetched) {
       if (!as_recorded) {
         auto* info = r->add_tensors();
         info->set_dtype(traces::DTypeName(t.dtype));
@@ -244,18 +429,20 @@ class Connection {
       }
       payload += t.bytes;
     }
-    for (const auto& a : res->scalars) {
+    for (const auto& a : result.scalars) {
       auto* s = r->add_scalars();
       if (a.kind == traces::Arg::Kind::kBool) s->set_b(a.i != 0);
       else if (a.kind == traces::Arg::Kind::kInt) s->set_i(a.i);
       else if (a.kind == traces::Arg::Kind::kFloat) s->set_f(a.f);
     }
-    r->set_execute_us(res->execute_us);
-    r->set_graph(res->graph);
+    r->set_execute_us(result.execute_us);
+    r->set_graph(result.graph);
+    r->set_ran_ahead(ran_ahead);
     if (LogEnabled(LogLevel::kInfo)) {
       char buf[160];
-      std::snprintf(buf, sizeof(buf), " execute segment %llu: %zu ops in %.3f ms, %zu bytes back",
-                    static_cast<unsigned long long>(seg.index), seg.num_ops(), res->execute_us / 1e3, payload.size());
+      std::snprintf(buf, sizeof(buf), " execute segment %llu: %zu ops in %.3f ms%s, %zu bytes back",
+                    static_cast<unsigned long long>(seg.index), seg.num_ops(), result.execute_us / 1e3,
+                    ran_ahead ? " (ran ahead)" : "", payload.size());
       Log(LogLevel::kInfo, sock_.peer() + buf);
     }
     return Reply(reply, payload.data(), payload.size());
@@ -268,6 +455,13 @@ class Connection {
   uint64_t session_ = 0;
   traces::StringTable strings_;
   std::unordered_map<uint32_t, std::unique_ptr<Template>> templates_;
+  // Run-ahead (see Seen).
+  std::vector<Seen> cycle_;       // the template runs since the last run that fetched
+  bool cycle_fed_ = true;         // every payload change in cycle_ carried exactly fetched_
+  std::vector<Seen> last_cycle_;  // the cycle before, when it was fed
+  std::string fetched_;           // the bytes the last run that fetched fetched
+  ContentHash fetched_hash_;      // and their hash
+  std::deque<Ahead> ahead_;       // runs made ahead, in the order their requests are expected
 };
 
 }  // namespace

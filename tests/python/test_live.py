@@ -128,7 +128,8 @@ def test_decode_steps_after_warm_up_travel_as_template_runs_of_a_few_bytes(genie
         r, runs[tokens] = live(genie, program, "--tokens", str(tokens))
         assert r.returncode == 0, r.stderr
         assert r.stdout == want.stdout
-    more = {k: runs[24][k] - runs[8][k] for k in ("segments", "parts", "template_runs", "bytes_up", "bytes_down")}
+    more = {k: runs[24][k] - runs[8][k] for k in ("segments", "parts", "template_runs", "bytes_up", "bytes_down",
+                                                  "ran_ahead")}
     # Each step: the model's ops sent ahead as a part, then the argmax that closes the segment.
     assert more["segments"] == 16 and more["parts"] == 16
     assert more["template_runs"] == more["segments"] + more["parts"]
@@ -137,6 +138,57 @@ def test_decode_steps_after_warm_up_travel_as_template_runs_of_a_few_bytes(genie
     # checks make some steps longer).
     assert more["bytes_up"] / 16 < 150
     assert more["bytes_down"] / 16 < 50
+    # The runtime ran each later step's two template runs before they came
+    # (its model run fed by the token it had just fetched).
+    assert more["ran_ahead"] == 2 * 16
+
+
+def test_a_step_run_ahead_but_not_taken_is_dropped_and_the_step_runs_as_sent(genie):
+    # One segment per step, its input the token fetched at the step before,
+    # except every seventh step, where the program feeds another value: the
+    # run made ahead for it mispredicts, and the value the program sends wins.
+    program = genie.script("""
+        import sys
+        import torch
+        dev = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+        torch.manual_seed(0)
+        table = torch.randn(50, 8).to(dev)
+        proj = torch.randn(8, 50).to(dev)
+        tok = 1
+        for i in range(40):
+            x = torch.tensor([tok], device=dev)
+            nxt = (table[x] @ proj)[0].argmax().item()
+            tok = nxt if i % 7 != 6 else (nxt + 7) % 50
+            print(i, nxt, tok)
+    """)
+    want = eager(program, "cpu")
+    assert want.returncode == 0, want.stderr
+    r, report = live(genie, program)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == want.stdout
+    # Steps ran ahead between the changes, not at them (5 changes, and two
+    # steps to see the loop again after each).
+    assert 10 <= report["ran_ahead"] <= 40 - 5
+
+
+def test_a_step_that_changes_a_value_in_place_never_runs_ahead(genie):
+    program = genie.script("""
+        import sys
+        import torch
+        dev = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+        acc = torch.zeros(4, device=dev)
+        tok = 1
+        for i in range(20):
+            acc.add_(torch.tensor([tok] * 4, device=dev))  # a value from before the step, changed
+            tok = int(acc.sum().item()) % 7
+            print(tok)
+    """)
+    want = eager(program, "cpu")
+    assert want.returncode == 0, want.stderr
+    r, report = live(genie, program)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == want.stdout
+    assert report["template_runs"] >= 10 and report["ran_ahead"] == 0
 
 
 def test_a_segment_that_fails_amid_template_runs_leaves_the_later_ones_right(genie):

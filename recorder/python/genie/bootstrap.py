@@ -11,7 +11,6 @@ import importlib.abc
 import importlib.util
 import os
 import platform
-import struct
 import sys
 
 from . import __version__, codes

@@ -810,6 +810,9 @@ class RemoteSession(Session):
         self.record_random = False  # random ops either run here (see _random_locally) or draw remotely
         self.exec_device = _META
         self.released = []  # value ids whose LazyTensors are gone, sent with the next segment
+        # Open record words (about 30 per op) after which ops are sent ahead
+        # (see send_ahead); GENIE_PART_WORDS=0 keeps every segment whole.
+        self.part_words = int(os.environ.get("GENIE_PART_WORDS", "2048"))
         self._shapes = {}   # (op, argument signatures) -> how to make its meta results (see _recipe)
 
     def add_input(self, cpu_value, kind):
@@ -873,6 +876,15 @@ class RemoteSession(Session):
         self._add_released()
         super().flush()
         return self.channel.recv_reply()
+
+    def send_ahead(self):
+        """Sends the open ops ahead as a PART once `part_words` record words
+        are open, so that the runtime executes them while the program's
+        Python goes on; never inside a meta kernel, nor in the middle of a
+        template's proving capture, which needs its records whole."""
+        if self.part_words and len(self.words) >= self.part_words and not self.in_kernel and \
+                (self.templates is None or not self.templates.capturing):
+            self.send_part()
 
     def send_part(self):
         """Sends the open segment's ops ahead as a PART: the runtime executes

@@ -13,7 +13,6 @@ any module (a loss, sampling the next token) keep that forward's phase.
 """
 import functools
 import inspect
-import os
 import weakref
 
 import torch
@@ -109,19 +108,10 @@ def _wrap_call(orig):
             out = templates.call(self, plain, args, kwargs)
         else:
             out = plain(self, args, kwargs)
-        # Live mode: a module's ops go ahead once enough are open, so the
-        # runtime executes them while the program's Python goes on; never in
-        # the middle of a template's proving capture, which needs its records whole.
-        if session.remote and PART_WORDS and len(session.words) >= PART_WORDS and not session.in_kernel and \
-                (templates is None or not templates.capturing):
-            session.send_part()
+        if session.remote:
+            session.send_ahead()  # a module's ops go ahead once enough are open
         return out
     return call
-
-
-# Open record words (about 30 per op) after which a module call's ops are
-# sent ahead in live mode; GENIE_PART_WORDS=0 keeps every segment whole.
-PART_WORDS = int(os.environ.get("GENIE_PART_WORDS", "2048"))
 
 
 def _with_phase(phase, fn, capture_all=False):

@@ -579,8 +579,12 @@ class Templates:
             return _MISS
         base, values, w = self._replay_words(tpl, exts, ints)
         s = self.session
-        if s.remote and tpl.dead:
-            s.released.extend([base + r for r in tpl.dead])
+        if s.remote:
+            if tpl.dead:
+                s.released.extend([base + r for r in tpl.dead])
+            # The records go ahead before the results are built: the runtime
+            # starts on them while this Python makes the LazyTensors.
+            s.send_ahead()
         made = {}
         out = _build(tpl.result, base, exts, values, w, made)
         for path, spec in tpl.writes:
