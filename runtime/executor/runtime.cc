@@ -285,6 +285,14 @@ class TorchRuntime final : public Runtime {
     return true;
   }
 
+  bool UsesFingerprints() const override {
+#ifdef GENIE_WITH_CUDA_GRAPHS
+    return device_.is_cuda();
+#else
+    return false;
+#endif
+  }
+
   bool HoldsAny(uint64_t session, const std::vector<uint64_t>& ids) override {
     Session* s = FindSession(session);
     if (!s) return false;

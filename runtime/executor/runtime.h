@@ -109,6 +109,10 @@ class Runtime {
   // op is missing.
   virtual bool DefinesOnly(const traces::Segment& seg, const traces::StringTable& strings) = 0;
 
+  // Whether Execute reads Segment::fingerprint (CUDA graphs); a caller that
+  // rebuilds a segment need not compute it otherwise.
+  virtual bool UsesFingerprints() const = 0;
+
   // Whether `session` holds any of `ids`.
   virtual bool HoldsAny(uint64_t session, const std::vector<uint64_t>& ids) = 0;
 

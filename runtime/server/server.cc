@@ -315,9 +315,11 @@ class Connection {
       }
       // The template's segment takes the predicted run; a request re-assigns its own.
       if (!traces::Assign(a.ints, a.hashes, &t.seg).ok()) break;
-      auto fingerprint = traces::Fingerprint(t.seg);
-      if (!fingerprint.ok()) break;
-      t.seg.fingerprint = *fingerprint;
+      if (rt_->UsesFingerprints()) {
+        auto fingerprint = traces::Fingerprint(t.seg);
+        if (!fingerprint.ok()) break;
+        t.seg.fingerprint = *fingerprint;
+      }
       a.defined = DefinedIds(t.seg);
       if (rt_->HoldsAny(session_, a.defined)) break;
       for (const auto& m : t.seg.materialized) a.fetch.push_back(m.id);
@@ -391,7 +393,9 @@ class Connection {
     st = t.release_ids.Decode(ex.release_diffs(), traces::FirstDefined(t.seg), &t.release);
     if (!st.ok()) return Status::InvalidArgument("malformed template run: " + st.message());
     // The structure holds sizes and integer arguments: a longer KV cache is another graph.
-    GENIE_ASSIGN_OR_RETURN(t.seg.fingerprint, traces::Fingerprint(t.seg));
+    if (rt_->UsesFingerprints()) {
+      GENIE_ASSIGN_OR_RETURN(t.seg.fingerprint, traces::Fingerprint(t.seg));
+    }
     return &t;
   }
 

@@ -240,6 +240,71 @@ def test_a_cache_object_that_calls_update_is_replayed_with_its_updates(genie, mo
     assert replays >= 2 * 18, r.stderr
 
 
+MODEL_OUTPUT = """
+import collections, dataclasses, sys
+import torch, torch.nn as nn
+dev = sys.argv[1]
+
+@dataclasses.dataclass
+class Output(collections.OrderedDict):   # like transformers' ModelOutput: a dict of its fields that are set
+    logits: torch.Tensor = None
+    past: object = None
+    hidden: tuple = None
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            if getattr(self, f.name) is not None:
+                self[f.name] = getattr(self, f.name)
+
+class Cache:                              # updated in place and returned, as DynamicCache is
+    def __init__(self):
+        self.keys = None
+    def update(self, k):
+        self.keys = k if self.keys is None else torch.cat([self.keys, k], 1)
+        return self.keys
+
+class Decoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(40, 16)
+        self.head = nn.Linear(16, 40)
+    def forward(self, ids, past=None):
+        x = self.emb(ids)
+        k = past.update(x)
+        x = x + torch.softmax(x @ k.transpose(1, 2) / 4, -1) @ k
+        return Output(logits=self.head(x), past=past)
+
+torch.manual_seed(0)
+model = Decoder().to(dev).eval()
+cache, tok, toks, same = Cache(), 3, [], []
+with torch.no_grad():
+    for step in range(24):
+        out = model(torch.tensor([[tok]], device=dev), past=cache)
+        same.append(out.past is cache and list(out.keys()) == ["logits", "past"] and out.hidden is None)
+        cache = out.past
+        tok = int(out.logits[0, -1].argmax().item())
+        toks.append(tok)
+print(toks, all(same), tuple(cache.keys.shape))
+"""
+
+
+@pytest.mark.parametrize("mode", ["record", "live"])
+def test_a_whole_model_returning_a_model_output_with_its_cache_is_replayed(genie, mode):
+    program = genie.script(MODEL_OUTPUT)
+    want = eager(program, "cpu")
+    assert want.returncode == 0, want.stderr
+    assert "True" in want.stdout
+    if mode == "record":
+        r, _ = genie.record(with_stats(genie, program), "remote_accelerator", trace="out.gtrace")
+    else:
+        r, _ = live(genie, with_stats(genie, program), "remote_accelerator")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == want.stdout
+    # The Decoder call itself replays (its result rebuilt from its fields,
+    # the cache argument returned as is), not only the modules inside it.
+    replays, ops = replayed_ops(r.stderr)
+    assert replays >= 18 and ops >= 18 * 8, r.stderr
+
+
 TRAINING = """
 import sys
 import torch, torch.nn as nn, torch.nn.functional as F

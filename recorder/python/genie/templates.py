@@ -75,6 +75,8 @@ tensors in tuples and lists, and nested calls run plainly. A replay runs no
 Python of the module, so hooks it would register on its inner tensors
 (register_hook, retain_grad) are not registered.
 """
+import collections
+import dataclasses
 import enum
 import os
 import weakref
@@ -306,7 +308,7 @@ class Templates:
                 raise _Ineligible("an in-place change to an argument, parameter or buffer")
             writes = _writes(args, kwargs, sig, slots) if slots else ()
             cap = self._analyse(ints, words[start_word:], floats[start_float:], start_float, start_id,
-                                s._next_id - start_id, exts, sources, out, writes)
+                                s._next_id - start_id, exts, sources, out, writes, _call_objects(args, kwargs))
         except _Ineligible:
             fam.failed = True
             fam.forget()
@@ -319,7 +321,7 @@ class Templates:
             self._mismatch(fam)
         return out
 
-    def _analyse(self, ints, words, floats, start_float, start_id, n_ids, exts, sources, out, writes):
+    def _analyse(self, ints, words, floats, start_float, start_id, n_ids, exts, sources, out, writes, objects=None):
         ext_id, ext_storage = {}, {}
         for i, t in enumerate(exts):
             ext_id.setdefault(t._genie_id, i)
@@ -338,7 +340,7 @@ class Templates:
         cap.n_ids = n_ids
         cap.sources = sources
         result_ids = set()
-        cap.result = _result(out, start_id, exts, out_pos, result_ids)
+        cap.result = _result(out, start_id, exts, out_pos, result_ids, objects)
         cap.writes = tuple((path, _result(t, start_id, exts, out_pos, result_ids)) for path, t in writes)
         cap.dead = [r for r in range(n_ids) if r not in result_ids]
         cap.phase_after = self.session.phase
@@ -586,9 +588,9 @@ class Templates:
             # starts on them while this Python makes the LazyTensors.
             s.send_ahead()
         made = {}
-        out = _build(tpl.result, base, exts, values, w, made)
         for path, spec in tpl.writes:
             _assign(args, kwargs, path, _build(spec, base, exts, values, w, made))
+        out = _build(tpl.result, base, exts, values, w, made, (args, kwargs))
         return out
 
     # ---- grad mode ----------------------------------------------------------
@@ -760,9 +762,12 @@ def _run(program, env, w):
 
 
 # Result specs: ("t", relative id, position of its output record's id word),
-# ("e", external index), ("c", constant), (tuple or list, specs).
+# ("e", external index), ("c", constant), (tuple or list, specs), ("o", key)
+# (an argument object returned as is: a KV cache object), ("m", class, names,
+# specs, by field) (a dict, or a dataclass that is a dict: transformers'
+# ModelOutput, rebuilt from its fields).
 
-def _result(out, start_id, exts, out_pos, result_ids):
+def _result(out, start_id, exts, out_pos, result_ids, objects=None):
     t = type(out)
     if t is LazyTensor:
         v = out._genie_id
@@ -773,14 +778,56 @@ def _result(out, start_id, exts, out_pos, result_ids):
         if e is None:
             raise _Ineligible("a result that is a tensor from outside the call")
         return ("e", e)
+    if objects and id(out) in objects:
+        return ("o", objects[id(out)])
     if t is tuple or t is list:
-        return (t, tuple(_result(o, start_id, exts, out_pos, result_ids) for o in out))
+        return (t, tuple(_result(o, start_id, exts, out_pos, result_ids, objects) for o in out))
     if out is None or t in (int, float, bool, str):
         return ("c", out)
+    if isinstance(out, dict):
+        return _mapping_result(out, start_id, exts, out_pos, result_ids, objects)
     raise _Ineligible(f"a result of type {t.__name__}")
 
 
-def _build(spec, base, exts, values, w, made):
+def _mapping_result(out, start_id, exts, out_pos, result_ids, objects):
+    """The spec of a dict result: a dict or OrderedDict by its items, a
+    dataclass that is a dict (ModelOutput) by its fields, once rebuilding
+    it so gives the same keys and values."""
+    t = type(out)
+    if t is dict or t is collections.OrderedDict:
+        names, by_field = tuple(out.keys()), False
+        if not all(type(k) is str for k in names):
+            raise _Ineligible("a dict result with keys other than strings")
+        values = [out[k] for k in names]
+        rebuilt = t(zip(names, values))
+    elif dataclasses.is_dataclass(t):
+        names, by_field = tuple(f.name for f in dataclasses.fields(t)), True
+        values = [getattr(out, k) for k in names]
+        try:
+            rebuilt = t(**dict(zip(names, values)))
+        except Exception:
+            raise _Ineligible(f"a result of type {t.__name__} that its fields do not rebuild") from None
+    else:
+        raise _Ineligible(f"a result of type {t.__name__}")
+    if list(rebuilt.keys()) != list(out.keys()) or any(rebuilt[k] is not out[k] for k in out) or \
+            (by_field and any(getattr(rebuilt, k) is not v for k, v in zip(names, values))):
+        raise _Ineligible(f"a result of type {t.__name__} that its fields do not rebuild")
+    specs = tuple(_result(v, start_id, exts, out_pos, result_ids, objects) for v in values)
+    return ("m", t, names, specs, by_field)
+
+
+def _call_objects(args, kwargs):
+    """The call's mutable arguments that a result may be, returned as the
+    same object (a KV cache object the call updates and returns):
+    id -> ("a", position) or ("k", name)."""
+    found = {}
+    for key, a in [(("a", i), a) for i, a in enumerate(args)] + [(("k", k), a) for k, a in kwargs.items()]:
+        if a is not None and not isinstance(a, (torch.Tensor, int, float, bool, str, tuple)):
+            found.setdefault(id(a), key)
+    return found
+
+
+def _build(spec, base, exts, values, w, made, call=None):
     kind = spec[0]
     if kind == "t":
         rel = spec[1]
@@ -801,7 +848,14 @@ def _build(spec, base, exts, values, w, made):
         return exts[spec[1]]
     if kind == "c":
         return spec[1]
-    return kind(_build(s, base, exts, values, w, made) for s in spec[1])
+    if kind == "o":
+        where, key = spec[1]
+        return call[0][key] if where == "a" else call[1][key]
+    if kind == "m":
+        _, cls, names, specs, by_field = spec
+        built = [_build(x, base, exts, values, w, made, call) for x in specs]
+        return cls(**dict(zip(names, built))) if by_field else cls(zip(names, built))
+    return kind(_build(x, base, exts, values, w, made, call) for x in spec[1])
 
 
 def _meta(shape, stride, offset, dtype):
