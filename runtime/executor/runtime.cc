@@ -278,7 +278,7 @@ class TorchRuntime final : public Runtime {
       if (step.kind != traces::Step::Kind::kOp) continue;
       if (step.op.flags & traces::Op::kRandom) return false;
       auto handle = FindOp(strings.Get(step.op.schema));
-      if (!handle.ok()) return false;
+      if (!handle.ok() || handle->hasTag(at::Tag::nondeterministic_seeded)) return false;  // draws from the RNG
       for (const c10::Argument& a : handle->schema().arguments())
         if (a.alias_info() && a.alias_info()->isWrite()) return false;
     }
