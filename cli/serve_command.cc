@@ -72,6 +72,9 @@ void AddServeOptions(CLI::App* cmd, Action* action) {
   cmd->add_flag("--tf32-conv", a->options.tf32_conv,
                "On CUDA, let convolutions use TF32 as eager PyTorch does by default (torch.backends.cudnn.allow_tf32); "
                "without it they run at full float32 precision, so replays verify against CPU recordings");
+  cmd->add_flag("--run-ahead,!--no-run-ahead", a->options.run_ahead,
+               "Run a decode loop's next step before its requests come, once two steps showed the loop "
+               "(default on; off spends no compute on steps that may not come)");
   cmd->add_option("--log-level", a->log_level,
                   "debug, info (a line per request), warn or error (default: $GENIE_LOG_LEVEL, else info)");
   cmd->footer("Prints \"listening on HOST:PORT\" once it accepts connections. SIGTERM or SIGINT stop it cleanly.");

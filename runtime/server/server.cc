@@ -285,7 +285,7 @@ class Connection {
     cycle_fed_ = true;
     fetched_ = std::move(fetched);
     fetched_hash_ = ContentHash::Of(fetched_.data(), fetched_.size());
-    if (repeat && ahead_.empty()) RunAhead();
+    if (repeat && ahead_.empty() && opts_.run_ahead) RunAhead();
   }
 
   void ForgetCycles() {

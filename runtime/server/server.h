@@ -18,6 +18,7 @@ struct ServeOptions {
   uint64_t max_memory = 0;    // bytes for cached tensors; 0: no limit
   uint64_t max_payload = 64ull << 30;
   bool tf32_conv = false;     // convolutions on CUDA may use TF32 (eager PyTorch's default)
+  bool run_ahead = true;      // run a fed loop's next step before it comes (server.cc, run-ahead)
 };
 
 // Serves until SIGTERM or SIGINT, then closes every connection and returns OK.
