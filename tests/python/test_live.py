@@ -143,7 +143,7 @@ def test_decode_steps_after_warm_up_travel_as_template_runs_of_a_few_bytes(genie
     assert more["ran_ahead"] == 2 * 16
 
 
-def test_a_step_run_ahead_but_not_taken_is_dropped_and_the_step_runs_as_sent(genie):
+def test_a_step_run_ahead_but_not_taken_is_dropped_and_the_step_runs_as_sent(genie, tmp_path):
     # One segment per step, its input the token fetched at the step before,
     # except every seventh step, where the program feeds another value: the
     # run made ahead for it mispredicts, and the value the program sends wins.
@@ -169,6 +169,16 @@ def test_a_step_run_ahead_but_not_taken_is_dropped_and_the_step_runs_as_sent(gen
     # Steps ran ahead between the changes, not at them (5 changes, and two
     # steps to see the loop again after each).
     assert 10 <= report["ran_ahead"] <= 40 - 5
+    # A runtime started with --no-run-ahead answers every step as sent.
+    quiet = Runtime(tmp_path, extra=("--no-run-ahead",))
+    try:
+        pool_config(tmp_path, quiet.address)
+        r, report = live(genie, program, pool="test-pool", config=str(tmp_path / "genie.yaml"))
+    finally:
+        quiet.stop()
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == want.stdout
+    assert report["template_runs"] >= 30 and report["ran_ahead"] == 0
 
 
 def test_a_step_that_changes_a_value_in_place_never_runs_ahead(genie):
