@@ -877,13 +877,16 @@ class RemoteSession(Session):
         super().flush()
         return self.channel.recv_reply()
 
-    def send_ahead(self):
+    def send_ahead(self, at_least=None):
         """Sends the open ops ahead as a PART once `part_words` record words
-        are open, so that the runtime executes them while the program's
-        Python goes on; never inside a meta kernel, nor in the middle of a
-        template's proving capture, which needs its records whole."""
-        if self.part_words and len(self.words) >= self.part_words and not self.in_kernel and \
-                (self.templates is None or not self.templates.capturing):
+        (or `at_least`, when fewer) are open, so that the runtime executes
+        them while the program's Python goes on; never inside a meta kernel,
+        nor in the middle of a template's proving capture, which needs its
+        records whole."""
+        if not self.part_words:
+            return
+        least = self.part_words if at_least is None else min(at_least, self.part_words)
+        if len(self.words) >= least and not self.in_kernel and (self.templates is None or not self.templates.capturing):
             self.send_part()
 
     def send_part(self):

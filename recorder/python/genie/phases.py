@@ -114,6 +114,10 @@ def _wrap_call(orig):
     return call
 
 
+# Open record words (about 8 ops) that go ahead at the end of a backward or an optimizer step.
+_PHASE_PART_WORDS = 256
+
+
 def _with_phase(phase, fn, capture_all=False):
     """Runs `fn` in `phase`. With `capture_all`, every ATen op inside goes
     through the session: autograd's backward formulas create helper tensors
@@ -129,12 +133,19 @@ def _with_phase(phase, fn, capture_all=False):
         try:
             if capture_all:
                 with device.capture_all():
-                    return fn(*args, **kwargs)
-            return fn(*args, **kwargs)
+                    out = fn(*args, **kwargs)
+            else:
+                out = fn(*args, **kwargs)
         finally:
             _override.pop()
             session.phase = _override[-1] if _override else codes.PHASE_NONE
             session.module_sid = saved_module
+        if session.remote and not _override:
+            # A training step's backward and its optimizer step go ahead as
+            # parts: the runtime runs them while the program's Python goes on
+            # (the next phase's ops, the loss's materialization).
+            session.send_ahead(_PHASE_PART_WORDS)
+        return out
     run._genie_phase = True
     return run
 
