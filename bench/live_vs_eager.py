@@ -11,7 +11,9 @@ These whole runs are short (3 to 12 steps) and include the one-time work:
 the parameters' upload, the captures that prove templates. The steady state
 that the targets name is measured apart: each program at two lengths (its
 `--steps` or `--tokens`, SHORT and LONG below); per step = the difference of
-the two runs' times / the difference of the lengths, eager and live alike.
+the two runs' times / the difference of the lengths, eager and live alike,
+in `--rounds` alternating rounds (medians, and the range of the per-round
+ratios: on a 2-core machine one round can be 50% off).
 
 For the decode loop it also prints, per decode step after warm-up (the
 difference between runs with two token counts): round trips, and bytes on
@@ -32,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ["mlp_train", "gpt_decode", "cnn", "recsys", "two_tower"]
 TARGET = {"gpt_decode": 1.0}
 # The steady state: each program's length argument at two values.
-LENGTH = {"gpt_decode": ("--tokens", 8, 40)}
+LENGTH = {"gpt_decode": ("--tokens", 16, 48)}  # past the template proofs and run-ahead warm-up
 SHORT, LONG = 4, 24
 
 
@@ -49,6 +51,7 @@ def main():
     p.add_argument("--genie", default=str(ROOT / "build" / "cli" / "genie"))
     p.add_argument("--python", default="/usr/bin/python3")
     p.add_argument("--device", default="cpu", help="the runtime's device")
+    p.add_argument("--rounds", type=int, default=3, help="steady-state rounds (eager and live alternate)")
     args = p.parse_args()
 
     serve = subprocess.Popen([args.genie, "serve", "--listen", "127.0.0.1:0", "--device", args.device,
@@ -76,24 +79,27 @@ def main():
                       f"{TARGET.get(name, 1.1):>6.1f}  {'yes' if r.stdout == eager.stdout else 'NO'}")
 
             print(f"\nsteady state, per step ({SHORT} and {LONG} steps; gpt_decode: tokens "
-                  f"{LENGTH['gpt_decode'][1]} and {LENGTH['gpt_decode'][2]})")
-            print(f"{'example':<11} {'eager ms':>9} {'live ms':>9} {'ratio':>6} {'target':>6}")
+                  f"{LENGTH['gpt_decode'][1]} and {LENGTH['gpt_decode'][2]}; medians of {args.rounds} rounds)")
+            print(f"{'example':<11} {'eager ms':>9} {'live ms':>9} {'ratio':>6} {'range':>11} {'target':>6}")
             for name in EXAMPLES:
                 program = str(ROOT / "examples" / f"{name}.py")
                 flag, short, long = LENGTH.get(name, ("--steps", SHORT, LONG))
-                per = {}
-                for mode, cmd in (("eager", [args.python, timed, program, "--device", "cpu"]),
-                                  ("live", [*live, timed, program])):
-                    t = {}
-                    for n in (short, long):
-                        r = subprocess.run([*cmd, flag, str(n)], capture_output=True, text=True)
-                        if r.returncode != 0:
-                            sys.exit(r.stderr)
-                        t[n] = seconds(r.stderr)
-                    per[mode] = (t[long] - t[short]) / (long - short) * 1e3
-                ratio = per["live"] / per["eager"]
-                ratios.append(ratio)
-                print(f"{name:<11} {per['eager']:>9.2f} {per['live']:>9.2f} {ratio:>6.2f} {TARGET.get(name, 1.1):>6.1f}")
+                per = {"eager": [], "live": []}
+                for _ in range(args.rounds):
+                    for mode, cmd in (("eager", [args.python, timed, program, "--device", "cpu"]),
+                                      ("live", [*live, timed, program])):
+                        t = {}
+                        for n in (short, long):
+                            r = subprocess.run([*cmd, flag, str(n)], capture_output=True, text=True)
+                            if r.returncode != 0:
+                                sys.exit(r.stderr)
+                            t[n] = seconds(r.stderr)
+                        per[mode].append((t[long] - t[short]) / (long - short) * 1e3)
+                e, l_ = statistics.median(per["eager"]), statistics.median(per["live"])
+                each = [b / a for a, b in zip(per["eager"], per["live"])]
+                ratios.append(l_ / e)
+                print(f"{name:<11} {e:>9.2f} {l_:>9.2f} {l_ / e:>6.2f} {min(each):>5.2f}-{max(each):<5.2f} "
+                      f"{TARGET.get(name, 1.1):>6.1f}")
 
             program = str(ROOT / "examples" / "gpt_decode.py")
             runs = {}
