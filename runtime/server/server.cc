@@ -228,7 +228,7 @@ class Connection {
     Template& t = **found;
     std::vector<uint64_t> fetch;
     for (const auto& m : t.seg.materialized) fetch.push_back(m.id);
-    NoteRun(ex);
+    if (opts_.run_ahead) NoteRun(ex);
     bool ran_ahead = false;
     runtime::ExecuteResult result;
     if (!ahead_.empty()) {
@@ -252,10 +252,8 @@ class Connection {
       }
       result = std::move(*res);
     }
-    std::string fetched;
-    for (const auto& f : result.fetched) fetched += f.bytes;
     GENIE_RETURN_IF_ERROR(ReplyResult(t.seg, fetch, result, true, ran_ahead));
-    if (!fetch.empty()) EndCycle(std::move(fetched));
+    if (!fetch.empty() && opts_.run_ahead) EndCycle(result);
     return Status::OK();
   }
 
@@ -275,18 +273,26 @@ class Connection {
     cycle_.push_back(std::move(seen));
   }
 
-  // A run that fetched `fetched` closed the cycle; runs the next one ahead
-  // when this cycle repeated the one before and was fed by its fetch.
-  void EndCycle(std::string fetched) {
+  // A run that fetched `result` closed the cycle; runs the next one ahead
+  // when this cycle repeated the one before and was fed by its fetch. Only
+  // a small fetch (a token; up to kFedBytes) is kept to feed the next: a
+  // large one is neither copied nor hashed.
+  void EndCycle(const runtime::ExecuteResult& result) {
     bool repeat = cycle_fed_ && cycle_ == last_cycle_;
     if (cycle_fed_) last_cycle_ = std::move(cycle_);
     else last_cycle_.clear();
     cycle_.clear();
     cycle_fed_ = true;
-    fetched_ = std::move(fetched);
+    fetched_.clear();
+    size_t n = 0;
+    for (const auto& f : result.fetched) n += f.bytes.size();
+    if (n <= kFedBytes)
+      for (const auto& f : result.fetched) fetched_ += f.bytes;
     fetched_hash_ = ContentHash::Of(fetched_.data(), fetched_.size());
-    if (repeat && ahead_.empty() && opts_.run_ahead) RunAhead();
+    if (repeat && ahead_.empty()) RunAhead();
   }
+
+  static constexpr size_t kFedBytes = 4096;
 
   void ForgetCycles() {
     cycle_.clear();

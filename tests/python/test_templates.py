@@ -36,6 +36,22 @@ runpy.run_path({str(program)!r}, run_name="__main__")
 """, name=name)
 
 
+def run_like_eager(genie, source, mode):
+    """Runs the script `source` with template statistics under `genie record`
+    (mode "record") or `genie run`, after checking it runs eagerly on the CPU;
+    asserts it printed what eager printed. Returns (the process, trace path or live report)."""
+    program = genie.script(source)
+    want = eager(program, "cpu")
+    assert want.returncode == 0, want.stderr
+    if mode == "record":
+        r, out = genie.record(with_stats(genie, program), "remote_accelerator")
+    else:
+        r, out = live(genie, with_stats(genie, program), "remote_accelerator")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == want.stdout
+    return r, out
+
+
 def test_a_decode_loop_whose_cache_grows_is_replayed_and_records_what_capture_records(genie, monkeypatch):
     program = EXAMPLES / "gpt_decode.py"
     want = eager(program, "--device", "cpu", "--tokens", "16")
@@ -225,15 +241,7 @@ print([round(v, 4) for v in cache.layers[1].keys[0, -1, :4].tolist()], tuple(cac
 
 @pytest.mark.parametrize("mode", ["record", "live"])
 def test_a_cache_object_that_calls_update_is_replayed_with_its_updates(genie, mode):
-    program = genie.script(CACHE_OBJECT)
-    want = eager(program, "cpu")
-    assert want.returncode == 0, want.stderr
-    if mode == "record":
-        r, trace = genie.record(with_stats(genie, program), "remote_accelerator", trace="cache.gtrace")
-    else:
-        r, _ = live(genie, with_stats(genie, program), "remote_accelerator")
-    assert r.returncode == 0, r.stderr
-    assert r.stdout == want.stdout
+    r, _ = run_like_eager(genie, CACHE_OBJECT, mode)
     replays, ops = replayed_ops(r.stderr)
     # The attention blocks replay (their cache layer replaced as the capture
     # did); the call with a counter in its state never does.
@@ -289,16 +297,8 @@ print(toks, all(same), tuple(cache.keys.shape))
 
 @pytest.mark.parametrize("mode", ["record", "live"])
 def test_a_whole_model_returning_a_model_output_with_its_cache_is_replayed(genie, mode):
-    program = genie.script(MODEL_OUTPUT)
-    want = eager(program, "cpu")
-    assert want.returncode == 0, want.stderr
-    assert "True" in want.stdout
-    if mode == "record":
-        r, _ = genie.record(with_stats(genie, program), "remote_accelerator", trace="out.gtrace")
-    else:
-        r, _ = live(genie, with_stats(genie, program), "remote_accelerator")
-    assert r.returncode == 0, r.stderr
-    assert r.stdout == want.stdout
+    r, _ = run_like_eager(genie, MODEL_OUTPUT, mode)
+    assert "True" in r.stdout  # the same as eager's
     # The Decoder call itself replays (its result rebuilt from its fields,
     # the cache argument returned as is), not only the modules inside it.
     replays, ops = replayed_ops(r.stderr)
@@ -351,25 +351,17 @@ print(out, [round(p.sum().item(), 5) for p in net.parameters()])
 
 @pytest.mark.parametrize("mode", ["record", "live"])
 def test_training_steps_replay_forward_and_backward_and_give_eager_values(genie, mode):
-    program = genie.script(TRAINING)
-    want = eager(program, "cpu")
-    assert want.returncode == 0, want.stderr
-    if mode == "record":
-        r, trace = genie.record(with_stats(genie, program), "remote_accelerator")
-    else:
-        r, report = live(genie, with_stats(genie, program), "remote_accelerator")
-    assert r.returncode == 0, r.stderr
-    assert r.stdout == want.stdout
+    r, out = run_like_eager(genie, TRAINING, mode)
     # Forward and backward replays both count; the steps whose gradients
     # change (aux unused, a frozen bias, create_graph) run the call again.
     replays, ops = replayed_ops(r.stderr)
     assert replays >= 8, r.stderr
     if mode == "record":
-        replay = genie.run("run", "--pool", "local", trace)
+        replay = genie.run("run", "--pool", "local", out)
         assert replay.returncode == 0, replay.stderr
         assert "values match" in replay.stdout + replay.stderr
     else:
-        assert report["error"] == ""
+        assert out["error"] == ""
 
 
 def test_a_module_returning_a_dict_in_grad_mode_keeps_its_gradients(genie):

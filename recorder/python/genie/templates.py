@@ -288,24 +288,13 @@ class Templates:
             self.never.add(module)
             return plain(module, args, kwargs)
         sources = _sources(modules)
-        generation = _generation[0]
         exts = lazies + [t for _, _, t in sources]
         ids_before = [t._genie_id for t in exts]
-        words, floats = s.words, s.floats
-        start_word, start_float, start_id = len(words), len(floats), s._next_id
-        self.capturing += 1
-        try:
-            out = plain(module, args, kwargs)
-        finally:
-            self.capturing -= 1
-        if _generation[0] != generation:
-            self.never.add(module)
+        out, opened = self._proving(module, lambda: plain(module, args, kwargs))
+        if opened is None:
             return out
         try:
-            if s.words is not words or s.floats is not floats:
-                raise _Ineligible("a materialization inside the call")
-            if [t._genie_id for t in exts] != ids_before:
-                raise _Ineligible("an in-place change to an argument, parameter or buffer")
+            words, floats, start_word, start_float, start_id = self._whole(opened, exts, ids_before)
             writes = _writes(args, kwargs, sig, slots) if slots else ()
             cap = self._analyse(ints, words[start_word:], floats[start_float:], start_float, start_id,
                                 s._next_id - start_id, exts, sources, out, writes, _call_objects(args, kwargs))
@@ -320,6 +309,35 @@ class Templates:
             fam.last = [cap]
             self._mismatch(fam)
         return out
+
+    def _proving(self, module, run):
+        """Runs `run()`, a module call, as a proving capture: returns its
+        result and where its records start (the session's word and float
+        lists, their lengths, the next id), or None for the latter when a
+        module changed meanwhile (`module` is then never templated)."""
+        s = self.session
+        generation = _generation[0]
+        opened = (s.words, s.floats, len(s.words), len(s.floats), s._next_id)
+        self.capturing += 1
+        try:
+            out = run()
+        finally:
+            self.capturing -= 1
+        if _generation[0] != generation:
+            self.never.add(module)
+            return out, None
+        return out, opened
+
+    def _whole(self, opened, exts, ids_before):
+        """`opened` (see _proving) once the capture is known to hold the
+        whole call: no materialization closed a segment inside it, and no
+        argument, parameter or buffer took a new id (an in-place change)."""
+        s = self.session
+        if s.words is not opened[0] or s.floats is not opened[1]:
+            raise _Ineligible("a materialization inside the call")
+        if [t._genie_id for t in exts] != ids_before:
+            raise _Ineligible("an in-place change to an argument, parameter or buffer")
+        return opened
 
     def _analyse(self, ints, words, floats, start_float, start_id, n_ids, exts, sources, out, writes, objects=None):
         ext_id, ext_storage = {}, {}
@@ -632,23 +650,12 @@ class Templates:
         flags = tuple(t.requires_grad for t in exts)
         if not any(flags):
             return plain(module, args, kwargs)  # nothing to differentiate
-        generation = _generation[0]
-        words, floats = s.words, s.floats
-        start_word, start_float, start_id = len(words), len(floats), s._next_id
         call = _GradCapture(self, fam, module, plain, args, kwargs, lazies, exts, flags)
-        self.capturing += 1
-        try:
-            out = call.run()
-        finally:
-            self.capturing -= 1
-        if _generation[0] != generation:
-            self.never.add(module)
+        out, opened = self._proving(module, call.run)
+        if opened is None:
             return out
         try:
-            if s.words is not words or s.floats is not floats:
-                raise _Ineligible("a materialization inside the call")
-            if [t._genie_id for t in exts] != call.ids:
-                raise _Ineligible("an in-place change to an argument, parameter or buffer")
+            words, floats, start_word, start_float, start_id = self._whole(opened, exts, call.ids)
             cap = self._analyse(ints, words[start_word:], floats[start_float:], start_float, start_id,
                                 s._next_id - start_id, exts, sources, out, ())
         except _Ineligible:
