@@ -27,10 +27,6 @@ void AddAnalyzeCommand(CLI::App& app, Action* action);
 // `genie plan` and `genie plans list|show|rm|gc`.
 void AddPlanCommands(CLI::App& app, Action* action);
 
-// `genie record [options] -- PROGRAM ...`: the `--` is optional, and CLI11
-// would take the program's arguments for genie's after it; drops it.
-std::vector<std::string> DropRecordSeparator(std::vector<std::string> args);
-
 // Prints "genie: error: <message>" to stderr and returns `code`.
 int Fail(const std::string& message, int code = 1);
 

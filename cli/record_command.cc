@@ -22,23 +22,6 @@ std::string ShellJoin(const std::vector<std::string>& argv) {
 
 }  // namespace
 
-std::vector<std::string> DropRecordSeparator(std::vector<std::string> args) {
-  if (args.size() < 2 || args[1] != "record") return args;
-  for (size_t i = 2; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "--") {
-      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i));
-      break;
-    }
-    if (a == "-o" || a == "--output" || a == "--payload") {
-      ++i;  // the option's value
-      continue;
-    }
-    if (a.empty() || a[0] != '-') break;  // the program: everything from here is its own
-  }
-  return args;
-}
-
 void AddRecordCommand(CLI::App& app, Action* action) {
   auto opts = std::make_shared<recorder::RecordOptions>();
   CLI::App* cmd = app.add_subcommand("record", "Run a program and capture its remote_accelerator graphs into a trace\n"

@@ -68,11 +68,13 @@ def test_default_trace_location_and_newest_trace(genie):
     assert "aten::ones" in genie.run("trace", "dump").stdout
 
 
-def test_a_double_dash_before_the_program_is_accepted(genie):
+@pytest.mark.parametrize("command", [("record", "-o", "t.gtrace"), ("record", "--payload", "none"),
+                                     ("run", "--pool", "local"), ("run", "--json", "--pool=local")])
+def test_a_double_dash_before_the_program_is_accepted(genie, command):
     prog = genie.script("import sys; print(sys.argv[1:])")
-    r = genie.run("record", "-o", "t.gtrace", "--", PYTHON, prog, "--epochs", "1")
+    r = genie.run(*command, "--", PYTHON, prog, "--epochs", "1", "--", "x")
     assert r.returncode == 0, r.stderr
-    assert r.stdout == "['--epochs', '1']\n"
+    assert r.stdout == "['--epochs', '1', '--', 'x']\n"
 
 
 def test_a_program_that_does_not_exist(genie):
