@@ -16,9 +16,9 @@ in `--rounds` alternating rounds (medians, and the range of the per-round
 ratios: on a 2-core machine one round can be 50% off).
 
 For the decode loop it also prints, per decode step after warm-up (the
-difference between runs with two token counts): round trips, and bytes on
-the wire against what must travel (the token id up, the materialized token
-down).
+difference between runs with its two token counts): round trips, steps sent
+as one RunCycle, and bytes on the wire against what must travel (the token id
+up, the materialized token down).
 
     /usr/bin/python3 bench/live_vs_eager.py [--genie build/cli/genie] [--device cpu]
 """
@@ -103,18 +103,20 @@ def main():
 
             program = str(ROOT / "examples" / "gpt_decode.py")
             runs = {}
-            for tokens in (8, 24):
+            _, short, long = LENGTH["gpt_decode"]
+            for tokens in (short, long):
                 r = subprocess.run([*live, program, "--tokens", str(tokens)], capture_output=True, text=True)
                 if r.returncode != 0:
                     sys.exit(r.stderr)
                 runs[tokens] = report(r.stderr)
-            steps = 24 - 8
-            per = {k: (runs[24][k] - runs[8][k]) / steps for k in ("round_trips", "bytes_up", "bytes_down")}
+            steps = long - short
+            per = {k: (runs[long][k] - runs[short][k]) / steps
+                   for k in ("round_trips", "bytes_up", "bytes_down", "cycles")}
             needed = 8 + 8  # an int64 token id up, an int64 token down
             wire = per["bytes_up"] + per["bytes_down"]
-            print(f"gpt_decode per decode step: {per['round_trips']:.2f} round trips; bytes up {per['bytes_up']:.0f}, "
-                  f"down {per['bytes_down']:.0f}: {wire / needed:.1f}x the {needed} bytes of token ids and "
-                  f"materialized values (target <= 2x)")
+            print(f"gpt_decode per decode step (tokens {short} to {long}): {per['round_trips']:.2f} round trips, "
+                  f"{per['cycles']:.2f} cycles; bytes up {per['bytes_up']:.1f}, down {per['bytes_down']:.1f}: "
+                  f"{wire / needed:.2f}x the {needed} bytes of token ids and materialized values (target <= 2x)")
     finally:
         serve.terminate()
         serve.wait()

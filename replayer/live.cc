@@ -183,6 +183,7 @@ class LiveConnection final : public recorder::FrontendSink {
         return r.status();
       }
       templates_.Clear();
+      ForgetCycles();
       if (part_error_.empty()) part_error_ = Failed(r.status());
     }
     return Status::OK();
@@ -195,6 +196,7 @@ class LiveConnection final : public recorder::FrontendSink {
     on_runtime_.clear();
     templates_.Clear();
     ahead_.clear();
+    ForgetCycles();
     GENIE_ASSIGN_OR_RETURN(RuntimeClient c, RuntimeClient::Connect(e.address, e.token));
     client_ = std::make_unique<RuntimeClient>(std::move(c));
     report_->device = client_->hello().device();
@@ -260,7 +262,18 @@ class LiveConnection final : public recorder::FrontendSink {
       }
       for (const auto& m : seg.materialized) recorded.push_back(traces::DefinedMeta(seg, m.id));
       ++report_->template_runs;
+      CycleRun run{plan.from_template, {}};
+      for (const auto& change : plan.changed) run.fed.push_back(change.first);
+      if (InCycle(plan, run, payloads, ahead, !fetch.empty())) {
+        since_fetch_.push_back(std::move(run));
+        held_.push_back(std::move(env));
+        held_inlined_.insert(held_inlined_.end(), inlined.begin(), inlined.end());
+        if (held_.size() < offered_.size()) return ExecuteReply{};
+        return SendCycle(recorded);
+      }
+      since_fetch_.push_back(std::move(run));
     } else {
+      since_fetch_.clear();  // the runtime forgets its cycles at a whole segment (Send sends any held first)
       if (record->empty()) {
         ByteWriter w;
         GENIE_RETURN_IF_ERROR(traces::EncodeSegment(seg, &w));
@@ -272,10 +285,108 @@ class LiveConnection final : public recorder::FrontendSink {
     auto reply = Send(env, payloads, inlined, recorded, ahead);
     if (!reply.ok()) {
       templates_.Clear();
+      ForgetCycles();
       return reply;
     }
     for (const auto& h : inlined) Uploaded(h);
+    if (!ahead && !fetch.empty()) {
+      // A fetch closes the runtime's cycle: it may offer the next.
+      offered_.clear();
+      if (plan.from_template && reply->message.cycle_runs() == since_fetch_.size() && !journaling())
+        offered_ = std::move(since_fetch_);
+      since_fetch_.clear();
+      Fetched(*reply);
+    }
     return reply;
+  }
+
+  // Cycles (genie.proto RunCycle). The runtime offers the next cycle
+  // when the template runs since the last fetch repeated those before them,
+  // fed by their fetch. Each run of the program's next step that is, in
+  // order, exactly what the offer predicts (the template, no slot or
+  // release off its prediction, the payloads that changed then changed to
+  // the bytes fetched last, and no others) is held back, parts included:
+  // the runtime has run it ahead already. The last one sends the whole step
+  // as one RunCycle of a few bytes. A run that differs sends the runs
+  // held as they are, then itself, and ends the offer.
+  struct CycleRun {
+    uint32_t id = 0;
+    std::vector<uint32_t> fed;  // its payloads that changed, in the offered cycle to the bytes fetched before
+  };
+
+  bool InCycle(const TemplateTable::Plan& plan, const CycleRun& run, const std::vector<ContentHash>& payloads,
+               bool ahead, bool fetches) const {
+    if (held_.size() >= offered_.size() || journaling()) return false;
+    const CycleRun& want = offered_[held_.size()];
+    bool last = held_.size() + 1 == offered_.size();
+    if (run.id != want.id || !plan.slot_diffs.empty() || !plan.release_diffs.empty() || fetches != last ||
+        ahead == last || strings_sent_ != strings_.size())
+      return false;
+    if (!want.fed.empty() && !fed_ready_) return false;
+    for (const auto& [index, h] : plan.changed)
+      if (h != fetched_hash_ || std::find(want.fed.begin(), want.fed.end(), index) == want.fed.end()) return false;
+    const std::vector<ContentHash>& hashes = templates_.Hashes(run.id);
+    for (uint32_t index : want.fed)
+      if (index >= hashes.size() || hashes[index] != fetched_hash_) return false;
+    for (const auto& h : payloads)
+      if (!on_runtime_.count(h) && !(fed_ready_ && h == fetched_hash_)) return false;
+    return true;
+  }
+
+  // Sends the held runs of the offered cycle as one RunCycle and reads its reply.
+  Result<ExecuteReply> SendCycle(const std::vector<const traces::TensorMeta*>& recorded) {
+    wire::Envelope env;
+    env.mutable_run_cycle();
+    std::vector<ContentHash> inlined = std::move(held_inlined_);
+    held_.clear();
+    held_inlined_.clear();
+    Status sent = client_->SendExecute(env, {});
+    if (sent.ok()) sent = DrainParts();
+    auto reply = sent.ok() ? client_->ReadExecute(0, true, recorded, true, true) : Result<ExecuteReply>(sent);
+    if (!reply.ok()) {
+      templates_.Clear();
+      ForgetCycles();
+      return reply;
+    }
+    for (const auto& h : inlined) Uploaded(h);
+    ++report_->cycles;
+    report_->ran_ahead += reply->message.cycle_ahead();
+    since_fetch_.clear();
+    if (reply->message.cycle_ended()) offered_.clear();
+    Fetched(*reply);
+    return reply;
+  }
+
+  // Sends the runs held for a cycle that did not come as offered, as they are.
+  Status SendHeld() {
+    std::vector<wire::Envelope> held = std::move(held_);
+    std::vector<ContentHash> inlined = std::move(held_inlined_);
+    held_.clear();
+    held_inlined_.clear();
+    offered_.clear();
+    for (auto& env : held) {
+      GENIE_RETURN_IF_ERROR(client_->SendExecute(env, {}));
+      ahead_.push_back({0, true});
+      if (ahead_.size() >= kMaxPartsAhead) GENIE_RETURN_IF_ERROR(DrainParts());
+    }
+    for (const auto& h : inlined) Uploaded(h);
+    return Status::OK();
+  }
+
+  // The bytes a fetch gave can feed the next cycle when they are few (the runtime keeps no more).
+  void Fetched(const ExecuteReply& reply) {
+    std::string bytes;
+    for (const auto& t : reply.tensors) bytes += t.bytes;
+    fed_ready_ = !bytes.empty() && bytes.size() <= wire::kMaxFedBytes;
+    if (fed_ready_) fetched_hash_ = ContentHash::Of(bytes.data(), bytes.size());
+  }
+
+  void ForgetCycles() {
+    since_fetch_.clear();
+    offered_.clear();
+    held_.clear();
+    held_inlined_.clear();
+    fed_ready_ = false;
   }
 
   // Sends one Execute with the payloads it needs that the runtime lacks
@@ -285,6 +396,9 @@ class LiveConnection final : public recorder::FrontendSink {
   Result<ExecuteReply> Send(wire::Envelope& env, const std::vector<ContentHash>& payloads,
                             const std::vector<ContentHash>& inlined = {},
                             const std::vector<const traces::TensorMeta*>& recorded = {}, bool ahead = false) {
+    // Any other message ends the runtime's offer of a cycle.
+    if (!held_.empty()) GENIE_RETURN_IF_ERROR(SendHeld());
+    offered_.clear();
     std::vector<ContentHash> needed;
     uint64_t needed_bytes = 0;
     for (const auto& h : payloads) {
@@ -499,6 +613,13 @@ class LiveConnection final : public recorder::FrontendSink {
   bool first_ = true;                       // no segment seen yet
   std::optional<LiveEndpoint> planned_;     // the runtime of the plan followed
   std::unique_ptr<traces::TraceWriter> trace_;  // the planning trace, when no plan covered the program
+  // Cycles (see CycleRun).
+  std::vector<CycleRun> since_fetch_;  // the template runs sent since the last fetch
+  std::vector<CycleRun> offered_;      // the cycle the runtime offered; empty: none
+  std::vector<wire::Envelope> held_;   // the runs of it matched so far, not sent
+  std::vector<ContentHash> held_inlined_;  // payloads inside them
+  ContentHash fetched_hash_;           // of the bytes fetched last,
+  bool fed_ready_ = false;             // when they can feed a cycle
 };
 
 }  // namespace

@@ -74,10 +74,11 @@ class RuntimeClient {
   // Execute in two halves, so that requests can go ahead of their replies:
   // SendExecute writes the blobs and the request; ReadExecute reads the
   // replies of the oldest request sent and not yet read (`blobs` uploads,
-  // then the ExecuteReply), counting a round trip when `waited`.
+  // then the ExecuteReply), counting a round trip when `waited`. `cycle`:
+  // the request was a RunCycle, whose reply implies as_recorded.
   Status SendExecute(wire::Envelope& request, const std::vector<std::pair<ContentHash, std::string_view>>& blobs);
   Result<ExecuteReply> ReadExecute(size_t blobs, bool from_template, const std::vector<const traces::TensorMeta*>& recorded,
-                                   bool waited);
+                                   bool waited, bool cycle = false);
 
  private:
   Status Send(wire::Envelope& env, const void* payload = nullptr, uint64_t n = 0);

@@ -38,6 +38,9 @@ class TemplateTable {
   // Forgets every template (after an error reply, or for a new session).
   void Clear();
 
+  // Template `id`'s payload hashes as of its latest run (1 <= id <= the ids Next gave).
+  const std::vector<ContentHash>& Hashes(uint32_t id) const { return entries_[id - 1]->hashes; }
+
  private:
   struct Entry {
     const std::string* skeleton;  // its key in by_skeleton_ (node keys do not move)

@@ -25,6 +25,8 @@ constexpr uint32_t kProtocolVersion = 2;  // 2: segment templates, execute_us
 // Templates a session may hold (Execute.as_template).
 constexpr uint32_t kMaxTemplates = 64;
 constexpr uint32_t kMaxEnvelopeBytes = 64u << 20;
+// Fetches up to this many bytes in all (a token) can feed a cycle (RunCycle).
+constexpr size_t kMaxFedBytes = 4096;
 
 // Writes one frame: the envelope (its payload_bytes set to `payload_len`),
 // then the payload. Small frames go out in one send.

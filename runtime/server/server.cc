@@ -102,6 +102,8 @@ class Connection {
   Status Handle() {
     wire::Envelope env;
     GENIE_RETURN_IF_ERROR(wire::ReadEnvelope(sock_, &env, opts_.max_payload));
+    // Any message withdraws the offer of a cycle (a cycle that runs renews it).
+    offered_ = offered_ && env.has_run_cycle();
     switch (env.body_case()) {
       case wire::Envelope::kQueryBlobs: {
         wire::Envelope reply;
@@ -138,6 +140,9 @@ class Connection {
         return Reply(reply);
       }
       case wire::Envelope::kExecute: return HandleExecute(env.execute(), env.payload_bytes());
+      case wire::Envelope::kRunCycle:
+        if (env.payload_bytes() != 0) return Status::Corruption("RunCycle carries no payload");
+        return HandleCycle();
       case wire::Envelope::kHeartbeat: {
         wire::Envelope reply;
         reply.mutable_heartbeat_reply()->set_nonce(env.heartbeat().nonce());
@@ -215,46 +220,104 @@ class Connection {
     }
     auto res = Execute(seg, fetch, release);
     if (!res.ok()) return ReplyError(res.status().message());
-    return ReplyResult(seg, fetch, *res, false, false);
+    return ReplyResult(seg, fetch, *res, ReplyKind::kWhole, false);
   }
 
+  // A template run as executed: its template, what it fetched, its result.
+  struct Ran {
+    Template* t = nullptr;
+    std::vector<uint64_t> fetch;
+    runtime::ExecuteResult result;
+    bool ahead = false;  // answered from a run made ahead
+  };
+
   Status HandleTemplateRun(const wire::Execute& ex) {
+    auto ran = RunTemplate(ex);
+    if (!ran.ok()) return ReplyError(ran.status().message());
+    bool ahead = !ran->fetch.empty() && opts_.run_ahead && EndCycle(ran->result);
+    GENIE_RETURN_IF_ERROR(ReplyResult(ran->t->seg, ran->fetch, ran->result, ReplyKind::kTemplateRun, ran->ahead));
+    if (ahead) RunAhead();
+    return Status::OK();
+  }
+
+  // RunCycle: the runs of the cycle offered, each as predicted and fed the
+  // bytes fetched last, as NoteRun saw them; one reply, the last run's.
+  Status HandleCycle() {
+    if (!offered_ || last_cycle_.empty()) {
+      DropAhead();
+      ForgetCycles();
+      return ReplyError("no cycle was offered to run");
+    }
+    const std::vector<Seen> cycle = last_cycle_;
+    uint64_t execute_us = 0;
+    uint32_t ahead = 0;
+    for (size_t i = 0; i < cycle.size(); ++i) {
+      wire::Execute run;
+      run.set_from_template(cycle[i].id);
+      for (uint32_t index : cycle[i].fed) {
+        auto* change = run.add_payloads();
+        change->set_index(index);
+        change->set_data(fetched_);
+      }
+      auto ran = RunTemplate(run);
+      if (!ran.ok()) return ReplyError(ran.status().message());
+      if (!cycle[i].fed.empty() && fetched_.empty()) {
+        DropAhead();
+        ForgetCycles();
+        return ReplyError("the cycle offered is fed by no fetch");
+      }
+      execute_us += ran->result.execute_us;
+      ahead += ran->ahead;
+      if (ran->fetch.empty() != (i + 1 < cycle.size())) {
+        DropAhead();
+        ForgetCycles();
+        return ReplyError("the cycle offered no longer fetches at its end");
+      }
+      if (i + 1 < cycle.size()) continue;
+      ran->result.execute_us = static_cast<uint32_t>(std::min<uint64_t>(execute_us, UINT32_MAX));
+      bool run_ahead = EndCycle(ran->result);
+      GENIE_RETURN_IF_ERROR(ReplyResult(ran->t->seg, ran->fetch, ran->result, ReplyKind::kCycle, false, ahead));
+      if (run_ahead) RunAhead();
+    }
+    return Status::OK();
+  }
+
+  // Runs the template run `ex` (from a run made ahead when it matches);
+  // on failure, drops the runs made ahead and forgets the cycles.
+  Result<Ran> RunTemplate(const wire::Execute& ex) {
     auto found = FromTemplate(ex);
     if (!found.ok()) {
       DropAhead();
       ForgetCycles();
-      return ReplyError(found.status().message());
+      return found.status();
     }
+    Ran ran;
+    ran.t = *found;
     Template& t = **found;
-    std::vector<uint64_t> fetch;
-    for (const auto& m : t.seg.materialized) fetch.push_back(m.id);
+    for (const auto& m : t.seg.materialized) ran.fetch.push_back(m.id);
     if (opts_.run_ahead) NoteRun(ex);
-    bool ran_ahead = false;
-    runtime::ExecuteResult result;
     if (!ahead_.empty()) {
       Ahead& a = ahead_.front();
-      if (a.id == ex.from_template() && a.ints == t.ints && a.hashes == t.hashes && a.fetch == fetch &&
+      if (a.id == ex.from_template() && a.ints == t.ints && a.hashes == t.hashes && a.fetch == ran.fetch &&
           Within(a.dropped, t.release)) {
-        result = std::move(a.result);
+        ran.result = std::move(a.result);
         ahead_.pop_front();
         if (!t.release.empty()) rt_->Release(session_, t.release);
-        ran_ahead = true;
+        ran.ahead = true;
       } else {
         DropAhead();
       }
     }
-    if (!ran_ahead) {
-      auto res = Execute(t.seg, fetch, t.release);
+    if (!ran.ahead) {
+      auto res = Execute(t.seg, ran.fetch, t.release);
       if (!res.ok()) {
         DropAhead();
         ForgetCycles();
-        return ReplyError(res.status().message());
+        return res.status();
       }
-      result = std::move(*res);
+      ran.result = std::move(*res);
     }
-    GENIE_RETURN_IF_ERROR(ReplyResult(t.seg, fetch, result, true, ran_ahead));
-    if (!fetch.empty() && opts_.run_ahead) EndCycle(result);
-    return Status::OK();
+    return ran;
   }
 
   // Run-ahead bookkeeping of a template run as received: which of its
@@ -273,11 +336,13 @@ class Connection {
     cycle_.push_back(std::move(seen));
   }
 
-  // A run that fetched `result` closed the cycle; runs the next one ahead
-  // when this cycle repeated the one before and was fed by its fetch. Only
-  // a small fetch (a token; up to kFedBytes) is kept to feed the next: a
-  // large one is neither copied nor hashed.
-  void EndCycle(const runtime::ExecuteResult& result) {
+  // A run that fetched `result` closed the cycle. Returns whether it
+  // repeated the one before and was fed by its fetch: then RunAhead runs
+  // the next once the reply is out, and when every template of the cycle
+  // defines values only, the next is offered as one RunCycle
+  // (offered_). Only a small fetch (a token; up to kMaxFedBytes) is kept to
+  // feed the next: a large one is neither copied nor hashed.
+  bool EndCycle(const runtime::ExecuteResult& result) {
     bool repeat = cycle_fed_ && cycle_ == last_cycle_;
     if (cycle_fed_) last_cycle_ = std::move(cycle_);
     else last_cycle_.clear();
@@ -286,21 +351,37 @@ class Connection {
     fetched_.clear();
     size_t n = 0;
     for (const auto& f : result.fetched) n += f.bytes.size();
-    if (n <= kFedBytes)
+    if (n <= wire::kMaxFedBytes)
       for (const auto& f : result.fetched) fetched_ += f.bytes;
     fetched_hash_ = ContentHash::Of(fetched_.data(), fetched_.size());
-    if (repeat && ahead_.empty()) RunAhead();
+    repeat = repeat && ahead_.empty();
+    bool feeds = !fetched_.empty() ||
+                 std::all_of(last_cycle_.begin(), last_cycle_.end(), [](const Seen& s) { return s.fed.empty(); });
+    offered_ = repeat && feeds && DefinesOnly(last_cycle_);
+    return repeat;
   }
 
-  static constexpr size_t kFedBytes = 4096;
+  // Whether every template of `cycle` changes nothing but the values it defines (Runtime::DefinesOnly).
+  bool DefinesOnly(const std::vector<Seen>& cycle) {
+    for (const Seen& seen : cycle) {
+      auto it = templates_.find(seen.id);
+      if (it == templates_.end()) return false;
+      Template& t = *it->second;
+      if (t.defines_only < 0) t.defines_only = rt_->DefinesOnly(t.seg, strings_) ? 1 : 0;
+      if (!t.defines_only) return false;
+    }
+    return true;
+  }
 
   void ForgetCycles() {
     cycle_.clear();
     last_cycle_.clear();
     cycle_fed_ = true;
     fetched_.clear();
+    offered_ = false;
   }
 
+  // Runs the next cycle ahead (see Seen), up to its first template that changes more than the values it defines.
   void RunAhead() {
     for (const Seen& seen : last_cycle_) {
       auto it = templates_.find(seen.id);
@@ -416,20 +497,25 @@ class Connection {
     return res;
   }
 
-  // Replies with what running `seg` gave. `from_template`: the reply may
-  // leave out tensor infos that the segment's own metas give
-  // (ExecuteReply.as_recorded); `ran_ahead`: it ran before the request came.
+  enum class ReplyKind { kWhole, kTemplateRun, kCycle };
+
+  // Replies with what running `seg` gave. A template run's or a cycle's
+  // reply may leave out tensor infos that the segment's own metas give
+  // (ExecuteReply.as_recorded; implied for a cycle); `ran_ahead`: it ran
+  // before the request came; `cycle_ahead`: a cycle's runs that did. A
+  // template run's reply offers the next cycle when there is one (offered_);
+  // a cycle's says when there is none any more.
   Status ReplyResult(const traces::Segment& seg, const std::vector<uint64_t>& fetch,
-                     const runtime::ExecuteResult& result, bool from_template, bool ran_ahead) {
+                     const runtime::ExecuteResult& result, ReplyKind kind, bool ran_ahead, uint32_t cycle_ahead = 0) {
     wire::Envelope reply;
     auto* r = reply.mutable_execute_reply();
     std::string payload;
-    bool as_recorded = from_template;
+    bool as_recorded = kind != ReplyKind::kWhole;
     for (size_t i = 0; i < result.fetched.size() && as_recorded; ++i) {
       const traces::TensorMeta* meta = traces::DefinedMeta(seg, fetch[i]);
       as_recorded = meta && meta->dtype == result.fetched[i].dtype && meta->sizes == result.fetched[i].sizes;
     }
-    r->set_as_recorded(as_recorded);
+    if (kind != ReplyKind::kCycle) r->set_as_recorded(as_recorded);
     for (const auto& t : result.fetched) {
       if (!as_recorded) {
         auto* info = r->add_tensors();
@@ -448,6 +534,11 @@ class Connection {
     r->set_execute_us(result.execute_us);
     r->set_graph(result.graph);
     r->set_ran_ahead(ran_ahead);
+    if (kind == ReplyKind::kTemplateRun && offered_) r->set_cycle_runs(static_cast<uint32_t>(last_cycle_.size()));
+    if (kind == ReplyKind::kCycle) {
+      r->set_cycle_ahead(cycle_ahead);
+      r->set_cycle_ended(!offered_);
+    }
     if (LogEnabled(LogLevel::kInfo)) {
       char buf[160];
       std::snprintf(buf, sizeof(buf), " execute segment %llu: %zu ops in %.3f ms%s, %zu bytes back",
@@ -472,6 +563,7 @@ class Connection {
   std::string fetched_;           // the bytes the last run that fetched fetched
   ContentHash fetched_hash_;      // and their hash
   std::deque<Ahead> ahead_;       // runs made ahead, in the order their requests are expected
+  bool offered_ = false;          // the last reply offered last_cycle_ as one RunCycle
 };
 
 }  // namespace

@@ -120,27 +120,59 @@ def test_an_error_on_the_runtime_is_an_exception_in_the_program(genie):
     assert "index" in report["error"]
 
 
-def test_decode_steps_after_warm_up_travel_as_template_runs_of_a_few_bytes(genie):
+def test_decode_steps_after_warm_up_travel_as_one_cycle_of_a_few_bytes(genie):
     program = EXAMPLES / "gpt_decode.py"
     runs = {}
-    for tokens in (8, 24):
+    for tokens in (16, 48):
         want = eager(program, "--device", "cpu", "--tokens", str(tokens))
         r, runs[tokens] = live(genie, program, "--tokens", str(tokens))
         assert r.returncode == 0, r.stderr
         assert r.stdout == want.stdout
-    more = {k: runs[24][k] - runs[8][k] for k in ("segments", "parts", "template_runs", "bytes_up", "bytes_down",
-                                                  "ran_ahead")}
+    more = {k: runs[48][k] - runs[16][k] for k in ("segments", "parts", "template_runs", "bytes_up", "bytes_down",
+                                                  "ran_ahead", "cycles", "round_trips")}
+    steps = 32
     # Each step: the model's ops sent ahead as a part, then the argmax that closes the segment.
-    assert more["segments"] == 16 and more["parts"] == 16
+    assert more["segments"] == steps and more["parts"] == steps
     assert more["template_runs"] == more["segments"] + more["parts"]
-    # A whole decode segment is about 3.6 KB; its template runs carry the
-    # token and the few integers off the prediction (the frontend's template
-    # checks make some steps longer).
-    assert more["bytes_up"] / 16 < 150
-    assert more["bytes_down"] / 16 < 50
     # The runtime ran each later step's two template runs before they came
-    # (its model run fed by the token it had just fetched).
-    assert more["ran_ahead"] == 2 * 16
+    # (its model run fed by the token it had just fetched), and each step
+    # went up as one RunCycle: one round trip, and on the wire at most twice
+    # the 16 bytes that must travel (an int64 token id up, one down; here the
+    # token does not even go up: the runtime holds it).
+    assert more["ran_ahead"] == 2 * steps
+    assert more["cycles"] == steps and more["round_trips"] == steps
+    assert (more["bytes_up"] + more["bytes_down"]) / steps <= 2 * 16
+
+
+def test_a_step_that_leaves_its_cycle_sends_the_runs_held_for_it_and_runs_as_sent(genie):
+    # Every seventh step closes with argmin instead of argmax: the model run
+    # held back for that step's cycle goes up as it was, then the other op.
+    program = genie.script(f"""
+        import sys
+        import torch
+        sys.path.insert(0, {str(EXAMPLES)!r})
+        from gpt_decode import GPT
+        dev = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+        torch.manual_seed(0)
+        model = GPT().to(dev).eval()
+        with torch.no_grad():
+            logits, cache = model(torch.tensor([[1, 2, 3]], device=dev))
+            for i in range(40):
+                last = logits[0, -1]
+                token = (last.argmax() if i % 7 != 6 else last.argmin()).item()
+                logits, cache = model(torch.tensor([[token]], device=dev), cache)
+                print(i, token)
+            print([f"{{v:.5f}}" for v in logits[0, -1, :4].tolist()])
+    """)
+    want = eager(program, "cpu")
+    assert want.returncode == 0, want.stderr
+    r, report = live(genie, program)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == want.stdout
+    # Cycles between the changes, not at them: 5 changes, and a few steps
+    # to see the loop again after each (and the templates' warm-up).
+    assert 10 <= report["cycles"] <= 40 - 5
+    assert report["round_trips"] <= 40 + 10
 
 
 def test_a_step_run_ahead_but_not_taken_is_dropped_and_the_step_runs_as_sent(genie, tmp_path):

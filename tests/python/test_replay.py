@@ -257,6 +257,19 @@ def test_a_run_of_a_template_the_session_lacks_is_one_clear_error(runtime):
         assert b"template 5 is not defined" in read_frame(s)
 
 
+def test_a_cycle_the_runtime_did_not_offer_is_one_clear_error(runtime):
+    run_cycle = bytes([0x12, 0x00])  # run_cycle (2) {}
+    with connect(runtime) as s:
+        send_frame(s, HELLO)
+        read_frame(s)
+        send_frame(s, run_cycle)
+        reply = read_frame(s)
+        assert reply[:1] == bytes([0x62])  # error (12)
+        assert b"no cycle was offered to run" in reply
+        send_frame(s, bytes([0x9A, 0x01, 0x02, 0x08, 0x07]))  # the connection goes on: heartbeat (19)
+        assert read_frame(s) == bytes([0xA2, 0x01, 0x02, 0x08, 0x07])
+
+
 LONG_PROGRAM = """
     import torch
     x = torch.ones(4, device="remote_accelerator")
