@@ -177,7 +177,10 @@ class Connection {
   // that run; any other drops every run made ahead, freeing what they
   // defined, and runs as usual. Only segments that change nothing but the
   // values they define run ahead (Runtime::DefinesOnly), and only into ids
-  // the session does not hold.
+  // the session does not hold. When every template of the cycle is such a
+  // segment, the reply also offers the next cycle (ExecuteReply.cycle_runs):
+  // the client may send it as one RunCycle, which stands for those runs
+  // exactly as predicted (HandleCycle).
   struct Seen {
     uint32_t id;
     std::vector<uint32_t> fed;  // its payload changes that carried the bytes fetched before
