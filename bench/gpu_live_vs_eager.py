@@ -44,6 +44,7 @@ def main():
             report = json.loads(summary[-1])
             out["graph_segments"] = report["graph_segments"]
             out["ran_ahead"] = report["ran_ahead"]
+            out["cycles"] = report["cycles"]
         return out
 
     serve = subprocess.Popen([args.genie, "serve", "--listen", "127.0.0.1:0", "--device", "cuda", "--tf32-conv",
@@ -55,7 +56,7 @@ def main():
                              capture_output=True, text=True).stdout.strip()
         print(f"{gpu}; runtime {address}")
         print(f"{'workload':<9} {'eager ms':>9} {'live ms':>9} {'ratio':>6} {'range':>11} {'target':>6} {'graphs':>7} "
-              f"{'ahead':>6}  same result")
+              f"{'ahead':>6} {'cycles':>6}  same result")
         with tempfile.TemporaryDirectory() as tmp:
             cfg = Path(tmp) / "genie.yaml"
             cfg.write_text(f"pools:\n  gpu:\n    runtimes:\n      - {{address: {address}}}\n")
@@ -77,7 +78,7 @@ def main():
                 eager, live = rounds[-1]
                 same = all(r[0]["result"] == r[1]["result"] for r in rounds)
                 print(f"{name:<9} {e:>9.3f} {l_:>9.3f} {l_ / e:>6.2f} {min(ratios):>5.2f}-{max(ratios):<5.2f} "
-                      f"{TARGET[name]:>6.2f} {live['graph_segments']:>7} {live['ran_ahead']:>6}  "
+                      f"{TARGET[name]:>6.2f} {live['graph_segments']:>7} {live['ran_ahead']:>6} {live['cycles']:>6}  "
                       f"{'yes' if same else 'no: %s vs %s' % (eager['result'], live['result'])}")
     finally:
         serve.terminate()

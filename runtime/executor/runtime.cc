@@ -274,13 +274,38 @@ class TorchRuntime final : public Runtime {
   }
 
   bool DefinesOnly(const traces::Segment& seg, const traces::StringTable& strings) override {
+    // Values defined so far -> the value whose storage they alias; a storage
+    // is the segment's own when that value is defined in it too.
+    std::unordered_map<traces::ValueId, traces::ValueId> storage;
+    auto own = [&](const Arg& a) {
+      auto it = a.kind == Arg::Kind::kTensor ? storage.find(a.tensor) : storage.end();
+      return it != storage.end() && storage.count(it->second) != 0;
+    };
+    auto written_own = [&](const Arg& a) {
+      if (a.kind != Arg::Kind::kList) return own(a);
+      for (const auto& item : a.list)
+        if (item.kind != Arg::Kind::kNone && !own(item)) return false;
+      return true;
+    };
     for (const auto& step : seg.steps) {
-      if (step.kind != traces::Step::Kind::kOp) continue;
-      if (step.op.flags & traces::Op::kRandom) return false;
-      auto handle = FindOp(strings.Get(step.op.schema));
+      if (step.kind == traces::Step::Kind::kInput) {
+        storage[step.input.id] = step.input.meta.storage;
+        continue;
+      }
+      const traces::Op& op = step.op;
+      if (op.flags & traces::Op::kRandom) return false;
+      auto handle = FindOp(strings.Get(op.schema));
       if (!handle.ok() || handle->hasTag(at::Tag::nondeterministic_seeded)) return false;  // draws from the RNG
-      for (const c10::Argument& a : handle->schema().arguments())
-        if (a.alias_info() && a.alias_info()->isWrite()) return false;
+      const auto& params = handle->schema().arguments();
+      for (size_t i = 0; i < params.size(); ++i) {
+        if (!params[i].alias_info() || !params[i].alias_info()->isWrite()) continue;
+        const Arg* given = i < op.args.size() ? &op.args[i] : nullptr;
+        for (const auto& [name, a] : op.kwargs)
+          if (!given && strings.Get(name) == params[i].name()) given = &a;
+        if (given && !written_own(*given)) return false;
+      }
+      for (const auto& out : op.outputs)
+        if (out.is_tensor) storage[out.id] = out.meta.storage;
     }
     return true;
   }

@@ -103,10 +103,11 @@ class Runtime {
                                         const std::vector<uint64_t>& release = {}) = 0;
 
   // Whether running `seg` changes nothing but the values it defines: no op
-  // writes into an argument (in place or `out=`) and none draws
-  // random numbers. Such a segment can run ahead of its request and be
-  // dropped when the request differs (server.cc, run-ahead). False when an
-  // op is missing.
+  // writes into an argument (in place or `out=`) other than a tensor whose
+  // storage the segment itself made (an attention mask filled in place),
+  // and none draws random numbers. Such a segment can run ahead of its
+  // request and be dropped when the request differs (server.cc, run-ahead).
+  // False when an op is missing.
   virtual bool DefinesOnly(const traces::Segment& seg, const traces::StringTable& strings) = 0;
 
   // Whether Execute reads Segment::fingerprint (CUDA graphs); a caller that

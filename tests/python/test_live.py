@@ -233,6 +233,32 @@ def test_a_step_that_changes_a_value_in_place_never_runs_ahead(genie):
     assert report["template_runs"] >= 10 and report["ran_ahead"] == 0
 
 
+def test_a_step_that_fills_a_tensor_of_its_own_in_place_runs_ahead(genie):
+    # The write goes into storage the step itself made (a mask, as
+    # transformers builds one): nothing from before the step changes.
+    program = genie.script("""
+        import sys
+        import torch
+        dev = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+        torch.manual_seed(0)
+        table = torch.randn(50, 8).to(dev)
+        proj = torch.randn(8, 50).to(dev)
+        tok = 1
+        for i in range(30):
+            x = torch.tensor([tok], device=dev)
+            bias = torch.zeros(50, device=dev)
+            bias.masked_fill_(torch.arange(50, device=dev) == tok, -1e9)  # never the same token twice
+            tok = ((table[x] @ proj)[0] + bias).argmax().item()
+            print(tok)
+    """)
+    want = eager(program, "cpu")
+    assert want.returncode == 0, want.stderr
+    r, report = live(genie, program)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == want.stdout
+    assert report["ran_ahead"] >= 20 and report["cycles"] >= 20
+
+
 def test_a_segment_that_fails_amid_template_runs_leaves_the_later_ones_right(genie):
     program = genie.script("""
         import sys
