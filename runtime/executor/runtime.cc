@@ -295,13 +295,28 @@ class TorchRuntime final : public Runtime {
       const traces::Op& op = step.op;
       if (op.flags & traces::Op::kRandom) return false;
       auto handle = FindOp(strings.Get(op.schema));
-      if (!handle.ok() || handle->hasTag(at::Tag::nondeterministic_seeded)) return false;  // draws from the RNG
+      if (!handle.ok()) return false;
       const auto& params = handle->schema().arguments();
+      auto given_at = [&](size_t i) -> const Arg* {
+        if (i < op.args.size()) return &op.args[i];
+        for (const auto& [name, a] : op.kwargs)
+          if (strings.Get(name) == params[i].name()) return &a;
+        return nullptr;
+      };
+      // Draws from the RNG, unless it is attention whose dropout is off.
+      if (handle->hasTag(at::Tag::nondeterministic_seeded)) {
+        size_t i = 0;
+        while (i < params.size() && params[i].name() != "dropout_p") ++i;
+        if (i == params.size()) return false;
+        const Arg* p = given_at(i);
+        bool off = p ? (p->kind == Arg::Kind::kFloat && p->f == 0) || (p->kind == Arg::Kind::kInt && p->i == 0)
+                     : params[i].default_value() && params[i].default_value()->isDouble() &&
+                           params[i].default_value()->toDouble() == 0;
+        if (!off) return false;
+      }
       for (size_t i = 0; i < params.size(); ++i) {
         if (!params[i].alias_info() || !params[i].alias_info()->isWrite()) continue;
-        const Arg* given = i < op.args.size() ? &op.args[i] : nullptr;
-        for (const auto& [name, a] : op.kwargs)
-          if (!given && strings.Get(name) == params[i].name()) given = &a;
+        const Arg* given = given_at(i);
         if (given && !written_own(*given)) return false;
       }
       for (const auto& out : op.outputs)

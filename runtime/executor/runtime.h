@@ -105,7 +105,7 @@ class Runtime {
   // Whether running `seg` changes nothing but the values it defines: no op
   // writes into an argument (in place or `out=`) other than a tensor whose
   // storage the segment itself made (an attention mask filled in place),
-  // and none draws random numbers. Such a segment can run ahead of its
+  // and none draws random numbers (attention with dropout_p 0 draws none). Such a segment can run ahead of its
   // request and be dropped when the request differs (server.cc, run-ahead).
   // False when an op is missing.
   virtual bool DefinesOnly(const traces::Segment& seg, const traces::StringTable& strings) = 0;

@@ -492,3 +492,33 @@ def test_attention_in_math_form_masks_and_differentiates_like_eager(genie, mode)
     r = genie.record(program, "remote_accelerator")[0] if mode == "record" else live(genie, program, "remote_accelerator")[0]
     assert r.returncode == 0, r.stderr
     assert r.stdout == want.stdout
+
+
+@pytest.mark.skipif(not hasattr(__import__("torch").nn.functional, "scaled_dot_product_attention"),
+                    reason="torch 1.13 has no F.scaled_dot_product_attention")
+def test_a_decode_step_with_fused_attention_and_no_dropout_runs_ahead(genie):
+    # scaled_dot_product_attention is tagged as drawing random numbers (its
+    # dropout); with dropout_p 0 it draws none, so the step runs ahead.
+    program = genie.script("""
+        import sys
+        import torch
+        import torch.nn.functional as F
+        dev = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+        torch.manual_seed(0)
+        table = torch.randn(50, 2, 4, 8).to(dev)
+        keys = torch.randn(1, 2, 6, 8).to(dev)
+        out = torch.randn(2 * 8, 50).to(dev)
+        tok = 1
+        with torch.no_grad():
+            for i in range(30):
+                q = table[torch.tensor([tok], device=dev)]
+                a = F.scaled_dot_product_attention(q, keys, keys)
+                tok = (a.reshape(1, 4, 16).mean(1) @ out)[0].argmax().item()
+                print(tok)
+    """)
+    want = eager(program, "cpu")
+    assert want.returncode == 0, want.stderr
+    r, report = live(genie, program)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == want.stdout
+    assert report["ran_ahead"] >= 20 and report["cycles"] >= 20
