@@ -317,15 +317,17 @@ def test_long_segments_go_ahead_in_parts_and_a_failed_part_is_raised_at_its_mate
 
 
 def test_a_training_step_goes_ahead_in_parts_at_its_backward_and_its_optimizer_step(genie):
-    # The runtime runs each step's forward and backward while the program's
-    # Python runs the optimizer, and the optimizer's ops while it asks for the loss.
+    # The runtime runs each step's forward and loss while the program's
+    # Python captures the backward, the backward while it runs the
+    # optimizer, and the optimizer's ops while it asks for the loss.
     program = EXAMPLES / "mlp_train.py"
     want = eager(program, "--device", "cpu", "--steps", "4")
     r, report = live(genie, program, "--steps", "4")
     assert r.returncode == 0, r.stderr
     assert r.stdout == want.stdout
-    # 2 loops of 4 steps (Adam, then SGD), each step ending in loss.item().
-    assert report["parts"] == 2 * 2 * 4 and report["segments"] == 2 * 4 + 2
+    # 2 loops of 4 steps (Adam, then SGD), each step ending in loss.item():
+    # parts at the start and the end of backward() and at the end of step().
+    assert report["parts"] == 2 * 3 * 4 and report["segments"] == 2 * 4 + 2
 
 
 def test_a_live_program_is_planned_from_its_first_run_and_follows_the_stored_plan_after(genie, tmp_path):

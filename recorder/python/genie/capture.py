@@ -453,8 +453,11 @@ class Session:
             bound.append(v)
             cpu.append(c)
         inplace = each.returns[0] is not None and each.returns[0][2]
-        values = None  # live mode: meta kernels give the results' metadata
-        if not self.remote:
+        values = None
+        if self.remote:
+            if not inplace and info.returns:
+                values = self._foreach_meta(each, plan, bound, n)
+        else:
             # Record mode: the foreach kernel runs once on the CPU values.
             values = info.func(*cpu[:len(args)], **{name: c for (name, _, _, _), c in
                                                     zip(plan[len(args):], cpu[len(args):]) if c is not _WHOLE})
@@ -477,6 +480,33 @@ class Session:
                     e_args.append(e)
             results.append(self._op(each, e_args, e_kwargs, None if values is None else values[i]))
         return results if info.returns else None
+
+    def _foreach_meta(self, each, plan, bound, n):
+        """Live mode: the meta results of an out-of-place foreach op, one per
+        element from its per-tensor op's meta kernel (the shape cache mostly),
+        so that one _foreach_records call records them all; None when a
+        kernel fails (each element then goes through _op)."""
+        values = []
+        for i in range(n):
+            e_args, e_kwargs = [], {}
+            for v, (_, kind, pname, kw_only) in zip(bound, plan):
+                if v is _WHOLE:
+                    continue
+                e = v if kind == "one" else v[i]
+                if type(e) is LazyTensor:
+                    e = e._genie_value
+                if kw_only:
+                    e_kwargs[pname] = e
+                else:
+                    e_args.append(e)
+            try:
+                out = self._kernel(each.func, e_args, e_kwargs)
+            except Exception:
+                return None
+            if type(out) is not _Tensor or out.dtype not in DTYPE_CODE:
+                return None
+            values.append(out)
+        return values
 
     def _foreach_records(self, each, plan, bound, n, values):
         """The records of a foreach op, one per element. In place (`values`

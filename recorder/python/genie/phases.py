@@ -126,6 +126,10 @@ def _with_phase(phase, fn, capture_all=False):
     @functools.wraps(fn)
     def run(*args, **kwargs):
         session = lazy._session
+        if session.remote and not _override:
+            # What came before (a training step's forward and loss) goes
+            # ahead too: the runtime runs it while the backward is captured.
+            session.send_ahead(_PHASE_PART_WORDS)
         saved_module = session.module_sid
         _override.append(phase)
         session.phase = phase
