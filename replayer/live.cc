@@ -264,7 +264,7 @@ class LiveConnection final : public recorder::FrontendSink {
       ++report_->template_runs;
       CycleRun run{plan.from_template, {}};
       for (const auto& change : plan.changed) run.fed.push_back(change.first);
-      if (InCycle(plan, run, payloads, ahead, !fetch.empty())) {
+      if (InCycle(env.execute(), plan, run, payloads, ahead, !fetch.empty())) {
         since_fetch_.push_back(std::move(run));
         held_.push_back(std::move(env));
         held_inlined_.insert(held_inlined_.end(), inlined.begin(), inlined.end());
@@ -314,12 +314,14 @@ class LiveConnection final : public recorder::FrontendSink {
     std::vector<uint32_t> fed;  // its payloads that changed, in the offered cycle to the bytes fetched before
   };
 
-  bool InCycle(const TemplateTable::Plan& plan, const CycleRun& run, const std::vector<ContentHash>& payloads,
-               bool ahead, bool fetches) const {
+  // Whether the template run `ex` (planned as `plan`) is the next run of
+  // the offered cycle. `ex` holds its slot and release differences.
+  bool InCycle(const wire::Execute& ex, const TemplateTable::Plan& plan, const CycleRun& run,
+               const std::vector<ContentHash>& payloads, bool ahead, bool fetches) const {
     if (held_.size() >= offered_.size() || journaling()) return false;
     const CycleRun& want = offered_[held_.size()];
     bool last = held_.size() + 1 == offered_.size();
-    if (run.id != want.id || !plan.slot_diffs.empty() || !plan.release_diffs.empty() || fetches != last ||
+    if (run.id != want.id || !ex.slot_diffs().empty() || !ex.release_diffs().empty() || fetches != last ||
         ahead == last || strings_sent_ != strings_.size())
       return false;
     if (!want.fed.empty() && !fed_ready_) return false;

@@ -144,6 +144,26 @@ def test_decode_steps_after_warm_up_travel_as_one_cycle_of_a_few_bytes(genie):
     assert (more["bytes_up"] + more["bytes_down"]) / steps <= 2 * 16
 
 
+def test_a_decode_loop_run_three_times_in_one_session_prints_what_eager_prints(genie):
+    # The later loops' steps come with other ids than predicted: each run
+    # whose integers or releases are off the prediction goes up as it is,
+    # never as part of a cycle.
+    program = genie.script(f"""
+        import runpy
+        import sys
+        example = {str(EXAMPLES / "gpt_decode.py")!r}
+        for _ in range(3):
+            sys.argv = [example, "--tokens", "24", *sys.argv[1:]]
+            runpy.run_path(example, run_name="__main__")
+    """)
+    want = eager(program, "--device", "cpu")
+    assert want.returncode == 0, want.stderr
+    r, report = live(genie, program)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == want.stdout
+    assert report["cycles"] >= 3 * 10
+
+
 def test_a_step_that_leaves_its_cycle_sends_the_runs_held_for_it_and_runs_as_sent(genie):
     # Every seventh step closes with argmin instead of argmax: the model run
     # held back for that step's cycle goes up as it was, then the other op.
