@@ -503,7 +503,12 @@ class LiveConnection final : public recorder::FrontendSink {
     }
     std::vector<uint64_t> fetch;
     for (const auto& m : seg.materialized) fetch.push_back(m.id);
+    // In id order: the program drops values in an order of its own (a
+    // template check drops them as its Python frees them), and the
+    // runtime frees them after the segment all the same. Sorted, a step
+    // releases what the step before released, moved along by the step.
     std::vector<uint64_t> release(released.begin(), released.end());
+    std::sort(release.begin(), release.end());
 
     if (first_) {
       first_ = false;

@@ -267,7 +267,7 @@ def test_a_step_that_fills_a_tensor_of_its_own_in_place_runs_ahead(genie):
         for i in range(30):
             x = torch.tensor([tok], device=dev)
             bias = torch.zeros(50, device=dev)
-            bias.masked_fill_(torch.arange(50, device=dev) == tok, -1e9)  # never the same token twice
+            bias.masked_fill_(torch.arange(50, device=dev) == x, -1e9)  # never the same token twice
             tok = ((table[x] @ proj)[0] + bias).argmax().item()
             print(tok)
     """)
