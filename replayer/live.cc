@@ -376,11 +376,15 @@ class LiveConnection final : public recorder::FrontendSink {
   }
 
   // The bytes a fetch gave can feed the next cycle when they are few (the runtime keeps no more).
+  // A large fetch is neither copied nor hashed.
   void Fetched(const ExecuteReply& reply) {
+    size_t n = 0;
+    for (const auto& t : reply.tensors) n += t.bytes.size();
+    fed_ready_ = n > 0 && n <= wire::kMaxFedBytes;
+    if (!fed_ready_) return;
     std::string bytes;
     for (const auto& t : reply.tensors) bytes += t.bytes;
-    fed_ready_ = !bytes.empty() && bytes.size() <= wire::kMaxFedBytes;
-    if (fed_ready_) fetched_hash_ = ContentHash::Of(bytes.data(), bytes.size());
+    fetched_hash_ = ContentHash::Of(bytes.data(), bytes.size());
   }
 
   void ForgetCycles() {

@@ -65,6 +65,15 @@ Result<c10::MemoryFormat> ToMemoryFormat(const std::string& s) {
   return Status::Unsupported("memory format '" + s + "'");
 }
 
+// The argument `op` gives for schema parameter `p`, the `i`th: positional,
+// else by name; null when it gives none (the default applies).
+const Arg* GivenArg(const traces::Op& op, const c10::Argument& p, size_t i, const traces::StringTable& strings) {
+  if (i < op.args.size()) return &op.args[i];
+  for (const auto& [name, a] : op.kwargs)
+    if (strings.Get(name) == p.name()) return &a;
+  return nullptr;
+}
+
 Result<c10::Layout> ToLayout(const std::string& s) {
   if (s == "strided") return c10::Layout::Strided;
   return Status::Unsupported("layout '" + s + "' (only strided tensors run remotely)");
@@ -297,12 +306,7 @@ class TorchRuntime final : public Runtime {
       auto handle = FindOp(strings.Get(op.schema));
       if (!handle.ok()) return false;
       const auto& params = handle->schema().arguments();
-      auto given_at = [&](size_t i) -> const Arg* {
-        if (i < op.args.size()) return &op.args[i];
-        for (const auto& [name, a] : op.kwargs)
-          if (strings.Get(name) == params[i].name()) return &a;
-        return nullptr;
-      };
+      auto given_at = [&](size_t i) { return GivenArg(op, params[i], i, strings); };
       // Draws from the RNG, unless it is attention whose dropout is off.
       if (handle->hasTag(at::Tag::nondeterministic_seeded)) {
         size_t i = 0;
@@ -788,10 +792,7 @@ class TorchRuntime final : public Runtime {
     stack.reserve(params.size());
     for (size_t i = 0; i < params.size(); ++i) {
       const c10::Argument& p = params[i];
-      const Arg* given = i < op.args.size() ? &op.args[i] : nullptr;
-      if (!given)
-        for (const auto& [name, a] : op.kwargs)
-          if (strings.Get(name) == p.name()) given = &a;
+      const Arg* given = GivenArg(op, p, i, strings);
       if (given) {
         GENIE_ASSIGN_OR_RETURN(c10::IValue v, ToIValue(s, *given, p.type(), strings));
         stack.push_back(std::move(v));

@@ -246,11 +246,7 @@ class Connection {
   // RunCycle: the runs of the cycle offered, each as predicted and fed the
   // bytes fetched last, as NoteRun saw them; one reply, the last run's.
   Status HandleCycle() {
-    if (!offered_ || last_cycle_.empty()) {
-      DropAhead();
-      ForgetCycles();
-      return ReplyError("no cycle was offered to run");
-    }
+    if (!offered_ || last_cycle_.empty()) return Abandon("no cycle was offered to run");
     const std::vector<Seen> cycle = last_cycle_;
     uint64_t execute_us = 0;
     uint32_t ahead = 0;
@@ -264,18 +260,11 @@ class Connection {
       }
       auto ran = RunTemplate(run);
       if (!ran.ok()) return ReplyError(ran.status().message());
-      if (!cycle[i].fed.empty() && fetched_.empty()) {
-        DropAhead();
-        ForgetCycles();
-        return ReplyError("the cycle offered is fed by no fetch");
-      }
+      if (!cycle[i].fed.empty() && fetched_.empty()) return Abandon("the cycle offered is fed by no fetch");
       execute_us += ran->result.execute_us;
       ahead += ran->ahead;
-      if (ran->fetch.empty() != (i + 1 < cycle.size())) {
-        DropAhead();
-        ForgetCycles();
-        return ReplyError("the cycle offered no longer fetches at its end");
-      }
+      if (ran->fetch.empty() != (i + 1 < cycle.size()))
+        return Abandon("the cycle offered no longer fetches at its end");
       if (i + 1 < cycle.size()) continue;
       ran->result.execute_us = static_cast<uint32_t>(std::min<uint64_t>(execute_us, UINT32_MAX));
       bool run_ahead = EndCycle(ran->result);
@@ -283,6 +272,13 @@ class Connection {
       if (run_ahead) RunAhead();
     }
     return Status::OK();
+  }
+
+  // A cycle that cannot run: drops the runs made ahead, forgets the cycles, replies `message`.
+  Status Abandon(const std::string& message) {
+    DropAhead();
+    ForgetCycles();
+    return ReplyError(message);
   }
 
   // Runs the template run `ex` (from a run made ahead when it matches);

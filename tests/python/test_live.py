@@ -20,14 +20,22 @@ def live(genie, program, *args, pool="local", config=None, extra=()):
     return r, json.loads(lines[-1]) if lines else None
 
 
+def live_like_eager(genie, program, eager_args, *args, **kwargs):
+    """Runs `program` eagerly with `eager_args` and live with `args`; asserts
+    that both succeed and print the same. Returns (the eager process, the
+    live report)."""
+    want = eager(program, *eager_args)
+    assert want.returncode == 0, want.stderr
+    r, report = live(genie, program, *args, **kwargs)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == want.stdout
+    return want, report
+
+
 @pytest.mark.parametrize("name", sorted(EXAMPLE_ARGS))
 def test_every_example_prints_what_eager_cpu_prints(genie, name):
     program = EXAMPLES / f"{name}.py"
-    want = eager(program, "--device", "cpu", *EXAMPLE_ARGS[name])
-    assert want.returncode == 0, want.stderr
-    r, report = live(genie, program, *EXAMPLE_ARGS[name])
-    assert r.returncode == 0, r.stderr
-    assert r.stdout == want.stdout
+    _, report = live_like_eager(genie, program, ("--device", "cpu", *EXAMPLE_ARGS[name]), *EXAMPLE_ARGS[name])
     assert report["exit_status"] == 0 and report["error"] == ""
     # One round trip per segment (plus Hello); at least one segment per materialization.
     assert report["segments"] >= 1 and report["round_trips"] == report["segments"] + 1
@@ -95,11 +103,7 @@ def test_ops_without_meta_kernels_and_data_dependent_shapes(genie):
         print(torch.arange(6.0, device=d).dtype, torch.arange(1, 2.5, 0.5, device=d).tolist())  # int64 on 1.13's meta
     """
     program = genie.script(body)
-    want = eager(program, "--device", "cpu")
-    assert want.returncode == 0, want.stderr
-    r, report = live(genie, program)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout == want.stdout
+    _, report = live_like_eager(genie, program, ("--device", "cpu"))
 
 
 def test_an_error_on_the_runtime_is_an_exception_in_the_program(genie):
@@ -124,10 +128,8 @@ def test_decode_steps_after_warm_up_travel_as_one_cycle_of_a_few_bytes(genie):
     program = EXAMPLES / "gpt_decode.py"
     runs = {}
     for tokens in (16, 48):
-        want = eager(program, "--device", "cpu", "--tokens", str(tokens))
-        r, runs[tokens] = live(genie, program, "--tokens", str(tokens))
-        assert r.returncode == 0, r.stderr
-        assert r.stdout == want.stdout
+        _, runs[tokens] = live_like_eager(genie, program, ("--device", "cpu", "--tokens", str(tokens)),
+                                          "--tokens", str(tokens))
     more = {k: runs[48][k] - runs[16][k] for k in ("segments", "parts", "template_runs", "bytes_up", "bytes_down",
                                                   "ran_ahead", "cycles", "round_trips")}
     steps = 32
@@ -156,11 +158,7 @@ def test_a_decode_loop_run_three_times_in_one_session_prints_what_eager_prints(g
             sys.argv = [example, "--tokens", "24", *sys.argv[1:]]
             runpy.run_path(example, run_name="__main__")
     """)
-    want = eager(program, "--device", "cpu")
-    assert want.returncode == 0, want.stderr
-    r, report = live(genie, program)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout == want.stdout
+    _, report = live_like_eager(genie, program, ("--device", "cpu"))
     assert report["cycles"] >= 3 * 10
 
 
@@ -184,11 +182,7 @@ def test_a_step_that_leaves_its_cycle_sends_the_runs_held_for_it_and_runs_as_sen
                 print(i, token)
             print([f"{{v:.5f}}" for v in logits[0, -1, :4].tolist()])
     """)
-    want = eager(program, "cpu")
-    assert want.returncode == 0, want.stderr
-    r, report = live(genie, program)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout == want.stdout
+    _, report = live_like_eager(genie, program, ("cpu",))
     # Cycles between the changes, not at them: 5 changes, and a few steps
     # to see the loop again after each (and the templates' warm-up).
     assert 10 <= report["cycles"] <= 40 - 5
@@ -213,11 +207,7 @@ def test_a_step_run_ahead_but_not_taken_is_dropped_and_the_step_runs_as_sent(gen
             tok = nxt if i % 7 != 6 else (nxt + 7) % 50
             print(i, nxt, tok)
     """)
-    want = eager(program, "cpu")
-    assert want.returncode == 0, want.stderr
-    r, report = live(genie, program)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout == want.stdout
+    want, report = live_like_eager(genie, program, ("cpu",))
     # Steps ran ahead between the changes, not at them (5 changes, and two
     # steps to see the loop again after each).
     assert 10 <= report["ran_ahead"] <= 40 - 5
@@ -245,11 +235,7 @@ def test_a_step_that_changes_a_value_in_place_never_runs_ahead(genie):
             tok = int(acc.sum().item()) % 7
             print(tok)
     """)
-    want = eager(program, "cpu")
-    assert want.returncode == 0, want.stderr
-    r, report = live(genie, program)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout == want.stdout
+    _, report = live_like_eager(genie, program, ("cpu",))
     assert report["template_runs"] >= 10 and report["ran_ahead"] == 0
 
 
@@ -271,11 +257,7 @@ def test_a_step_that_fills_a_tensor_of_its_own_in_place_runs_ahead(genie):
             tok = ((table[x] @ proj)[0] + bias).argmax().item()
             print(tok)
     """)
-    want = eager(program, "cpu")
-    assert want.returncode == 0, want.stderr
-    r, report = live(genie, program)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout == want.stdout
+    _, report = live_like_eager(genie, program, ("cpu",))
     assert report["ran_ahead"] >= 20 and report["cycles"] >= 20
 
 
@@ -341,10 +323,7 @@ def test_a_training_step_goes_ahead_in_parts_at_its_backward_and_its_optimizer_s
     # Python captures the backward, the backward while it runs the
     # optimizer, and the optimizer's ops while it asks for the loss.
     program = EXAMPLES / "mlp_train.py"
-    want = eager(program, "--device", "cpu", "--steps", "4")
-    r, report = live(genie, program, "--steps", "4")
-    assert r.returncode == 0, r.stderr
-    assert r.stdout == want.stdout
+    _, report = live_like_eager(genie, program, ("--device", "cpu", "--steps", "4"), "--steps", "4")
     # 2 loops of 4 steps (Adam, then SGD), each step ending in loss.item():
     # parts at the start and the end of backward() and at the end of step().
     assert report["parts"] == 2 * 3 * 4 and report["segments"] == 2 * 4 + 2
@@ -538,9 +517,5 @@ def test_a_decode_step_with_fused_attention_and_no_dropout_runs_ahead(genie):
                 tok = (a.reshape(1, 4, 16).mean(1) @ out)[0].argmax().item()
                 print(tok)
     """)
-    want = eager(program, "cpu")
-    assert want.returncode == 0, want.stderr
-    r, report = live(genie, program)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout == want.stdout
+    _, report = live_like_eager(genie, program, ("cpu",))
     assert report["ran_ahead"] >= 20 and report["cycles"] >= 20

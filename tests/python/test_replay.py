@@ -226,6 +226,14 @@ def send_frame(s, envelope):
     s.sendall(struct.pack("<I", len(envelope)) + envelope)
 
 
+def session(runtime):
+    """A connection to `runtime` past its Hello."""
+    s = connect(runtime)
+    send_frame(s, HELLO)
+    read_frame(s)
+    return s
+
+
 def test_the_runtime_answers_hello_first_then_heartbeats(runtime):
     # heartbeat (19) {nonce (1): 7}.
     heartbeat = bytes([0x9A, 0x01, 0x02, 0x08, 0x07])
@@ -246,9 +254,7 @@ def test_the_runtime_answers_hello_first_then_heartbeats(runtime):
 def test_a_run_of_a_template_the_session_lacks_is_one_clear_error(runtime):
     # execute (17) {from_template (6): 5}
     execute = bytes([0x8A, 0x01, 0x02, 0x30, 0x05])
-    with connect(runtime) as s:
-        send_frame(s, HELLO)
-        read_frame(s)
+    with session(runtime) as s:
         send_frame(s, execute)
         reply = read_frame(s)
         assert reply[:1] == bytes([0x62])  # error (12)
@@ -259,9 +265,7 @@ def test_a_run_of_a_template_the_session_lacks_is_one_clear_error(runtime):
 
 def test_a_cycle_the_runtime_did_not_offer_is_one_clear_error(runtime):
     run_cycle = bytes([0x12, 0x00])  # run_cycle (2) {}
-    with connect(runtime) as s:
-        send_frame(s, HELLO)
-        read_frame(s)
+    with session(runtime) as s:
         send_frame(s, run_cycle)
         reply = read_frame(s)
         assert reply[:1] == bytes([0x62])  # error (12)

@@ -456,7 +456,7 @@ class Session:
         values = None
         if self.remote:
             if not inplace and info.returns:
-                values = self._foreach_meta(each, plan, bound, n)
+                values = self._foreach_meta(each, plan, cpu, n)
         else:
             # Record mode: the foreach kernel runs once on the CPU values.
             values = info.func(*cpu[:len(args)], **{name: c for (name, _, _, _), c in
@@ -469,36 +469,19 @@ class Session:
             return self._foreach_records(each, plan, bound, n, values)
         results = []
         for i in range(n):
-            e_args, e_kwargs = [], {}
-            for v, (_, kind, pname, kw_only) in zip(bound, plan):
-                if v is _WHOLE:
-                    continue
-                e = v if kind == "one" else v[i]
-                if kw_only:
-                    e_kwargs[pname] = e
-                else:
-                    e_args.append(e)
+            e_args, e_kwargs = _element(bound, plan, i)
             results.append(self._op(each, e_args, e_kwargs, None if values is None else values[i]))
         return results if info.returns else None
 
-    def _foreach_meta(self, each, plan, bound, n):
-        """Live mode: the meta results of an out-of-place foreach op, one per
-        element from its per-tensor op's meta kernel (the shape cache mostly),
-        so that one _foreach_records call records them all; None when a
-        kernel fails (each element then goes through _op)."""
+    def _foreach_meta(self, each, plan, cpu, n):
+        """Live mode: the meta results of an out-of-place foreach op (its
+        arguments' meta values `cpu`), one per element from its per-tensor
+        op's meta kernel (the shape cache mostly), so that one
+        _foreach_records call records them all; None when a kernel fails
+        (each element then goes through _op)."""
         values = []
         for i in range(n):
-            e_args, e_kwargs = [], {}
-            for v, (_, kind, pname, kw_only) in zip(bound, plan):
-                if v is _WHOLE:
-                    continue
-                e = v if kind == "one" else v[i]
-                if type(e) is LazyTensor:
-                    e = e._genie_value
-                if kw_only:
-                    e_kwargs[pname] = e
-                else:
-                    e_args.append(e)
+            e_args, e_kwargs = _element(cpu, plan, i)
             try:
                 out = self._kernel(each.func, e_args, e_kwargs)
             except Exception:
@@ -511,7 +494,7 @@ class Session:
     def _foreach_records(self, each, plan, bound, n, values):
         """The records of a foreach op, one per element. In place (`values`
         None), each element keeps its metadata and takes a new id, as _op does
-        for an in-place op; otherwise (record mode) element i's result is
+        for an in-place op; otherwise element i's result is
         values[i], a new tensor, and the LazyTensors are returned. An argument
         shared by all elements (a scalar) is encoded once."""
         pre = []
@@ -740,6 +723,21 @@ def _draws_without_reading(schema):
     if schema.name == "aten::bernoulli_" and schema.overload_name == "float":
         return True
     return schema.name == "aten::normal" and schema.overload_name == "float_float"
+
+
+def _element(bound, plan, i):
+    """The arguments of a foreach op's element i, for its per-tensor op:
+    (args, kwargs) from `bound`, the op's arguments in `plan`'s order."""
+    e_args, e_kwargs = [], {}
+    for v, (_, kind, pname, kw_only) in zip(bound, plan):
+        if v is _WHOLE:
+            continue
+        e = v if kind == "one" else v[i]
+        if kw_only:
+            e_kwargs[pname] = e
+        else:
+            e_args.append(e)
+    return e_args, e_kwargs
 
 
 _SHAPE_CACHE_LIMIT = 1 << 16
