@@ -52,6 +52,8 @@ def main():
     p.add_argument("--python", default="/usr/bin/python3")
     p.add_argument("--device", default="cpu", help="the runtime's device")
     p.add_argument("--rounds", type=int, default=3, help="steady-state rounds (eager and live alternate)")
+    p.add_argument("--examples", nargs="+", choices=EXAMPLES, default=EXAMPLES, metavar="NAME",
+                   help=f"which examples to time (default: all of {', '.join(EXAMPLES)})")
     args = p.parse_args()
 
     serve = subprocess.Popen([args.genie, "serve", "--listen", "127.0.0.1:0", "--device", args.device,
@@ -66,7 +68,7 @@ def main():
             live = [args.genie, "run", "--pool", "bench", "--config", str(cfg), "--json", args.python]
             print(f"runtime {address} on {args.device}")
             print(f"{'example':<11} {'eager ms':>9} {'live ms':>9} {'ratio':>6} {'target':>6}  same output")
-            for name in EXAMPLES:
+            for name in args.examples:
                 program = str(ROOT / "examples" / f"{name}.py")
                 eager = subprocess.run([args.python, timed, program, "--device", "cpu"], capture_output=True,
                                        text=True, check=True)
@@ -81,7 +83,7 @@ def main():
             print(f"\nsteady state, per step ({SHORT} and {LONG} steps; gpt_decode: tokens "
                   f"{LENGTH['gpt_decode'][1]} and {LENGTH['gpt_decode'][2]}; medians of {args.rounds} rounds)")
             print(f"{'example':<11} {'eager ms':>9} {'live ms':>9} {'ratio':>6} {'range':>11} {'target':>6}")
-            for name in EXAMPLES:
+            for name in args.examples:
                 program = str(ROOT / "examples" / f"{name}.py")
                 flag, short, long = LENGTH.get(name, ("--steps", SHORT, LONG))
                 per = {"eager": [], "live": []}
@@ -101,22 +103,23 @@ def main():
                 print(f"{name:<11} {e:>9.2f} {l_:>9.2f} {l_ / e:>6.2f} {min(each):>5.2f}-{max(each):<5.2f} "
                       f"{TARGET.get(name, 1.1):>6.1f}")
 
-            program = str(ROOT / "examples" / "gpt_decode.py")
-            runs = {}
-            _, short, long = LENGTH["gpt_decode"]
-            for tokens in (short, long):
-                r = subprocess.run([*live, program, "--tokens", str(tokens)], capture_output=True, text=True)
-                if r.returncode != 0:
-                    sys.exit(r.stderr)
-                runs[tokens] = report(r.stderr)
-            steps = long - short
-            per = {k: (runs[long][k] - runs[short][k]) / steps
-                   for k in ("round_trips", "bytes_up", "bytes_down", "cycles")}
-            needed = 8 + 8  # an int64 token id up, an int64 token down
-            wire = per["bytes_up"] + per["bytes_down"]
-            print(f"gpt_decode per decode step (tokens {short} to {long}): {per['round_trips']:.2f} round trips, "
-                  f"{per['cycles']:.2f} cycles; bytes up {per['bytes_up']:.1f}, down {per['bytes_down']:.1f}: "
-                  f"{wire / needed:.2f}x the {needed} bytes of token ids and materialized values (target <= 2x)")
+            if "gpt_decode" in args.examples:
+                program = str(ROOT / "examples" / "gpt_decode.py")
+                runs = {}
+                _, short, long = LENGTH["gpt_decode"]
+                for tokens in (short, long):
+                    r = subprocess.run([*live, program, "--tokens", str(tokens)], capture_output=True, text=True)
+                    if r.returncode != 0:
+                        sys.exit(r.stderr)
+                    runs[tokens] = report(r.stderr)
+                steps = long - short
+                per = {k: (runs[long][k] - runs[short][k]) / steps
+                       for k in ("round_trips", "bytes_up", "bytes_down", "cycles")}
+                needed = 8 + 8  # an int64 token id up, an int64 token down
+                wire = per["bytes_up"] + per["bytes_down"]
+                print(f"gpt_decode per decode step (tokens {short} to {long}): {per['round_trips']:.2f} round trips, "
+                      f"{per['cycles']:.2f} cycles; bytes up {per['bytes_up']:.1f}, down {per['bytes_down']:.1f}: "
+                      f"{wire / needed:.2f}x the {needed} bytes of token ids and materialized values (target <= 2x)")
     finally:
         serve.terminate()
         serve.wait()

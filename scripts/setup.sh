@@ -11,7 +11,7 @@ packages=(
   libzstd-dev libssl-dev libcli11-dev catch2
   python3 python3-torch python3-numpy python3-pytest python3-torchvision libtorch-dev
   libprotobuf-dev protobuf-compiler libsqlite3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
-  libdpdk-dev libibverbs-dev
+  libdpdk-dev libibverbs-dev libtcmalloc-minimal4
 )
 
 missing=()
