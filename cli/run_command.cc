@@ -255,7 +255,7 @@ int RunLiveProgram(const RunArgs& a, const replayer::Config& config) {
     w.Key("already_present").Uint(r.already_present);
     w.Key("median_segment_ms").Double(median).Key("median_runtime_ms").Double(replayer::Median(r.runtime_ms));
     w.Key("graph_segments").Uint(r.graph_segments).Key("template_runs").Uint(r.template_runs);
-    w.Key("ran_ahead").Uint(r.ran_ahead).Key("cycles").Uint(r.cycles);
+    w.Key("ran_ahead").Uint(r.ran_ahead).Key("cycles").Uint(r.cycles).Key("answered_first").Uint(r.answered_first);
     if (plan) {
       w.Key("plan").BeginObject().Key("id").String(plan->id).Key("class").String(analyzer::WorkloadClassName(plan->klass));
       w.Key("from_store").Bool(followed.has_value()).Key("trace").String(r.trace_path).EndObject();
@@ -281,6 +281,9 @@ int RunLiveProgram(const RunArgs& a, const replayer::Config& config) {
     if (r.cycles > 0)
       std::fprintf(stderr, "  %s steps went up as one message each, the step before repeated (cycles)\n",
                    FormatCount(r.cycles).c_str());
+    if (r.answered_first > 0)
+      std::fprintf(stderr, "  %s values came back before the ops after them ran (answered first)\n",
+                   FormatCount(r.answered_first).c_str());
     if (followed)
       std::fprintf(stderr, "  followed plan %s (%s) from the store %s\n", followed->id.c_str(),
                    analyzer::WorkloadClassName(followed->klass), store.value()->path().c_str());

@@ -553,6 +553,7 @@ class LiveConnection final : public recorder::FrontendSink {
     parts_runtime_us_ = 0;
     if (reply->message.graph()) ++report_->graph_segments;
     if (reply->message.ran_ahead()) ++report_->ran_ahead;
+    if (reply->message.answered_first()) ++report_->answered_first;
 
     // The REPLY frame: u32 length | u8 type | u8 0 | tensors | scalars.
     std::string out(5, '\0');

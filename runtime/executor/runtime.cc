@@ -17,6 +17,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -263,11 +264,7 @@ class TorchRuntime final : public Runtime {
       for (uint64_t id : fetch) {
         auto it = s->values.find(id);
         if (it == s->values.end()) return Status::InvalidArgument("fetched value " + std::to_string(id) + " does not exist");
-        at::Tensor host = it->second.contiguous().to(at::kCPU);
-        HostTensor out;
-        GENIE_ASSIGN_OR_RETURN(out.dtype, FromScalarType(host.scalar_type()));
-        out.sizes.assign(host.sizes().begin(), host.sizes().end());
-        out.bytes.assign(static_cast<const char*>(host.data_ptr()), host.nbytes());
+        GENIE_ASSIGN_OR_RETURN(HostTensor out, ToHost(it->second));
         result.fetched.push_back(std::move(out));
       }
       for (uint64_t id : release) s->values.erase(id);
@@ -327,6 +324,89 @@ class TorchRuntime final : public Runtime {
         if (out.is_tensor) storage[out.id] = out.meta.storage;
     }
     return true;
+  }
+
+  std::optional<std::vector<HostTensor>> FetchBefore(uint64_t session_id, const traces::Segment& seg,
+                                                     const traces::StringTable& strings,
+                                                     const std::vector<uint64_t>& fetch) override {
+    Session* s = FindSession(session_id);
+    if (!s || fetch.empty()) return std::nullopt;
+    std::unordered_set<traces::ValueId> fetched(fetch.begin(), fetch.end());
+    std::vector<const c10::StorageImpl*> storages;
+    for (uint64_t id : fetch) {
+      auto it = s->values.find(id);
+      if (it == s->values.end() || !it->second.has_storage()) return std::nullopt;
+      storages.push_back(it->second.storage().unsafeGetStorageImpl());
+    }
+    // Where each value's storage comes from: a held value's own storage;
+    // for a value the segment defines, nullptr when it made the storage,
+    // else the storage of the argument its schema says it aliases (a view,
+    // an in-place op's result), or kUnknown.
+    const c10::StorageImpl* const kUnknown = reinterpret_cast<const c10::StorageImpl*>(1);
+    std::unordered_map<traces::ValueId, const c10::StorageImpl*> origin;
+    auto origin_of = [&](traces::ValueId id) -> const c10::StorageImpl* {
+      auto defined = origin.find(id);
+      if (defined != origin.end()) return defined->second;
+      auto it = s->values.find(id);
+      if (it == s->values.end() || !it->second.has_storage()) return kUnknown;
+      return it->second.storage().unsafeGetStorageImpl();
+    };
+    auto may_reach = [&](traces::ValueId id) {
+      const c10::StorageImpl* o = origin_of(id);
+      return o == kUnknown || (o && std::find(storages.begin(), storages.end(), o) != storages.end());
+    };
+    for (const auto& step : seg.steps) {
+      if (step.kind == traces::Step::Kind::kInput) {
+        if (fetched.count(step.input.id)) return std::nullopt;
+        origin[step.input.id] = nullptr;
+        continue;
+      }
+      const traces::Op& op = step.op;
+      auto handle = FindOp(strings.Get(op.schema));
+      if (!handle.ok()) return std::nullopt;
+      const auto& params = handle->schema().arguments();
+      const auto& returns = handle->schema().returns();
+      for (size_t i = 0; i < params.size(); ++i) {
+        if (!params[i].alias_info() || !params[i].alias_info()->isWrite()) continue;
+        const Arg* given = GivenArg(op, params[i], i, strings);
+        if (!given) continue;
+        if (given->kind == Arg::Kind::kTensor && may_reach(given->tensor)) return std::nullopt;
+        if (given->kind == Arg::Kind::kList)
+          for (const auto& item : given->list)
+            if (item.kind == Arg::Kind::kTensor && may_reach(item.tensor)) return std::nullopt;
+      }
+      // One tensor result per schema return; others (lists) are not followed.
+      bool one_each = op.outputs.size() == returns.size();
+      for (size_t k = 0; k < op.outputs.size(); ++k) {
+        const auto& out = op.outputs[k];
+        if (!out.is_tensor || fetched.count(out.id)) return std::nullopt;
+        const c10::StorageImpl* o = nullptr;
+        const c10::AliasInfo* alias = one_each ? returns[k].alias_info() : nullptr;
+        if (!one_each) o = kUnknown;
+        if (alias) {
+          o = kUnknown;
+          for (size_t i = 0; i < params.size(); ++i) {
+            const c10::AliasInfo* p = params[i].alias_info();
+            if (!p || p->beforeSets() != alias->beforeSets()) continue;
+            const Arg* given = GivenArg(op, params[i], i, strings);
+            if (given && given->kind == Arg::Kind::kTensor) o = origin_of(given->tensor);
+            break;
+          }
+        }
+        origin[out.id] = o;
+      }
+    }
+    std::vector<HostTensor> values;
+    try {
+      for (uint64_t id : fetch) {
+        auto host = ToHost(s->values.at(id));
+        if (!host.ok()) return std::nullopt;
+        values.push_back(std::move(host).value());
+      }
+    } catch (const c10::Error&) {
+      return std::nullopt;  // the segment's run reports what is wrong
+    }
+    return values;
   }
 
   bool UsesFingerprints() const override {
@@ -760,6 +840,16 @@ class TorchRuntime final : public Runtime {
     return true;
   }
 #endif
+
+  // `t` copied to host memory, contiguous.
+  static Result<HostTensor> ToHost(const at::Tensor& t) {
+    at::Tensor host = t.contiguous().to(at::kCPU);
+    HostTensor out;
+    GENIE_ASSIGN_OR_RETURN(out.dtype, FromScalarType(host.scalar_type()));
+    out.sizes.assign(host.sizes().begin(), host.sizes().end());
+    out.bytes.assign(static_cast<const char*>(host.data_ptr()), host.nbytes());
+    return out;
+  }
 
   // Runs a random op by taking its recorded results instead of drawing again.
   Status ReplayRandom(Session& s, const traces::Op& op, const traces::StringTable& strings) {

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -109,6 +110,18 @@ class Runtime {
   // request and be dropped when the request differs (server.cc, run-ahead).
   // False when an op is missing.
   virtual bool DefinesOnly(const traces::Segment& seg, const traces::StringTable& strings) = 0;
+
+  // The values `fetch` names, copied to the host as they are before `seg`
+  // runs, when running `seg` cannot change them: `session` holds each one
+  // already, `seg` defines none of them, no op of `seg` writes into a tensor
+  // whose storage might be one of theirs, and no op has a result other than
+  // tensors (a reply carries those). Then the answer to `seg` can go out
+  // before it runs (a training step's loss, computed by the parts before,
+  // while the optimizer's ops run). nullopt otherwise, and when `fetch` is
+  // empty.
+  virtual std::optional<std::vector<HostTensor>> FetchBefore(uint64_t session, const traces::Segment& seg,
+                                                             const traces::StringTable& strings,
+                                                             const std::vector<uint64_t>& fetch) = 0;
 
   // Whether Execute reads Segment::fingerprint (CUDA graphs); a caller that
   // rebuilds a segment need not compute it otherwise.

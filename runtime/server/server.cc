@@ -196,6 +196,8 @@ class Connection {
     runtime::ExecuteResult result;
   };
 
+  enum class ReplyKind { kWhole, kTemplateRun, kCycle };
+
   Status HandleExecute(const wire::Execute& ex, uint64_t payload_bytes) {
     if (payload_bytes != 0) return Status::Corruption("Execute carries no payload");
     for (const auto& s : ex.new_strings()) strings_.Intern(s);
@@ -221,9 +223,38 @@ class Connection {
           Template{seg, release, traces::SlotPredictor(std::move(slots.ints)), std::move(slots.hashes),
                    traces::ReleasePredictor(release, traces::FirstDefined(seg)), std::move(ints)});
     }
+    GENIE_ASSIGN_OR_RETURN(bool answered, AnswerFirst(seg, fetch, release, ReplyKind::kWhole));
+    if (answered) return Status::OK();
     auto res = Execute(seg, fetch, release);
     if (!res.ok()) return ReplyError(res.status().message());
     return ReplyResult(seg, fetch, *res, ReplyKind::kWhole, false);
+  }
+
+  // Answers a request for `seg` before running it, when the values it
+  // fetches are there already and running it cannot change them
+  // (Runtime::FetchBefore): the program goes on while `seg` runs. A failure
+  // of `seg` then answers the next request that runs anything, as a part's
+  // failure does (deferred_error_). A template run closes its cycle first
+  // (run-ahead follows the run). Returns whether it answered.
+  Result<bool> AnswerFirst(const traces::Segment& seg, const std::vector<uint64_t>& fetch,
+                           const std::vector<uint64_t>& release, ReplyKind kind) {
+    if (fetch.empty() || !deferred_error_.empty()) return false;
+    auto values = rt_->FetchBefore(session_, seg, strings_, fetch);
+    if (!values) return false;
+    runtime::ExecuteResult early;
+    early.fetched = std::move(*values);
+    bool ahead = kind == ReplyKind::kTemplateRun && opts_.run_ahead && EndCycle(early);
+    GENIE_RETURN_IF_ERROR(ReplyResult(seg, fetch, early, kind, false, 0, true));
+    auto res = Execute(seg, {}, release);
+    if (!res.ok()) {
+      deferred_error_ = res.status().message();
+      DropAhead();
+      ForgetCycles();
+      return true;
+    }
+    carried_us_ += res->execute_us;
+    if (ahead) RunAhead();
+    return true;
   }
 
   // A template run as executed: its template, what it fetched, its result.
@@ -231,12 +262,14 @@ class Connection {
     Template* t = nullptr;
     std::vector<uint64_t> fetch;
     runtime::ExecuteResult result;
-    bool ahead = false;  // answered from a run made ahead
+    bool ahead = false;     // answered from a run made ahead
+    bool answered = false;  // answered before it ran (AnswerFirst)
   };
 
   Status HandleTemplateRun(const wire::Execute& ex) {
-    auto ran = RunTemplate(ex);
+    auto ran = RunTemplate(ex, true);
     if (!ran.ok()) return ReplyError(ran.status().message());
+    if (ran->answered) return Status::OK();
     bool ahead = !ran->fetch.empty() && opts_.run_ahead && EndCycle(ran->result);
     GENIE_RETURN_IF_ERROR(ReplyResult(ran->t->seg, ran->fetch, ran->result, ReplyKind::kTemplateRun, ran->ahead));
     if (ahead) RunAhead();
@@ -258,7 +291,7 @@ class Connection {
         change->set_index(index);
         change->set_data(fetched_);
       }
-      auto ran = RunTemplate(run);
+      auto ran = RunTemplate(run, false);
       if (!ran.ok()) return ReplyError(ran.status().message());
       if (!cycle[i].fed.empty() && fetched_.empty()) return Abandon("the cycle offered is fed by no fetch");
       execute_us += ran->result.execute_us;
@@ -281,9 +314,10 @@ class Connection {
     return ReplyError(message);
   }
 
-  // Runs the template run `ex` (from a run made ahead when it matches);
-  // on failure, drops the runs made ahead and forgets the cycles.
-  Result<Ran> RunTemplate(const wire::Execute& ex) {
+  // Runs the template run `ex` (from a run made ahead when it matches;
+  // `answer_first`: answered before it runs where AnswerFirst can); on
+  // failure, drops the runs made ahead and forgets the cycles.
+  Result<Ran> RunTemplate(const wire::Execute& ex, bool answer_first) {
     auto found = FromTemplate(ex);
     if (!found.ok()) {
       DropAhead();
@@ -306,6 +340,10 @@ class Connection {
       } else {
         DropAhead();
       }
+    }
+    if (!ran.ahead && answer_first) {
+      GENIE_ASSIGN_OR_RETURN(ran.answered, AnswerFirst(t.seg, ran.fetch, t.release, ReplyKind::kTemplateRun));
+      if (ran.answered) return ran;
     }
     if (!ran.ahead) {
       auto res = Execute(t.seg, ran.fetch, t.release);
@@ -485,9 +523,17 @@ class Connection {
     return &t;
   }
 
-  // Executes `seg`; on failure the values in `release` are freed all the same.
+  // Executes `seg`; on failure the values in `release` are freed all the
+  // same. After a segment answered first has failed, fails with its error
+  // instead, once.
   Result<runtime::ExecuteResult> Execute(const traces::Segment& seg, const std::vector<uint64_t>& fetch,
                                          const std::vector<uint64_t>& release) {
+    if (!deferred_error_.empty()) {
+      if (!release.empty()) rt_->Release(session_, release);
+      std::string message = std::move(deferred_error_);
+      deferred_error_.clear();
+      return Status::InvalidArgument(message);
+    }
     auto res = rt_->Execute(session_, seg, strings_, fetch, release);
     if (!res.ok()) {
       if (!release.empty()) rt_->Release(session_, release);
@@ -496,8 +542,6 @@ class Connection {
     return res;
   }
 
-  enum class ReplyKind { kWhole, kTemplateRun, kCycle };
-
   // Replies with what running `seg` gave. A template run's or a cycle's
   // reply may leave out tensor infos that the segment's own metas give
   // (ExecuteReply.as_recorded; implied for a cycle); `ran_ahead`: it ran
@@ -505,7 +549,8 @@ class Connection {
   // template run's reply offers the next cycle when there is one (offered_);
   // a cycle's says when there is none any more.
   Status ReplyResult(const traces::Segment& seg, const std::vector<uint64_t>& fetch,
-                     const runtime::ExecuteResult& result, ReplyKind kind, bool ran_ahead, uint32_t cycle_ahead = 0) {
+                     const runtime::ExecuteResult& result, ReplyKind kind, bool ran_ahead, uint32_t cycle_ahead = 0,
+                     bool answered_first = false) {
     wire::Envelope reply;
     auto* r = reply.mutable_execute_reply();
     std::string payload;
@@ -530,9 +575,12 @@ class Connection {
       else if (a.kind == traces::Arg::Kind::kInt) s->set_i(a.i);
       else if (a.kind == traces::Arg::Kind::kFloat) s->set_f(a.f);
     }
-    r->set_execute_us(result.execute_us);
+    // The time of a segment answered before it ran goes with the next answer.
+    r->set_execute_us(static_cast<uint32_t>(std::min<uint64_t>(result.execute_us + carried_us_, UINT32_MAX)));
+    carried_us_ = 0;
     r->set_graph(result.graph);
     r->set_ran_ahead(ran_ahead);
+    r->set_answered_first(answered_first);
     if (kind == ReplyKind::kTemplateRun && offered_) r->set_cycle_runs(static_cast<uint32_t>(last_cycle_.size()));
     if (kind == ReplyKind::kCycle) {
       r->set_cycle_ahead(cycle_ahead);
@@ -542,7 +590,8 @@ class Connection {
       char buf[160];
       std::snprintf(buf, sizeof(buf), " execute segment %llu: %zu ops in %.3f ms%s, %zu bytes back",
                     static_cast<unsigned long long>(seg.index), seg.num_ops(), result.execute_us / 1e3,
-                    ran_ahead ? " (ran ahead)" : "", payload.size());
+                    ran_ahead ? " (ran ahead)" : answered_first ? " (answered first; they run next)" : "",
+                    payload.size());
       Log(LogLevel::kInfo, sock_.peer() + buf);
     }
     return Reply(reply, payload.data(), payload.size());
@@ -563,6 +612,9 @@ class Connection {
   ContentHash fetched_hash_;      // and their hash
   std::deque<Ahead> ahead_;       // runs made ahead, in the order their requests are expected
   bool offered_ = false;          // the last reply offered last_cycle_ as one RunCycle
+  // Segments answered before they ran (AnswerFirst).
+  std::string deferred_error_;  // the failure of one, for the next request that runs anything
+  uint64_t carried_us_ = 0;     // their time, for the next reply's execute_us
 };
 
 }  // namespace

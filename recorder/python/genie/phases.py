@@ -144,10 +144,14 @@ def _with_phase(phase, fn, capture_all=False):
             _override.pop()
             session.phase = _override[-1] if _override else codes.PHASE_NONE
             session.module_sid = saved_module
-        if session.remote and not _override:
-            # A training step's backward and its optimizer step go ahead as
-            # parts: the runtime runs them while the program's Python goes on
-            # (the next phase's ops, the loss's materialization).
+        if session.remote and not _override and phase != codes.PHASE_OPTIMIZER:
+            # A training step's backward goes ahead as a part: the runtime
+            # runs it while the optimizer step is captured. The optimizer
+            # step's ops stay open for the materialization that comes next
+            # (the loss's): the runtime answers it before running them when
+            # they cannot change what it fetches (server.cc AnswerFirst), and
+            # runs them while the program goes on. Sent as a part, they would
+            # run before that answer.
             session.send_ahead(_PHASE_PART_WORDS)
         return out
     run._genie_phase = True
