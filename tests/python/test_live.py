@@ -318,15 +318,44 @@ def test_long_segments_go_ahead_in_parts_and_a_failed_part_is_raised_at_its_mate
     assert "index" in report["error"]
 
 
-def test_a_training_step_goes_ahead_in_parts_at_its_backward_and_its_optimizer_step(genie):
+def test_a_training_step_goes_ahead_in_parts_and_its_loss_comes_back_before_the_optimizer_runs(genie):
     # The runtime runs each step's forward and loss while the program's
-    # Python captures the backward, the backward while it runs the
-    # optimizer, and the optimizer's ops while it asks for the loss.
+    # Python captures the backward, and the backward while it captures the
+    # optimizer step. The optimizer's ops go up with loss.item(), which the
+    # runtime answers first: they cannot change the loss, computed already.
     program = EXAMPLES / "mlp_train.py"
     _, report = live_like_eager(genie, program, ("--device", "cpu", "--steps", "4"), "--steps", "4")
     # 2 loops of 4 steps (Adam, then SGD), each step ending in loss.item():
-    # parts at the start and the end of backward() and at the end of step().
-    assert report["parts"] == 2 * 3 * 4 and report["segments"] == 2 * 4 + 2
+    # parts at the start and the end of backward().
+    assert report["parts"] == 2 * 2 * 4 and report["segments"] == 2 * 4 + 2
+    # Every loss.item() is answered first; the last two materializations
+    # (accuracy, logits) are computed in their own segments.
+    assert report["answered_first"] == 2 * 4, report
+
+
+def test_a_segment_answered_first_that_fails_is_raised_at_the_next_materialization(genie):
+    program = genie.script("""
+        import sys
+        import torch
+        dev = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+        x = torch.arange(4.0, device=dev)
+        total = x.sum()
+        print(total.item())
+        picked = x.index_select(0, torch.tensor([9], device=dev))  # out of range: fails where it runs
+        print(total.item())  # needs nothing of the line above
+        try:
+            print(picked.item())
+        except Exception as e:
+            print("failed", "index" in str(e))
+        print((x * 2).sum().item())  # the runtime goes on
+    """)
+    r, report = live(genie, program)
+    assert r.returncode == 0, r.stderr
+    # Eager raises at index_select; live mode raises where a value is next
+    # asked for: here the second total.item() is answered before
+    # index_select runs, so the failure comes with picked.item().
+    assert r.stdout.split() == ["6.0", "6.0", "failed", "True", "12.0"], r.stdout
+    assert report["answered_first"] >= 1, report
 
 
 def test_a_live_program_is_planned_from_its_first_run_and_follows_the_stored_plan_after(genie, tmp_path):

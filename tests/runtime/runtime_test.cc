@@ -74,6 +74,61 @@ TEST_CASE("ops run by schema name through the dispatcher, keyword arguments and 
   rt.value()->CloseSession(session);
 }
 
+// One op of `schema` on `args`, defining `out` with storage `storage`.
+Step OneOp(StringTable& st, const char* schema, std::vector<Arg> args, ValueId out, ValueId storage) {
+  Step s;
+  s.op.schema = st.Intern(schema);
+  s.op.args = std::move(args);
+  Output o;
+  o.id = out;
+  o.meta = Vec(3, storage);
+  s.op.outputs = {o};
+  return s;
+}
+
+TEST_CASE("a fetch is answered before its segment runs only when the segment cannot change it") {
+  auto rt = runtime::Runtime::Create("cpu", 0);
+  REQUIRE(rt.ok());
+  runtime::Runtime& r = *rt.value();
+  std::string bytes = Floats({1, 2, 3});
+  ContentHash h = ContentHash::Of(bytes.data(), bytes.size());
+  uint64_t session = r.OpenSession();
+  REQUIRE(r.PutBlob(session, h, bytes).value());
+  StringTable st;
+  // %0 = input; %1 = %0 * 3; %2 = %1.add_(%0, alpha=2): %1 and %2 share a storage.
+  REQUIRE(r.Execute(session, MulAdd(st, h), st, {}).ok());
+
+  Segment other;  // %3 = %0.mul_(2): writes only the input's storage
+  other.steps = {OneOp(st, "aten::mul_.Tensor", {Arg::Tensor(0), Arg::Int(2)}, 3, 0)};
+  auto early = r.FetchBefore(session, other, st, {2});
+  REQUIRE(early.has_value());
+  REQUIRE(early->size() == 1);
+  REQUIRE((*early)[0].bytes == Floats({5, 10, 15}));
+  REQUIRE(r.FetchBefore(session, other, st, {}) == std::nullopt);  // nothing to fetch
+
+  Segment same;  // %3 = %1.mul_(2): the older version of %2, the same storage
+  same.steps = {OneOp(st, "aten::mul_.Tensor", {Arg::Tensor(1), Arg::Int(2)}, 3, 1)};
+  REQUIRE(r.FetchBefore(session, same, st, {2}) == std::nullopt);
+
+  Arg sizes;
+  sizes.kind = Arg::Kind::kList;
+  sizes.list = {Arg::Int(3)};
+  Segment view;  // %3 = %2.view([3]); %4 = %3.mul_(2): through a view the segment makes
+  view.steps = {OneOp(st, "aten::view", {Arg::Tensor(2), sizes}, 3, 1),
+                OneOp(st, "aten::mul_.Tensor", {Arg::Tensor(3), Arg::Int(2)}, 4, 1)};
+  REQUIRE(r.FetchBefore(session, view, st, {2}) == std::nullopt);
+  view.steps.pop_back();  // the view alone writes nothing
+  REQUIRE(r.FetchBefore(session, view, st, {2}).has_value());
+
+  Segment own;  // %3 = %2 * 2; %4 = %3.mul_(2): a storage the segment made
+  own.steps = {OneOp(st, "aten::mul.Tensor", {Arg::Tensor(2), Arg::Int(2)}, 3, 3),
+               OneOp(st, "aten::mul_.Tensor", {Arg::Tensor(3), Arg::Int(2)}, 4, 3)};
+  REQUIRE(r.FetchBefore(session, own, st, {2}).has_value());
+  REQUIRE(r.FetchBefore(session, own, st, {3}) == std::nullopt);  // defined by the segment
+  REQUIRE(r.FetchBefore(session, own, st, {7}) == std::nullopt);  // not held
+  r.CloseSession(session);
+}
+
 TEST_CASE("an op missing from this LibTorch is named with the torch version before anything runs") {
   auto rt = runtime::Runtime::Create("cpu", 0);
   REQUIRE(rt.ok());
