@@ -37,7 +37,28 @@ class CaptureAll(TorchDispatchMode):
         return lazy._session.dispatch(func, args, kwargs or {})
 
 
-_capturing_all = [False]
+# torch 1.13 runs every op under a mode through a Python helper mode
+# (_python_dispatch._TorchDispatchStackMode) that pops the mode stack in a
+# context manager around each call: about 10 us per op, on every op of a
+# backward. Where that torch has no other mode active, capture_all() sets
+# _DirectCaptureAll as the mode itself instead, which steps aside for the
+# session's own ops with two calls. torch 2.x keeps its mode stack in C++
+# and has no such helper.
+_set_mode = getattr(torch._C, "_set_torch_dispatch_mode", None)
+_stack_depth = getattr(torch._C, "_len_torch_dispatch_stack", None)
+
+
+class _DirectCaptureAll:
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        _set_mode(None)
+        try:
+            return lazy._session.dispatch(func, args, kwargs or {})
+        finally:
+            _set_mode(self)
+
+
+_direct = _DirectCaptureAll()
+_capturing_all = [None]  # how capture_all() is on: None (off), "direct" or "stack"
 
 
 @contextlib.contextmanager
@@ -48,27 +69,44 @@ def capture_all():
     if _capturing_all[0]:
         yield
         return
-    _capturing_all[0] = True
+    if _set_mode is not None and _stack_depth() == 0:
+        _capturing_all[0] = "direct"
+        _set_mode(_direct)
+        try:
+            yield
+        finally:
+            _set_mode(None)
+            _capturing_all[0] = None
+        return
+    _capturing_all[0] = "stack"
     try:
         with CaptureAll():
             yield
     finally:
-        _capturing_all[0] = False
+        _capturing_all[0] = None
 
 
 @contextlib.contextmanager
 def outside_capture_all():
     """Suspends CaptureAll: for genie's own CPU ops inside backward() (the
     replays of templates.py's autograd function)."""
-    if not _capturing_all[0]:
+    how = _capturing_all[0]
+    if not how:
         yield
         return
-    _capturing_all[0] = False
+    _capturing_all[0] = None
     try:
-        with _pop_mode_temporarily():
-            yield
+        if how == "direct":
+            _set_mode(None)
+            try:
+                yield
+            finally:
+                _set_mode(_direct)
+        else:
+            with _pop_mode_temporarily():
+                yield
     finally:
-        _capturing_all[0] = True
+        _capturing_all[0] = how
 
 
 _META = torch.device("meta")
