@@ -282,6 +282,8 @@ class LiveConnection final : public recorder::FrontendSink {
       env = WholeSegment(*record, fetch, release);
       env.mutable_execute()->set_as_template(plan.as_template);
     }
+    // A journal records which segment failed: its runtime answers none first.
+    if (journaling()) env.mutable_execute()->set_in_order(true);
     auto reply = Send(env, payloads, inlined, recorded, ahead);
     if (!reply.ok()) {
       templates_.Clear();

@@ -223,8 +223,10 @@ class Connection {
           Template{seg, release, traces::SlotPredictor(std::move(slots.ints)), std::move(slots.hashes),
                    traces::ReleasePredictor(release, traces::FirstDefined(seg)), std::move(ints)});
     }
-    GENIE_ASSIGN_OR_RETURN(bool answered, AnswerFirst(seg, fetch, release, ReplyKind::kWhole));
-    if (answered) return Status::OK();
+    if (!ex.in_order()) {
+      GENIE_ASSIGN_OR_RETURN(bool answered, AnswerFirst(seg, fetch, release, ReplyKind::kWhole));
+      if (answered) return Status::OK();
+    }
     auto res = Execute(seg, fetch, release);
     if (!res.ok()) return ReplyError(res.status().message());
     return ReplyResult(seg, fetch, *res, ReplyKind::kWhole, false);
@@ -279,6 +281,11 @@ class Connection {
   // RunCycle: the runs of the cycle offered, each as predicted and fed the
   // bytes fetched last, as NoteRun saw them; one reply, the last run's.
   Status HandleCycle() {
+    if (!deferred_error_.empty()) {  // the cycle offered with an answer given first, whose run then failed
+      std::string message = std::move(deferred_error_);
+      deferred_error_.clear();
+      return Abandon(message);
+    }
     if (!offered_ || last_cycle_.empty()) return Abandon("no cycle was offered to run");
     const std::vector<Seen> cycle = last_cycle_;
     uint64_t execute_us = 0;
@@ -341,7 +348,7 @@ class Connection {
         DropAhead();
       }
     }
-    if (!ran.ahead && answer_first) {
+    if (!ran.ahead && answer_first && !ex.in_order()) {
       GENIE_ASSIGN_OR_RETURN(ran.answered, AnswerFirst(t.seg, ran.fetch, t.release, ReplyKind::kTemplateRun));
       if (ran.answered) return ran;
     }

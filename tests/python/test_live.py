@@ -333,6 +333,19 @@ def test_a_training_step_goes_ahead_in_parts_and_its_loss_comes_back_before_the_
     assert report["answered_first"] == 2 * 4, report
 
 
+def test_a_session_journaled_for_a_backup_pool_is_answered_only_after_each_segment_ran(genie, runtime, tmp_path):
+    # A journal replayed on the backup must know which segment failed.
+    from test_replay import backup_config
+    backup = Runtime(tmp_path, extra=("--log-level", "warn"))
+    try:
+        cfg = backup_config(tmp_path, runtime.address, backup.address)
+        _, report = live_like_eager(genie, EXAMPLES / "mlp_train.py", ("--device", "cpu", "--steps", "2"),
+                                    "--steps", "2", pool="main", config=str(cfg))
+        assert report["answered_first"] == 0 and report["failovers"] == 0, report
+    finally:
+        backup.stop()
+
+
 def test_a_segment_answered_first_that_fails_is_raised_at_the_next_materialization(genie):
     program = genie.script("""
         import sys
