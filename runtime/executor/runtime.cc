@@ -75,6 +75,26 @@ const Arg* GivenArg(const traces::Op& op, const c10::Argument& p, size_t i, cons
   return nullptr;
 }
 
+// Whether `ok` holds for every argument `op` gives to a parameter its
+// schema marks written (in place, `out=`), the items of a list one by one
+// (None items left out).
+template <typename Ok>
+bool AllWritten(const traces::Op& op, const std::vector<c10::Argument>& params, const traces::StringTable& strings,
+                Ok ok) {
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (!params[i].alias_info() || !params[i].alias_info()->isWrite()) continue;
+    const Arg* given = GivenArg(op, params[i], i, strings);
+    if (!given) continue;
+    if (given->kind != Arg::Kind::kList) {
+      if (!ok(*given)) return false;
+      continue;
+    }
+    for (const auto& item : given->list)
+      if (item.kind != Arg::Kind::kNone && !ok(item)) return false;
+  }
+  return true;
+}
+
 Result<c10::Layout> ToLayout(const std::string& s) {
   if (s == "strided") return c10::Layout::Strided;
   return Status::Unsupported("layout '" + s + "' (only strided tensors run remotely)");
@@ -287,12 +307,6 @@ class TorchRuntime final : public Runtime {
       auto it = a.kind == Arg::Kind::kTensor ? storage.find(a.tensor) : storage.end();
       return it != storage.end() && storage.count(it->second) != 0;
     };
-    auto written_own = [&](const Arg& a) {
-      if (a.kind != Arg::Kind::kList) return own(a);
-      for (const auto& item : a.list)
-        if (item.kind != Arg::Kind::kNone && !own(item)) return false;
-      return true;
-    };
     for (const auto& step : seg.steps) {
       if (step.kind == traces::Step::Kind::kInput) {
         storage[step.input.id] = step.input.meta.storage;
@@ -303,23 +317,18 @@ class TorchRuntime final : public Runtime {
       auto handle = FindOp(strings.Get(op.schema));
       if (!handle.ok()) return false;
       const auto& params = handle->schema().arguments();
-      auto given_at = [&](size_t i) { return GivenArg(op, params[i], i, strings); };
       // Draws from the RNG, unless it is attention whose dropout is off.
       if (handle->hasTag(at::Tag::nondeterministic_seeded)) {
         size_t i = 0;
         while (i < params.size() && params[i].name() != "dropout_p") ++i;
         if (i == params.size()) return false;
-        const Arg* p = given_at(i);
+        const Arg* p = GivenArg(op, params[i], i, strings);
         bool off = p ? (p->kind == Arg::Kind::kFloat && p->f == 0) || (p->kind == Arg::Kind::kInt && p->i == 0)
                      : params[i].default_value() && params[i].default_value()->isDouble() &&
                            params[i].default_value()->toDouble() == 0;
         if (!off) return false;
       }
-      for (size_t i = 0; i < params.size(); ++i) {
-        if (!params[i].alias_info() || !params[i].alias_info()->isWrite()) continue;
-        const Arg* given = given_at(i);
-        if (given && !written_own(*given)) return false;
-      }
+      if (!AllWritten(op, params, strings, own)) return false;
       for (const auto& out : op.outputs)
         if (out.is_tensor) storage[out.id] = out.meta.storage;
     }
@@ -351,9 +360,10 @@ class TorchRuntime final : public Runtime {
       if (it == s->values.end() || !it->second.has_storage()) return kUnknown;
       return it->second.storage().unsafeGetStorageImpl();
     };
-    auto may_reach = [&](traces::ValueId id) {
-      const c10::StorageImpl* o = origin_of(id);
-      return o == kUnknown || (o && std::find(storages.begin(), storages.end(), o) != storages.end());
+    auto apart = [&](const Arg& a) {  // a write into `a` cannot reach a fetched value
+      if (a.kind != Arg::Kind::kTensor) return true;
+      const c10::StorageImpl* o = origin_of(a.tensor);
+      return o != kUnknown && (!o || std::find(storages.begin(), storages.end(), o) == storages.end());
     };
     for (const auto& step : seg.steps) {
       if (step.kind == traces::Step::Kind::kInput) {
@@ -366,24 +376,14 @@ class TorchRuntime final : public Runtime {
       if (!handle.ok()) return std::nullopt;
       const auto& params = handle->schema().arguments();
       const auto& returns = handle->schema().returns();
-      for (size_t i = 0; i < params.size(); ++i) {
-        if (!params[i].alias_info() || !params[i].alias_info()->isWrite()) continue;
-        const Arg* given = GivenArg(op, params[i], i, strings);
-        if (!given) continue;
-        if (given->kind == Arg::Kind::kTensor && may_reach(given->tensor)) return std::nullopt;
-        if (given->kind == Arg::Kind::kList)
-          for (const auto& item : given->list)
-            if (item.kind == Arg::Kind::kTensor && may_reach(item.tensor)) return std::nullopt;
-      }
+      if (!AllWritten(op, params, strings, apart)) return std::nullopt;
       // One tensor result per schema return; others (lists) are not followed.
       bool one_each = op.outputs.size() == returns.size();
       for (size_t k = 0; k < op.outputs.size(); ++k) {
         const auto& out = op.outputs[k];
         if (!out.is_tensor || fetched.count(out.id)) return std::nullopt;
-        const c10::StorageImpl* o = nullptr;
-        const c10::AliasInfo* alias = one_each ? returns[k].alias_info() : nullptr;
-        if (!one_each) o = kUnknown;
-        if (alias) {
+        const c10::StorageImpl* o = one_each ? nullptr : kUnknown;
+        if (const c10::AliasInfo* alias = one_each ? returns[k].alias_info() : nullptr) {
           o = kUnknown;
           for (size_t i = 0; i < params.size(); ++i) {
             const c10::AliasInfo* p = params[i].alias_info();

@@ -281,11 +281,8 @@ class Connection {
   // RunCycle: the runs of the cycle offered, each as predicted and fed the
   // bytes fetched last, as NoteRun saw them; one reply, the last run's.
   Status HandleCycle() {
-    if (!deferred_error_.empty()) {  // the cycle offered with an answer given first, whose run then failed
-      std::string message = std::move(deferred_error_);
-      deferred_error_.clear();
-      return Abandon(message);
-    }
+    // The cycle offered with an answer given first, whose run then failed.
+    if (!deferred_error_.empty()) return Abandon(TakeDeferredError());
     if (!offered_ || last_cycle_.empty()) return Abandon("no cycle was offered to run");
     const std::vector<Seen> cycle = last_cycle_;
     uint64_t execute_us = 0;
@@ -312,6 +309,12 @@ class Connection {
       if (run_ahead) RunAhead();
     }
     return Status::OK();
+  }
+
+  std::string TakeDeferredError() {
+    std::string message = std::move(deferred_error_);
+    deferred_error_.clear();
+    return message;
   }
 
   // A cycle that cannot run: drops the runs made ahead, forgets the cycles, replies `message`.
@@ -537,9 +540,7 @@ class Connection {
                                          const std::vector<uint64_t>& release) {
     if (!deferred_error_.empty()) {
       if (!release.empty()) rt_->Release(session_, release);
-      std::string message = std::move(deferred_error_);
-      deferred_error_.clear();
-      return Status::InvalidArgument(message);
+      return Status::InvalidArgument(TakeDeferredError());
     }
     auto res = rt_->Execute(session_, seg, strings_, fetch, release);
     if (!res.ok()) {

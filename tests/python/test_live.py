@@ -2,6 +2,7 @@
 a real runtime process over loopback TCP."""
 import json
 import subprocess
+import textwrap
 import time
 
 import pytest
@@ -189,18 +190,29 @@ def test_a_step_that_leaves_its_cycle_sends_the_runs_held_for_it_and_runs_as_sen
     assert report["round_trips"] <= 40 + 10
 
 
+TOKEN_LOOP = """\
+import sys
+import torch
+dev = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+torch.manual_seed(0)
+table = torch.randn(50, 8).to(dev)
+proj = torch.randn(8, 50).to(dev)
+tok = 1
+"""
+
+
+def token_loop(genie, body):
+    """A program that sets up a seeded embedding `table`, an output `proj`
+    and a first token `tok` on the device given as its argument (default
+    remote_accelerator), then runs `body`: its decode loop."""
+    return genie.script(TOKEN_LOOP + textwrap.dedent(body))
+
+
 def test_a_step_run_ahead_but_not_taken_is_dropped_and_the_step_runs_as_sent(genie, tmp_path):
     # One segment per step, its input the token fetched at the step before,
     # except every seventh step, where the program feeds another value: the
     # run made ahead for it mispredicts, and the value the program sends wins.
-    program = genie.script("""
-        import sys
-        import torch
-        dev = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
-        torch.manual_seed(0)
-        table = torch.randn(50, 8).to(dev)
-        proj = torch.randn(8, 50).to(dev)
-        tok = 1
+    program = token_loop(genie, """
         for i in range(40):
             x = torch.tensor([tok], device=dev)
             nxt = (table[x] @ proj)[0].argmax().item()
@@ -242,14 +254,7 @@ def test_a_step_that_changes_a_value_in_place_never_runs_ahead(genie):
 def test_a_step_that_fills_a_tensor_of_its_own_in_place_runs_ahead(genie):
     # The write goes into storage the step itself made (a mask, as
     # transformers builds one): nothing from before the step changes.
-    program = genie.script("""
-        import sys
-        import torch
-        dev = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
-        torch.manual_seed(0)
-        table = torch.randn(50, 8).to(dev)
-        proj = torch.randn(8, 50).to(dev)
-        tok = 1
+    program = token_loop(genie, """
         for i in range(30):
             x = torch.tensor([tok], device=dev)
             bias = torch.zeros(50, device=dev)
