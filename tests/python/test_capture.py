@@ -201,6 +201,34 @@ def test_foreach_ops_in_live_mode(genie):
     assert r.stdout.replace("True", "None") == want.stdout
 
 
+def test_foreach_ops_on_lists_that_share_tensors_and_mixed_numbers(genie):
+    # Element i of an in-place foreach op reads what elements before it wrote:
+    # b += a after a += b sees the new a, and a tensor twice in the target
+    # list is updated twice. Numbers of several types in one list.
+    prog = genie.script("""
+        import sys, torch
+        device = sys.argv[1]
+        torch.manual_seed(0)
+        a, b, c = (torch.randn(3).to(device) for _ in range(3))
+        torch._foreach_add_([a, b], [b, a])
+        torch._foreach_mul_([c, c, a], [2, 0.5, True])
+        d = torch._foreach_add([a, b, c], [1, 2.5, 3])
+        torch._foreach_addcmul_([b, c], [a, a], [c, b], 0.25)
+        print([[round(v, 5) for v in t.tolist()] for t in (a, b, c, *d)])
+    """)
+    want = eager(prog, "cpu")
+    assert want.returncode == 0, want.stderr
+    r, trace = genie.record(prog, "remote_accelerator")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == want.stdout
+    replay = genie.run("run", "--pool", "local", trace)
+    assert replay.returncode == 0, replay.stderr
+    assert "values match" in replay.stdout + replay.stderr
+    live = genie.run("run", "--pool", "local", PYTHON, prog, "remote_accelerator")
+    assert live.returncode == 0, live.stderr
+    assert live.stdout == want.stdout
+
+
 def test_custom_autograd_functions_and_nested_grad_calls_inside_backward(genie):
     prog = genie.script("""
         import sys, torch

@@ -23,7 +23,7 @@ _NO_PAYLOAD = codes.NO_PAYLOAD
 _RANDOM = codes.FLAG_RANDOM
 _ARG_TENSOR = codes.ARG_TENSOR
 _ARG_INT = codes.ARG_INT
-_ONE, _EACH_TENSOR, _EACH_NUMBER = 0, 1, 2  # _foreach_records' argument parts
+_ARG_FLOAT = codes.ARG_FLOAT
 _CPU = torch.device("cpu")
 _SEGMENT_HEAD = struct.Struct("<QII")  # duration_ns, word count, float count
 _PAYLOAD_HEAD = struct.Struct("<qQQ")  # payload id, total bytes, offset of this piece
@@ -55,11 +55,12 @@ def is_remote_device(dev):
 
 class _OpInfo:
     """What the session needs to know about an OpOverload, computed once."""
-    __slots__ = ("func", "name", "sid", "flags", "returns", "special", "single", "each")
+    __slots__ = ("func", "call", "name", "sid", "flags", "returns", "special", "single", "each")
 
     def __init__(self, func, session):
         schema = func._schema
         self.func = func
+        self.call = getattr(func, "_op", func)  # the C++ operator, without OpOverload.__call__'s Python frame
         self.name = schema.name if not schema.overload_name else f"{schema.name}.{schema.overload_name}"
         self.sid = session.intern(self.name)
         self.flags = codes.FLAG_RANDOM if schema.name in _RANDOM_OPS else 0
@@ -368,9 +369,9 @@ class Session:
             elif self.remote:
                 out = self._kernel(func, cpu_args, cpu_kwargs or {})
             elif kwargs:
-                out = func(*cpu_args, **cpu_kwargs)
+                out = info.call(*cpu_args, **cpu_kwargs)
             else:
-                out = func(*cpu_args)
+                out = info.call(*cpu_args)
         except CaptureError as e:
             raise CaptureError(f"{e} (in {info.name})") from None
         except Exception:
@@ -459,7 +460,7 @@ class Session:
                 values = self._foreach_meta(each, plan, cpu, n)
         else:
             # Record mode: the foreach kernel runs once on the CPU values.
-            values = info.func(*cpu[:len(args)], **{name: c for (name, _, _, _), c in
+            values = info.call(*cpu[:len(args)], **{name: c for (name, _, _, _), c in
                                                     zip(plan[len(args):], cpu[len(args):]) if c is not _WHOLE})
         if inplace:
             self._foreach_records(each, plan, bound, n, None)
@@ -495,71 +496,103 @@ class Session:
         """The records of a foreach op, one per element. In place (`values`
         None), each element keeps its metadata and takes a new id, as _op does
         for an in-place op; otherwise element i's result is
-        values[i], a new tensor, and the LazyTensors are returned. An argument
-        shared by all elements (a scalar) is encoded once."""
+        values[i], a new tensor, and the LazyTensors are returned.
+
+        Every element's record has the same words but for its own arguments
+        (a tensor's id, a number) and its result: the words are encoded once
+        as `skeleton`, whose slots `columns` fill per element."""
         pre = []
         ordered = [(v, p) for v, p in zip(bound, plan) if v is not _WHOLE and not p[3]]
         keywords = [(v, p) for v, p in zip(bound, plan) if v is not _WHOLE and p[3]]
-        # Each element's argument words: (_ONE, words) the same for all,
-        # (_EACH_TENSOR, tensors) or (_EACH_NUMBER, numbers) its own.
-        parts = [(_ONE, [_TAG_OP, each.sid, self.module_sid, self.phase, each.flags, len(ordered)])]
-
-        def shared():
-            if parts[-1][0] is not _ONE:
-                parts.append((_ONE, []))
-            return parts[-1][1]
+        skeleton = [_TAG_OP, each.sid, self.module_sid, self.phase, each.flags, len(ordered)]
+        columns = []  # (slot in skeleton, the n words for it)
+        tensor_columns = []  # which columns hold LazyTensors, their ids not yet read
+        floats = self.floats
         for j, (v, (_, kind, pname, kw_only)) in enumerate(ordered + keywords):
             if j == len(ordered):
-                shared().append(len(keywords))
+                skeleton.append(len(keywords))
             if kw_only:
-                shared().append(self.intern(pname))
+                skeleton.append(self.intern(pname))
             if kind == "one":
-                self._arg(v, shared(), pre)
+                self._arg(v, skeleton, pre)
+                continue
+            if kind == "tensors":
+                skeleton.append(_ARG_TENSOR)
+                column = v
+                tensor_columns.append(len(columns))
             else:
-                parts.append((_EACH_TENSOR if kind == "tensors" else _EACH_NUMBER, v))
+                t = type(v[0])
+                if t is float and all(type(x) is float for x in v):
+                    skeleton.append(_ARG_FLOAT)
+                    column = range(len(floats), len(floats) + n)
+                    floats.extend(v)
+                elif t is int and all(type(x) is int for x in v):
+                    skeleton.append(_ARG_INT)
+                    column = v
+                else:  # mixed, or other number types: each through _arg, its type word a column too
+                    encoded = []
+                    for x in v:
+                        self._arg(x, encoded, pre)
+                    columns.append((len(skeleton), encoded[0::2]))
+                    skeleton.append(0)
+                    column = encoded[1::2]
+            columns.append((len(skeleton), column))
+            skeleton.append(0)
         if not keywords:
-            shared().append(0)
+            skeleton.append(0)
         if pre:
             self.words += pre
         words = self.words
-        remote = self.remote
+        vid = self._next_id
+        self._next_id = vid + n
         targets = ordered[0][0]
-        results = None if values is None else []
+        # In place, element i reads the ids elements before it gave; only a
+        # list that holds a target at another position (or twice) sees it.
+        sequential = values is None and _aliased(targets, [columns[c][1] for c in tensor_columns])
+        if not sequential:
+            for c in tensor_columns:
+                slot, tensors = columns[c]
+                columns[c] = (slot, [t._genie_id for t in tensors])
+        if values is None:
+            if self.remote and not sequential:
+                self.released.extend([t._genie_id for t in targets])
+            metas = []
+            for t in targets:
+                d = t.__dict__
+                meta = d.get("_genie_meta")
+                if meta is None:
+                    # An in-place op keeps a LazyTensor's metadata (_op refuses
+                    # one that changes it), so it is worked out once.
+                    value = t._genie_value
+                    meta = d["_genie_meta"] = (DTYPE_CODE[value.dtype], value.dim(), *value.shape,
+                                               *value.stride(), value.storage_offset(), t._genie_storage)
+                metas.append(meta)
+        else:
+            metas = [(DTYPE_CODE[value.dtype], value.dim(), *value.shape, *value.stride(),
+                      value.storage_offset(), vid + i) for i, value in enumerate(values)]
         for i in range(n):
-            w = []
-            for kind, x in parts:
-                if kind is _ONE:
-                    w += x
-                elif kind is _EACH_TENSOR:
-                    w.append(_ARG_TENSOR)
-                    w.append(x[i]._genie_id)
-                else:
-                    self._arg(x[i], w, words)
-            vid = self._next_id
-            self._next_id = vid + 1
-            if values is None:
-                base = targets[i]
-                value = base._genie_value
-                if remote:
-                    self.replaced(base._genie_id)
-                base._genie_id = vid
-                storage = base._genie_storage
-            else:
-                value = values[i]
-                storage = vid
-            shape = value.shape
-            stride = value.stride()
-            offset = value.storage_offset()
-            w += (1, 1, vid, DTYPE_CODE[value.dtype], len(shape))
-            w += shape
-            w += stride
-            w.append(offset)
-            w.append(storage)
+            w = skeleton.copy()
+            for slot, column in columns:
+                w[slot] = column[i]
+            if sequential:
+                for c in tensor_columns:
+                    slot, tensors = columns[c]
+                    w[slot] = tensors[i]._genie_id
+                target = targets[i]
+                if self.remote:
+                    self.released.append(target._genie_id)
+                target._genie_id = vid + i
+            w += (1, 1, vid + i)
+            w += metas[i]
             w.append(_NO_PAYLOAD)
             words += w
-            if results is not None:
-                results.append(LazyTensor._wrap(value, shape, stride, offset, vid, storage))
-        return results
+        if values is None:
+            if not sequential:
+                for i, t in enumerate(targets):
+                    t._genie_id = vid + i
+            return None
+        return [LazyTensor._wrap(value, value.shape, value.stride(), value.storage_offset(), vid + i, vid + i)
+                for i, value in enumerate(values)]
 
     def _finish(self, info, out, args, kwargs, w):
         """The general case of dispatch: several outputs, in-place results, scalars."""
@@ -723,6 +756,23 @@ def _draws_without_reading(schema):
     if schema.name == "aten::bernoulli_" and schema.overload_name == "float":
         return True
     return schema.name == "aten::normal" and schema.overload_name == "float_float"
+
+
+def _aliased(targets, lists):
+    """Whether an in-place foreach op's `targets` hold a tensor twice, or
+    one of `lists` (its other tensor arguments) holds a target at another
+    position than that target's."""
+    at = {id(t): i for i, t in enumerate(targets)}
+    if len(at) != len(targets):
+        return True
+    for tensors in lists:
+        if tensors is targets:
+            continue
+        for i, t in enumerate(tensors):
+            j = at.get(id(t))
+            if j is not None and j != i:
+                return True
+    return False
 
 
 def _element(bound, plan, i):

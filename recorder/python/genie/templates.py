@@ -49,7 +49,9 @@ A call is never templated when its capture shows something a replay could
 not reproduce: a materialization or new input inside it, a random op, an op
 result the program sees as a Python value, an in-place change to an argument,
 parameter or buffer, a module attribute set during the call (Python state
-such as a cache kept on the module), a tensor read that is neither an
+such as a cache kept on the module), a hook registered on a tensor
+(register_hook, retain_grad: a replay runs none of the module's Python, so
+it would attach none), a tensor read that is neither an
 argument nor a parameter or buffer of the module, a result of another type
 than tensors, tuples, lists and Python scalars, or forward hooks other than
 genie's own. A template cannot see control flow that depends on something
@@ -71,9 +73,7 @@ for the gradients it gets. Other gradients (an output unused), or
 create_graph, run the call again with autograd and differentiate it, as
 checkpointing does (its ops are recorded again). Calls with argument state
 (lists, dicts, objects holding tensors), calls whose results are not
-tensors in tuples and lists, and nested calls run plainly. A replay runs no
-Python of the module, so hooks it would register on its inner tensors
-(register_hook, retain_grad) are not registered.
+tensors in tuples and lists, and nested calls run plainly.
 """
 import collections
 import dataclasses
@@ -103,12 +103,18 @@ _empty_strided = torch.empty_strided
 _empty = torch.empty
 _MISS = object()
 _generation = [0]  # bumped by every attribute set on any module (see install)
+_tensor_hooks = [0]  # bumped by every hook registered on a tensor, and every retain_grad() (see install)
 _grad_enabled = torch.is_grad_enabled
+# Tensor methods that attach Python to a tensor's gradient: a replay, which
+# runs none of the module's Python, would not attach it.
+_HOOK_METHODS = ("register_hook", "retain_grad", "register_post_accumulate_grad_hook")
 
 
 def install():
     """Counts attribute changes of modules: a template made before one (a
-    submodule replaced, a cache attribute set) is not replayed after it."""
+    submodule replaced, a cache attribute set) is not replayed after it.
+    Counts hooks registered on tensors: a module call that registers one is
+    never templated."""
     setattr_, delattr_ = torch.nn.Module.__setattr__, torch.nn.Module.__delattr__
 
     def module_setattr(self, name, value):
@@ -120,6 +126,18 @@ def install():
         delattr_(self, name)
     torch.nn.Module.__setattr__ = module_setattr
     torch.nn.Module.__delattr__ = module_delattr
+    for name in _HOOK_METHODS:
+        if hasattr(torch.Tensor, name):
+            setattr(torch.Tensor, name, _counting_hooks(getattr(torch.Tensor, name)))
+
+
+def _counting_hooks(method):
+    def counted(self, *args, **kwargs):
+        _tensor_hooks[0] += 1
+        return method(self, *args, **kwargs)
+    counted.__name__ = method.__name__
+    counted.__doc__ = method.__doc__
+    return counted
 
 
 class _Ineligible(Exception):
@@ -276,8 +294,19 @@ class Templates:
             return plain(module, args, kwargs)
         fam.seen += 1
         if fam.seen < 2:
-            return plain(module, args, kwargs)
+            return self._first(module, plain, args, kwargs)
         return self._capture(fam, module, plain, args, kwargs, lazies, ints, sig, slots)
+
+    def _first(self, module, plain, args, kwargs):
+        """A family's first call, plain. One that registers a hook on a
+        tensor is never templated, before a proving capture could run it
+        (in grad mode, a capture runs it on aliases: a gradient it retains
+        would be retained on those)."""
+        hooks = _tensor_hooks[0]
+        out = plain(module, args, kwargs)
+        if _tensor_hooks[0] != hooks:
+            self.never.add(module)
+        return out
 
     # ---- proving ----------------------------------------------------------
 
@@ -314,16 +343,17 @@ class Templates:
         """Runs `run()`, a module call, as a proving capture: returns its
         result and where its records start (the session's word and float
         lists, their lengths, the next id), or None for the latter when a
-        module changed meanwhile (`module` is then never templated)."""
+        module changed meanwhile or the call registered a hook on a tensor
+        (`module` is then never templated)."""
         s = self.session
-        generation = _generation[0]
+        generation, hooks = _generation[0], _tensor_hooks[0]
         opened = (s.words, s.floats, len(s.words), len(s.floats), s._next_id)
         self.capturing += 1
         try:
             out = run()
         finally:
             self.capturing -= 1
-        if _generation[0] != generation:
+        if _generation[0] != generation or _tensor_hooks[0] != hooks:
             self.never.add(module)
             return out, None
         return out, opened
@@ -631,7 +661,7 @@ class Templates:
             return plain(module, args, kwargs)
         fam.seen += 1
         if fam.seen < 2:
-            out = plain(module, args, kwargs)
+            out = self._first(module, plain, args, kwargs)
             if not _plain_result(out):
                 # A dict or an object: _GradFn could not hand its tensors out,
                 # and gradients through them would stop at the aliases.
