@@ -299,12 +299,15 @@ class Templates:
 
     def _first(self, module, plain, args, kwargs):
         """A family's first call, plain. One that registers a hook on a
-        tensor is never templated, before a proving capture could run it
-        (in grad mode, a capture runs it on aliases: a gradient it retains
-        would be retained on those)."""
+        tensor or changes its modules' Python state is never templated,
+        before a proving capture could run it (in grad mode, a capture runs
+        it on aliases: a gradient it retains would be retained on those, a
+        tensor it keeps would be one of those)."""
         hooks = _tensor_hooks[0]
+        modules = list(module.modules())
+        state = _module_state(modules)
         out = plain(module, args, kwargs)
-        if _tensor_hooks[0] != hooks:
+        if _tensor_hooks[0] != hooks or _module_state(modules) != state:
             self.never.add(module)
         return out
 
@@ -343,17 +346,20 @@ class Templates:
         """Runs `run()`, a module call, as a proving capture: returns its
         result and where its records start (the session's word and float
         lists, their lengths, the next id), or None for the latter when a
-        module changed meanwhile or the call registered a hook on a tensor
+        module changed meanwhile (an attribute set, its Python state changed:
+        see _module_state) or the call registered a hook on a tensor
         (`module` is then never templated)."""
         s = self.session
         generation, hooks = _generation[0], _tensor_hooks[0]
+        modules = list(module.modules())
+        state = _module_state(modules)
         opened = (s.words, s.floats, len(s.words), len(s.floats), s._next_id)
         self.capturing += 1
         try:
             out = run()
         finally:
             self.capturing -= 1
-        if _generation[0] != generation or _tensor_hooks[0] != hooks:
+        if _generation[0] != generation or _tensor_hooks[0] != hooks or _module_state(modules) != state:
             self.never.add(module)
             return out, None
         return out, opened
@@ -981,6 +987,49 @@ def _signature(args, kwargs, lazies, ints, slots):
 
 
 _STATE_TYPES = {}  # type -> whether its objects are walked as state (_is_state_type)
+_MODULE_OWN = frozenset(torch.nn.Module().__dict__)  # nn.Module's own bookkeeping in every module's __dict__
+_BEYOND = object()  # _state_of: past the budget or the depth, not compared
+
+
+def _module_state(modules):
+    """The Python state of `modules`, as a value to compare before and after
+    a call: their attributes other than nn.Module's bookkeeping, and what
+    lists, tuples, dicts, sets and plain objects (_is_state_type) in them
+    hold; scalars by value, tensors, modules and other objects by identity.
+    A call that appends to a list attribute or counts in a dict changes it:
+    a replay, which runs none of the call's Python, would not. Setting an
+    attribute is seen apart (_generation); a tensor changed in place is a
+    read (see _analyse)."""
+    budget = [_STATE_LIMIT]
+    seen = {}
+    return tuple(tuple((k, _state_of(v, 0, budget, seen)) for k, v in m.__dict__.items() if k not in _MODULE_OWN)
+                 for m in modules)
+
+
+def _state_of(v, depth, budget, seen):
+    t = type(v)
+    if v is None or t is int or t is float or t is bool or t is str:
+        return (t, v)
+    if isinstance(v, (torch.Tensor, torch.nn.Module)):
+        return id(v)
+    budget[0] -= 1
+    if budget[0] < 0 or depth > _STATE_DEPTH:
+        return _BEYOND
+    if id(v) in seen:
+        return seen[id(v)]
+    seen[id(v)] = (len(seen),)
+    if t is list or t is tuple:
+        return (t, tuple(_state_of(x, depth + 1, budget, seen) for x in v))
+    if t is set or t is frozenset:
+        return (t, frozenset(v))
+    if isinstance(v, dict):
+        return (t, tuple((k, _state_of(x, depth + 1, budget, seen)) for k, x in v.items()))
+    state = _STATE_TYPES.get(t)
+    if state is None:
+        state = _STATE_TYPES[t] = _is_state_type(t)
+    if state:
+        return (t, id(v), tuple((k, _state_of(x, depth + 1, budget, seen)) for k, x in vars(v).items()))
+    return (t, id(v))
 
 # _no_cycle: a recursive closure is a reference cycle (the function and its
 # cell). Whatever it holds, LazyTensors included, then dies in the cyclic
