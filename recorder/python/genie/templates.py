@@ -49,10 +49,11 @@ A call is never templated when its capture shows something a replay could
 not reproduce: a materialization or new input inside it, a random op, an op
 result the program sees as a Python value, an in-place change to an argument,
 parameter or buffer, a module attribute set during the call (Python state
-such as a cache kept on the module), a hook registered on a tensor
-(register_hook, retain_grad: a replay runs none of the module's Python, so
-it would attach none), a tensor read that is neither an
-argument nor a parameter or buffer of the module, a result of another type
+such as a cache kept on the module) or a change to its Python state (an
+item appended to a list attribute), a hook registered on a tensor
+(register_hook, retain_grad) or a print() (a replay runs none of the
+module's Python: it would attach no hook and print nothing), a tensor read
+that is neither an argument nor a parameter or buffer of the module, a result of another type
 than tensors, tuples, lists and Python scalars, or forward hooks other than
 genie's own. A template cannot see control flow that depends on something
 other than its guards (a global flag, the time); the proving captures stand
@@ -75,6 +76,7 @@ checkpointing does (its ops are recorded again). Calls with argument state
 (lists, dicts, objects holding tensors), calls whose results are not
 tensors in tuples and lists, and nested calls run plainly.
 """
+import builtins
 import collections
 import dataclasses
 import enum
@@ -103,7 +105,7 @@ _empty_strided = torch.empty_strided
 _empty = torch.empty
 _MISS = object()
 _generation = [0]  # bumped by every attribute set on any module (see install)
-_tensor_hooks = [0]  # bumped by every hook registered on a tensor, and every retain_grad() (see install)
+_effects = [0]  # bumped by what a call may do in Python that a replay would not (see install)
 _grad_enabled = torch.is_grad_enabled
 # Tensor methods that attach Python to a tensor's gradient: a replay, which
 # runs none of the module's Python, would not attach it.
@@ -113,8 +115,7 @@ _HOOK_METHODS = ("register_hook", "retain_grad", "register_post_accumulate_grad_
 def install():
     """Counts attribute changes of modules: a template made before one (a
     submodule replaced, a cache attribute set) is not replayed after it.
-    Counts hooks registered on tensors: a module call that registers one is
-    never templated."""
+    Counts hooks registered on tensors and print() calls (_counted)."""
     setattr_, delattr_ = torch.nn.Module.__setattr__, torch.nn.Module.__delattr__
 
     def module_setattr(self, name, value):
@@ -128,15 +129,20 @@ def install():
     torch.nn.Module.__delattr__ = module_delattr
     for name in _HOOK_METHODS:
         if hasattr(torch.Tensor, name):
-            setattr(torch.Tensor, name, _counting_hooks(getattr(torch.Tensor, name)))
+            setattr(torch.Tensor, name, _counted(getattr(torch.Tensor, name)))
+    builtins.print = _counted(builtins.print)
 
 
-def _counting_hooks(method):
-    def counted(self, *args, **kwargs):
-        _tensor_hooks[0] += 1
-        return method(self, *args, **kwargs)
-    counted.__name__ = method.__name__
-    counted.__doc__ = method.__doc__
+def _counted(fn):
+    """`fn`, counting its calls in _effects: a module call that makes one is
+    never templated, as a replay, which runs none of its Python, would not
+    make it (a hook on a tensor, a retained gradient, a line printed)."""
+    def counted(*args, **kwargs):
+        _effects[0] += 1
+        return fn(*args, **kwargs)
+    counted.__name__ = fn.__name__
+    counted.__qualname__ = getattr(fn, "__qualname__", fn.__name__)
+    counted.__doc__ = fn.__doc__
     return counted
 
 
@@ -298,16 +304,16 @@ class Templates:
         return self._capture(fam, module, plain, args, kwargs, lazies, ints, sig, slots)
 
     def _first(self, module, plain, args, kwargs):
-        """A family's first call, plain. One that registers a hook on a
-        tensor or changes its modules' Python state is never templated,
+        """A family's first call, plain. One that does what a replay would
+        not (_counted) or changes its modules' Python state is never templated,
         before a proving capture could run it (in grad mode, a capture runs
         it on aliases: a gradient it retains would be retained on those, a
         tensor it keeps would be one of those)."""
-        hooks = _tensor_hooks[0]
+        effects = _effects[0]
         modules = list(module.modules())
         state = _module_state(modules)
         out = plain(module, args, kwargs)
-        if _tensor_hooks[0] != hooks or _module_state(modules) != state:
+        if _effects[0] != effects or _module_state(modules) != state:
             self.never.add(module)
         return out
 
@@ -347,10 +353,10 @@ class Templates:
         result and where its records start (the session's word and float
         lists, their lengths, the next id), or None for the latter when a
         module changed meanwhile (an attribute set, its Python state changed:
-        see _module_state) or the call registered a hook on a tensor
+        see _module_state) or the call did what a replay would not (_counted)
         (`module` is then never templated)."""
         s = self.session
-        generation, hooks = _generation[0], _tensor_hooks[0]
+        generation, effects = _generation[0], _effects[0]
         modules = list(module.modules())
         state = _module_state(modules)
         opened = (s.words, s.floats, len(s.words), len(s.floats), s._next_id)
@@ -359,7 +365,7 @@ class Templates:
             out = run()
         finally:
             self.capturing -= 1
-        if _generation[0] != generation or _tensor_hooks[0] != hooks or _module_state(modules) != state:
+        if _generation[0] != generation or _effects[0] != effects or _module_state(modules) != state:
             self.never.add(module)
             return out, None
         return out, opened
