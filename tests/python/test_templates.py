@@ -432,6 +432,8 @@ import torch, torch.nn as nn
 dev = sys.argv[1]
 torch.manual_seed(0)
 
+TAPPED = []
+
 class Meter:
     def __init__(self):
         self.n = 0
@@ -450,25 +452,34 @@ class Logger(nn.Module):       # changes its own Python state: never replayed
         self.meter.n += 2
         return h
 
-logger, plain = Logger().to(dev), nn.Linear(4, 4).to(dev)
+class Tapper(nn.Module):       # appends to a global list: never replayed
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+    def forward(self, x):
+        h = self.fc(x)
+        TAPPED.append(h.shape[0])
+        return h
+
+logger, tapper, plain = Logger().to(dev), Tapper().to(dev), nn.Linear(4, 4).to(dev)
 x = torch.randn(3, 4).to(dev)
 for step in range(6):
     with torch.no_grad():
-        logger(plain(x))
+        logger(tapper(plain(x)))
 for step in range(6):
     logger.zero_grad()
-    logger(plain(x)).pow(2).mean().backward()
-print(len(logger.kept), logger.counts, logger.meter.n, round(sum(k.sum().item() for k in logger.kept), 4))
+    logger(tapper(plain(x))).pow(2).mean().backward()
+print(len(logger.kept), logger.counts, logger.meter.n, len(TAPPED), round(sum(k.sum().item() for k in logger.kept), 4))
 """
 
 
 @pytest.mark.parametrize("mode", ["record", "live"])
 def test_a_call_that_changes_its_modules_python_state_is_never_replayed(genie, mode):
     # A list attribute appended to, a dict counted in, a plain object's
-    # attribute: a replay would change none of them (4 of 6 no-grad calls
-    # kept their tensor, before).
+    # attribute, a global list its forward names: a replay would change none
+    # of them (4 of 6 no-grad calls kept their tensor, before).
     r, _ = run_like_eager(genie, STATEFUL, mode)
-    assert r.stdout.startswith("12 {'calls': 12} 24 "), r.stdout
+    assert r.stdout.startswith("12 {'calls': 12} 24 12 "), r.stdout
     assert replayed_ops(r.stderr)[0] > 0, r.stderr  # the Linear layers
 
 

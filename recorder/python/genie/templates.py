@@ -81,6 +81,7 @@ import collections
 import dataclasses
 import enum
 import os
+import types
 import weakref
 
 import torch
@@ -995,6 +996,7 @@ def _signature(args, kwargs, lazies, ints, slots):
 _STATE_TYPES = {}  # type -> whether its objects are walked as state (_is_state_type)
 _MODULE_OWN = frozenset(torch.nn.Module().__dict__)  # nn.Module's own bookkeeping in every module's __dict__
 _BEYOND = object()  # _state_of: past the budget or the depth, not compared
+_MODULE_STATE_LIMIT = 1 << 16  # values _module_state looks at
 
 
 def _module_state(modules):
@@ -1002,25 +1004,52 @@ def _module_state(modules):
     a call: their attributes other than nn.Module's bookkeeping, and what
     lists, tuples, dicts, sets and plain objects (_is_state_type) in them
     hold; scalars by value, tensors, modules and other objects by identity.
-    A call that appends to a list attribute or counts in a dict changes it:
-    a replay, which runs none of the call's Python, would not. Setting an
+    Lists, dicts and sets that the modules' forward code names as globals
+    count too. A call that appends to a list attribute or counts in a dict
+    changes it: a replay, which runs none of the call's Python, would not. Setting an
     attribute is seen apart (_generation); a tensor changed in place is a
     read (see _analyse)."""
-    budget = [_STATE_LIMIT]
+    budget = [_MODULE_STATE_LIMIT]
     seen = {}
-    return tuple(tuple((k, _state_of(v, 0, budget, seen)) for k, v in m.__dict__.items() if k not in _MODULE_OWN)
-                 for m in modules)
+    state = [tuple((k, _state_of(v, 0, budget, seen)) for k, v in m.__dict__.items() if k not in _MODULE_OWN)
+             for m in modules]
+    for t in {type(m) for m in modules}:
+        g, names = _forward_globals(t)
+        state.extend((name, _state_of(g[name], 0, budget, seen)) for name in names
+                     if type(g.get(name)) in (list, dict, set))
+    return tuple(state)
+
+
+_GLOBAL_NAMES = {}  # module class -> (its forward's globals, the names its code uses)
+
+
+def _forward_globals(cls):
+    """The global names that `cls.forward` uses (its nested functions' and
+    lambdas' too), for _module_state: a list, dict or set among them (a
+    global list of activations appended to) is state a replay would not change."""
+    found = _GLOBAL_NAMES.get(cls)
+    if found is None:
+        fn = getattr(cls, "forward", None)
+        code = getattr(fn, "__code__", None)
+        names = set()
+        codes_ = [code] if code is not None else []
+        while codes_:
+            c = codes_.pop()
+            names.update(c.co_names)
+            codes_.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+        found = _GLOBAL_NAMES[cls] = (fn.__globals__ if code is not None else {}, tuple(sorted(names)))
+    return found
 
 
 def _state_of(v, depth, budget, seen):
+    budget[0] -= 1
+    if budget[0] < 0 or depth > _STATE_DEPTH:
+        return _BEYOND
     t = type(v)
     if v is None or t is int or t is float or t is bool or t is str:
         return (t, v)
     if isinstance(v, (torch.Tensor, torch.nn.Module)):
         return id(v)
-    budget[0] -= 1
-    if budget[0] < 0 or depth > _STATE_DEPTH:
-        return _BEYOND
     if id(v) in seen:
         return seen[id(v)]
     seen[id(v)] = (len(seen),)
