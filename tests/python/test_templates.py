@@ -483,6 +483,53 @@ def test_a_call_that_changes_its_modules_python_state_is_never_replayed(genie, m
     assert replayed_ops(r.stderr)[0] > 0, r.stderr  # the Linear layers
 
 
+READS_STATE = """
+import sys
+import torch, torch.nn as nn
+dev = sys.argv[1]
+torch.manual_seed(0)
+
+class Cfg:
+    def __init__(self):
+        self.scale = 1.0
+
+class Scaled(nn.Module):      # reads Python state the program changes between calls
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.opts = {"shift": 0.0}
+        self.fc = nn.Linear(4, 4)
+    def forward(self, x):
+        return self.fc(x) * self.cfg.scale + self.opts["shift"]
+
+cfg = Cfg()
+m = Scaled(cfg).to(dev)
+x = torch.randn(3, 4).to(dev)
+out = []
+for step in range(16):
+    cfg.scale = 1.0 + (step >= 5)
+    m.opts["shift"] = 0.5 * (step >= 10)
+    if step < 8:
+        with torch.no_grad():
+            y = m(x)
+    else:
+        m.zero_grad()
+        y = m(x)
+        y.pow(2).mean().backward()
+    out.append(round(y.sum().item(), 4))
+print(out)
+"""
+
+
+@pytest.mark.parametrize("mode", ["record", "live"])
+def test_a_replay_captures_again_when_python_state_its_modules_read_changes(genie, mode):
+    # A plain object's attribute and a dict item the program sets between
+    # calls: the records hold their values as constants, so a replay after
+    # the change would give the old results (steps 5 to 7 did, before).
+    r, _ = run_like_eager(genie, READS_STATE, mode)
+    assert replayed_ops(r.stderr)[0] > 0, r.stderr  # between the changes
+
+
 def test_a_module_returning_a_dict_in_grad_mode_keeps_its_gradients(genie):
     program = genie.script("""
         import sys

@@ -42,8 +42,11 @@ in grad mode, the same arguments, parameters and buffers requiring grad
 (see "Grad mode" below); every parameter and
 buffer of the module still the object it was when the template was made
 (reassigning one or `.to(dtype)` captures again; in-place updates give the
-tensor a new value id, which the replay reads); and no attribute of any
-module set since then (a submodule replaced, `eval()`).
+tensor a new value id, which the replay reads); no attribute of any
+module set since then (a submodule replaced, `eval()`); and the same Python
+state in the modules' lists, dicts and plain objects, and in the global
+lists, dicts and sets their forward names (see _state_roots: a config
+object's attribute the program set between calls captures again).
 
 A call is never templated when its capture shows something a replay could
 not reproduce: a materialization or new input inside it, a random op, an op
@@ -196,7 +199,7 @@ class _Capture:
     `floats`)."""
     __slots__ = ("ints", "words", "masked", "rest", "internal", "ext_ids", "ext_storage", "float_pos", "floats",
                  "n_ids", "sources", "result", "writes", "dead", "phase_after", "sid_after", "raw", "out_pos",
-                 "grad_flags")
+                 "grad_flags", "guard")
 
 
 class Template:
@@ -205,7 +208,7 @@ class Template:
     `affine` (record position, a, b) give every integer and word as a*T + b."""
     __slots__ = ("words", "internal", "ext_ids", "ext_storage", "float_pos", "floats", "n_ids", "sources",
                  "generation", "program", "result", "writes", "dead", "phase_after", "sid_after", "t_index", "guards", "affine",
-                 "masked", "rest", "calls", "next_check", "out_pos", "grad_flags", "backward")
+                 "masked", "rest", "calls", "next_check", "out_pos", "grad_flags", "backward", "guard")
 
     def predicts(self, cap):
         """Whether capture `cap` recorded what this template gives for its T."""
@@ -311,10 +314,10 @@ class Templates:
         it on aliases: a gradient it retains would be retained on those, a
         tensor it keeps would be one of those)."""
         effects = _effects[0]
-        modules = list(module.modules())
-        state = _module_state(modules)
+        roots = _state_roots(module.modules())
+        state = _roots_state(roots, _MODULE_STATE_LIMIT)
         out = plain(module, args, kwargs)
-        if _effects[0] != effects or _module_state(modules) != state:
+        if _effects[0] != effects or _roots_state(roots, _MODULE_STATE_LIMIT) != state:
             self.never.add(module)
         return out
 
@@ -329,7 +332,7 @@ class Templates:
         sources = _sources(modules)
         exts = lazies + [t for _, _, t in sources]
         ids_before = [t._genie_id for t in exts]
-        out, opened = self._proving(module, lambda: plain(module, args, kwargs))
+        out, opened, guard = self._proving(module, lambda: plain(module, args, kwargs))
         if opened is None:
             return out
         try:
@@ -341,6 +344,7 @@ class Templates:
             fam.failed = True
             fam.forget()
             return out
+        cap.guard = guard
         if check is None:
             self._learn(fam, cap)
         elif not check.predicts(cap):
@@ -351,25 +355,27 @@ class Templates:
 
     def _proving(self, module, run):
         """Runs `run()`, a module call, as a proving capture: returns its
-        result and where its records start (the session's word and float
-        lists, their lengths, the next id), or None for the latter when a
-        module changed meanwhile (an attribute set, its Python state changed:
-        see _module_state) or the call did what a replay would not (_counted)
-        (`module` is then never templated)."""
+        result, where its records start (the session's word and float
+        lists, their lengths, the next id) and the guard on its modules'
+        Python state (roots and state, see _state_roots; None when they keep
+        none), or None for the latter two when a module changed meanwhile (an
+        attribute set, its Python state changed) or the call did what a
+        replay would not (_counted) (`module` is then never templated)."""
         s = self.session
         generation, effects = _generation[0], _effects[0]
-        modules = list(module.modules())
-        state = _module_state(modules)
+        roots = _state_roots(module.modules())
+        state = _roots_state(roots, _MODULE_STATE_LIMIT)
         opened = (s.words, s.floats, len(s.words), len(s.floats), s._next_id)
         self.capturing += 1
         try:
             out = run()
         finally:
             self.capturing -= 1
-        if _generation[0] != generation or _effects[0] != effects or _module_state(modules) != state:
+        if _generation[0] != generation or _effects[0] != effects or \
+                _roots_state(roots, _MODULE_STATE_LIMIT) != state:
             self.never.add(module)
-            return out, None
-        return out, opened
+            return out, None, None
+        return out, opened, (roots, _roots_state(roots, _GUARD_LIMIT)) if roots else None
 
     def _whole(self, opened, exts, ids_before):
         """`opened` (see _proving) once the capture is known to hold the
@@ -408,6 +414,7 @@ class Templates:
         cap.sid_after = self.session.module_sid
         cap.out_pos = out_pos
         cap.grad_flags = None
+        cap.guard = None
         masked = list(words)
         for p, _ in internal + e_ids + e_storage + float_pos:
             masked[p] = 0
@@ -582,6 +589,7 @@ class Templates:
         tpl.next_check = _RECHECK
         tpl.out_pos = cap.out_pos
         tpl.grad_flags = cap.grad_flags
+        tpl.guard = cap.guard
         tpl.backward = {}
         return tpl
 
@@ -592,6 +600,8 @@ class Templates:
         `tpl`, or _MISS when its guards on them fail."""
         if tpl.generation is not None and tpl.generation != _generation[0]:
             return _MISS
+        if tpl.guard is not None and _roots_state(tpl.guard[0], _GUARD_LIMIT) != tpl.guard[1]:
+            return _MISS  # a config attribute set, a list attribute changed: Python state the call may read
         exts = lazies
         if tpl.sources:
             exts = list(lazies)
@@ -694,7 +704,7 @@ class Templates:
         if not any(flags):
             return plain(module, args, kwargs)  # nothing to differentiate
         call = _GradCapture(self, fam, module, plain, args, kwargs, lazies, exts, flags)
-        out, opened = self._proving(module, call.run)
+        out, opened, guard = self._proving(module, call.run)
         if opened is None:
             return out
         try:
@@ -706,6 +716,7 @@ class Templates:
             fam.forget()
             return out
         cap.grad_flags = flags
+        cap.guard = guard
         call.cap = cap
         for prev in fam.last:
             if prev.ints == cap.ints:
@@ -996,28 +1007,61 @@ def _signature(args, kwargs, lazies, ints, slots):
 _STATE_TYPES = {}  # type -> whether its objects are walked as state (_is_state_type)
 _MODULE_OWN = frozenset(torch.nn.Module().__dict__)  # nn.Module's own bookkeeping in every module's __dict__
 _BEYOND = object()  # _state_of: past the budget or the depth, not compared
-_MODULE_STATE_LIMIT = 1 << 16  # values _module_state looks at
+_MODULE_STATE_LIMIT = 1 << 16  # values a proving call's _roots_state looks at
+_GUARD_LIMIT = 1024  # values a replay's guard looks at (see _exts)
+_IMMUTABLE = (type(None), int, float, bool, str, bytes, complex, torch.dtype, torch.device)
 
 
-def _module_state(modules):
-    """The Python state of `modules`, as a value to compare before and after
-    a call: their attributes other than nn.Module's bookkeeping, and what
-    lists, tuples, dicts, sets and plain objects (_is_state_type) in them
-    hold; scalars by value, tensors, modules and other objects by identity.
-    Lists, dicts and sets that the modules' forward code names as globals
-    count too. A call that appends to a list attribute or counts in a dict
-    changes it: a replay, which runs none of the call's Python, would not. Setting an
-    attribute is seen apart (_generation); a tensor changed in place is a
-    read (see _analyse)."""
-    budget = [_MODULE_STATE_LIMIT]
-    seen = {}
-    state = [tuple((k, _state_of(v, 0, budget, seen)) for k, v in m.__dict__.items() if k not in _MODULE_OWN)
-             for m in modules]
+def _state_roots(modules):
+    """Where `modules` keep Python state a call may read or change: their
+    attributes (other than nn.Module's bookkeeping) that are lists, dicts,
+    sets, plain objects (_is_state_type, a config object) or tuples holding
+    any of these, and the lists, dicts and sets their forward code names as
+    globals. Other attributes are scalars, tensors, modules and the like,
+    which only an attribute set changes (_generation)."""
+    roots, ids = [], set()
+    modules = list(modules)
+    for m in modules:
+        for k, v in m.__dict__.items():
+            if k not in _MODULE_OWN and id(v) not in ids and _holds_state(v):
+                ids.add(id(v))
+                roots.append(v)
     for t in {type(m) for m in modules}:
         g, names = _forward_globals(t)
-        state.extend((name, _state_of(g[name], 0, budget, seen)) for name in names
-                     if type(g.get(name)) in (list, dict, set))
-    return tuple(state)
+        for name in names:
+            v = g.get(name)
+            if type(v) in (list, dict, set) and id(v) not in ids:
+                ids.add(id(v))
+                roots.append(v)
+    return roots
+
+
+def _holds_state(v):
+    t = type(v)
+    if t is list or t is set or isinstance(v, dict):
+        return True
+    if t is tuple:
+        return any(_holds_state(x) for x in v)
+    if isinstance(v, _IMMUTABLE) or isinstance(v, (torch.Tensor, torch.nn.Module)):
+        return False
+    state = _STATE_TYPES.get(t)
+    if state is None:
+        state = _STATE_TYPES[t] = _is_state_type(t)
+    return state
+
+
+def _roots_state(roots, limit):
+    """What `roots` (see _state_roots) hold, as a value to compare: scalars
+    by value, tensors, modules and other objects by identity, lists, tuples,
+    dicts, sets and plain objects walked; past `limit` values, or deeper than
+    _STATE_DEPTH, not compared. A call that changes it (appends to a list
+    attribute, counts in a dict) is never templated: a replay, which runs
+    none of the call's Python, would not change it. A replay whose modules'
+    state differs from its template's (a config attribute the program set)
+    captures again."""
+    budget = [limit]
+    seen = {}
+    return tuple(_state_of(v, 0, budget, seen) for v in roots)
 
 
 _GLOBAL_NAMES = {}  # module class -> (its forward's globals, the names its code uses)
@@ -1025,7 +1069,7 @@ _GLOBAL_NAMES = {}  # module class -> (its forward's globals, the names its code
 
 def _forward_globals(cls):
     """The global names that `cls.forward` uses (its nested functions' and
-    lambdas' too), for _module_state: a list, dict or set among them (a
+    lambdas' too), for _state_roots: a list, dict or set among them (a
     global list of activations appended to) is state a replay would not change."""
     found = _GLOBAL_NAMES.get(cls)
     if found is None:
@@ -1054,17 +1098,32 @@ def _state_of(v, depth, budget, seen):
         return seen[id(v)]
     seen[id(v)] = (len(seen),)
     if t is list or t is tuple:
-        return (t, tuple(_state_of(x, depth + 1, budget, seen) for x in v))
+        return (t, _items_state(enumerate(v), depth, budget, seen))
     if t is set or t is frozenset:
         return (t, frozenset(v))
     if isinstance(v, dict):
-        return (t, tuple((k, _state_of(x, depth + 1, budget, seen)) for k, x in v.items()))
+        return (t, _items_state(v.items(), depth, budget, seen))
     state = _STATE_TYPES.get(t)
     if state is None:
         state = _STATE_TYPES[t] = _is_state_type(t)
     if state:
-        return (t, id(v), tuple((k, _state_of(x, depth + 1, budget, seen)) for k, x in vars(v).items()))
+        return (t, id(v), _items_state(vars(v).items(), depth, budget, seen))
     return (t, id(v))
+
+
+def _items_state(items, depth, budget, seen):
+    """_state_of for a container's (key, value) items; scalars inline, the
+    bulk of a config object's attributes."""
+    out = []
+    for k, x in items:
+        t = type(x)
+        if x is None or t is int or t is float or t is bool or t is str:
+            out.append((k, t, x))
+            budget[0] -= 1
+        else:
+            out.append((k, _state_of(x, depth + 1, budget, seen)))
+    return tuple(out) if budget[0] >= 0 else _BEYOND
+
 
 # _no_cycle: a recursive closure is a reference cycle (the function and its
 # cell). Whatever it holds, LazyTensors included, then dies in the cyclic
