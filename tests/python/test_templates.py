@@ -489,6 +489,8 @@ import torch, torch.nn as nn
 dev = sys.argv[1]
 torch.manual_seed(0)
 
+FLIP = False
+
 class Cfg:
     def __init__(self):
         self.scale = 1.0
@@ -500,7 +502,8 @@ class Scaled(nn.Module):      # reads Python state the program changes between c
         self.opts = {"shift": 0.0}
         self.fc = nn.Linear(4, 4)
     def forward(self, x):
-        return self.fc(x) * self.cfg.scale + self.opts["shift"]
+        y = self.fc(x) * self.cfg.scale + self.opts["shift"]
+        return -y if FLIP else y
 
 cfg = Cfg()
 m = Scaled(cfg).to(dev)
@@ -509,6 +512,7 @@ out = []
 for step in range(16):
     cfg.scale = 1.0 + (step >= 5)
     m.opts["shift"] = 0.5 * (step >= 10)
+    FLIP = step >= 13
     if step < 8:
         with torch.no_grad():
             y = m(x)
@@ -523,9 +527,10 @@ print(out)
 
 @pytest.mark.parametrize("mode", ["record", "live"])
 def test_a_replay_captures_again_when_python_state_its_modules_read_changes(genie, mode):
-    # A plain object's attribute and a dict item the program sets between
-    # calls: the records hold their values as constants, so a replay after
-    # the change would give the old results (steps 5 to 7 did, before).
+    # A plain object's attribute, a dict item and a global flag the program
+    # sets between calls: the records hold their values as constants or the
+    # branch they took, so a replay after the change would give the old
+    # results (steps 5 to 7 did, before).
     r, _ = run_like_eager(genie, READS_STATE, mode)
     assert replayed_ops(r.stderr)[0] > 0, r.stderr  # between the changes
 

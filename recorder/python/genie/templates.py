@@ -44,9 +44,10 @@ buffer of the module still the object it was when the template was made
 (reassigning one or `.to(dtype)` captures again; in-place updates give the
 tensor a new value id, which the replay reads); no attribute of any
 module set since then (a submodule replaced, `eval()`); and the same Python
-state in the modules' lists, dicts and plain objects, and in the global
-lists, dicts and sets their forward names (see _state_roots: a config
-object's attribute the program set between calls captures again).
+state in the modules' lists, dicts and plain objects, and in the globals
+their forward names: lists, dicts, sets and scalars (see _state_roots: a
+config object's attribute or a global flag the program set between calls
+captures again).
 
 A call is never templated when its capture shows something a replay could
 not reproduce: a materialization or new input inside it, a random op, an op
@@ -56,11 +57,11 @@ such as a cache kept on the module) or a change to its Python state (an
 item appended to a list attribute), a hook registered on a tensor
 (register_hook, retain_grad) or a print() (a replay runs none of the
 module's Python: it would attach no hook and print nothing), a tensor read
-that is neither an argument nor a parameter or buffer of the module, a result of another type
-than tensors, tuples, lists and Python scalars, or forward hooks other than
-genie's own. A template cannot see control flow that depends on something
-other than its guards (a global flag, the time); the proving captures stand
-in for that. A template with a T cannot see a branch on T that the program
+that is neither an argument nor a parameter or buffer of the module, a
+result of another type than tensors, tuples, lists and Python scalars, or
+forward hooks other than genie's own. A template cannot see control flow
+that depends on something other than its guards (a global that a helper
+function reads, the time); the proving captures stand in for that. A template with a T cannot see a branch on T that the program
 first takes after the proof (a cache rebuilt past some length): the calls
 before the next check replay the old branch. GENIE_TEMPLATES=exact keeps
 only exact templates; GENIE_TEMPLATES=0 turns templates off.
@@ -1017,8 +1018,9 @@ def _state_roots(modules):
     attributes (other than nn.Module's bookkeeping) that are lists, dicts,
     sets, plain objects (_is_state_type, a config object) or tuples holding
     any of these, and the lists, dicts and sets their forward code names as
-    globals. Other attributes are scalars, tensors, modules and the like,
-    which only an attribute set changes (_generation)."""
+    globals, and the scalar globals it names (_Globals). Other attributes
+    are scalars, tensors, modules and the like, which only an attribute set
+    changes (_generation)."""
     roots, ids = [], set()
     modules = list(modules)
     for m in modules:
@@ -1028,12 +1030,27 @@ def _state_roots(modules):
                 roots.append(v)
     for t in {type(m) for m in modules}:
         g, names = _forward_globals(t)
+        scalars = []
         for name in names:
             v = g.get(name)
             if type(v) in (list, dict, set) and id(v) not in ids:
                 ids.add(id(v))
                 roots.append(v)
+            elif type(v) in (int, float, bool, str):
+                scalars.append(name)
+        if scalars:
+            roots.append(_Globals(g, tuple(scalars)))
     return roots
+
+
+class _Globals:
+    """Scalar globals a forward names (a flag, a temperature), as a root of
+    _state_roots: compared by value."""
+    __slots__ = ("space", "names")
+
+    def __init__(self, space, names):
+        self.space = space
+        self.names = names
 
 
 def _holds_state(v):
@@ -1094,6 +1111,9 @@ def _state_of(v, depth, budget, seen):
         return (t, v)
     if isinstance(v, (torch.Tensor, torch.nn.Module)):
         return id(v)
+    if t is _Globals:
+        space = v.space
+        return tuple((name, type(x), x) for name in v.names for x in (space.get(name),))
     if id(v) in seen:
         return seen[id(v)]
     seen[id(v)] = (len(seen),)
