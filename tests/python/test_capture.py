@@ -170,10 +170,10 @@ def test_optimizers_of_remote_parameters_take_the_foreach_kernels_recorded_per_t
     assert want.returncode == 0, want.stderr
     r, trace = genie.record(prog, "remote_accelerator", "default")
     assert r.returncode == 0, r.stderr
-    # foreach=None became True for Adam and SGD (AdamW keeps torch's choice);
-    # the updates are the eager ones, to the bit.
+    # foreach=None became True for Adam, SGD and AdamW; the updates are the
+    # eager ones, to the bit.
     assert r.stdout.replace("True", "None") == want.stdout
-    assert [line.split()[0] for line in r.stdout.splitlines()] == ["True", "True", "None"]
+    assert [line.split()[0] for line in r.stdout.splitlines()] == ["True", "True", "True"]
     steps = [s for seg in genie.dump(trace, json_form=True)["segments"] for s in seg["steps"] if "op" in s]
     assert not [s for s in steps if "_foreach" in s["op"]]
     optimizer = [s for s in steps if s["phase"] == "optimizer"]

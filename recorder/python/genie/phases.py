@@ -171,13 +171,14 @@ def _wrap_optimizer_init(orig_init):
 
 # Optimizers whose foreach implementation was checked to give bit for bit
 # the results of their per-parameter loop (tests/python/test_capture.py on
-# torch 1.13; the mlp_train, cnn and recsys examples on torch 2.11). Others
+# torch 1.13; the mlp_train, cnn and recsys examples on torch 2.11; AdamW,
+# amsgrad and weight decay included, on two_tower's model on both). Others
 # keep torch's own choice.
-_FOREACH_DEFAULT = (torch.optim.Adam, torch.optim.SGD)
+_FOREACH_DEFAULT = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD)
 
 
 def _prefer_foreach(optimizer):
-    """An Adam or SGD optimizer of remote_accelerator parameters that was
+    """An Adam, AdamW or SGD optimizer of remote_accelerator parameters that was
     left to pick its implementation (foreach=None) takes the foreach one, as
     torch picks for CUDA parameters: one op per update for all parameters,
     recorded as the per-tensor ops (see capture._foreach), with one dispatch
