@@ -389,7 +389,11 @@ class Retained(nn.Module):    # keeps its result's gradient: never replayed
         h.retain_grad()
         return h
 
-class Loud(nn.Module):         # prints: never replayed
+import logging
+logging.basicConfig(stream=sys.stdout, format="%(message)s", level=logging.INFO)
+log = logging.getLogger("loud")
+
+class Loud(nn.Module):         # prints and logs: never replayed
     def __init__(self):
         super().__init__()
         self.fc = nn.Linear(4, 4)
@@ -397,12 +401,20 @@ class Loud(nn.Module):         # prints: never replayed
         print("loud", tuple(x.shape))
         return self.fc(x)
 
+class Logs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+    def forward(self, x):
+        log.info("logs %s", tuple(x.shape))
+        return self.fc(x)
+
 hooked, retained, plain = Hooked().to(dev), Retained().to(dev), nn.Linear(4, 4).to(dev)
 x = torch.randn(3, 4).to(dev)
-loud = Loud().to(dev)
+loud, logs = Loud().to(dev), Logs().to(dev)
 with torch.no_grad():
     for step in range(5):
-        y = loud(x)
+        y = logs(loud(x))
 grads = []
 for step in range(6):
     for m in (hooked, retained, plain):
@@ -415,13 +427,13 @@ print(len(seen), [round(g.item(), 5) for g in seen], [round(g.item(), 5) for g i
 
 
 @pytest.mark.parametrize("mode", ["record", "live"])
-def test_a_call_that_registers_a_hook_on_a_tensor_or_prints_is_never_replayed(genie, mode):
+def test_a_call_that_registers_a_hook_on_a_tensor_prints_or_logs_is_never_replayed(genie, mode):
     # A replay runs none of the module's Python: the hook would not be
     # registered (3 of 6 calls of it ran, before), nor the gradient retained,
-    # nor the line printed.
+    # nor the line printed or logged.
     r, _ = run_like_eager(genie, HOOKS, mode)
     lines = r.stdout.splitlines()
-    assert lines[:5] == ["loud (3, 4)"] * 5 and lines[5].startswith("6 "), r.stdout
+    assert lines[:10] == ["loud (3, 4)", "logs (3, 4)"] * 5 and lines[10].startswith("6 "), r.stdout
     # The Linear layers are still replayed, the two inside the hooked calls included.
     assert replayed_ops(r.stderr)[0] > 0, r.stderr
 

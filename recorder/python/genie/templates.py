@@ -55,11 +55,11 @@ result the program sees as a Python value, an in-place change to an argument,
 parameter or buffer, a module attribute set during the call (Python state
 such as a cache kept on the module) or a change to its Python state (an
 item appended to a list attribute), a hook registered on a tensor
-(register_hook, retain_grad) or a print() (a replay runs none of the
-module's Python: it would attach no hook and print nothing), a tensor read
-that is neither an argument nor a parameter or buffer of the module, a
-result of another type than tensors, tuples, lists and Python scalars, or
-forward hooks other than genie's own. A template cannot see control flow
+(register_hook, retain_grad), a print() or a logged record (a replay runs
+none of the module's Python: it would attach no hook and print nothing), a
+tensor read that is neither an argument nor a parameter or buffer of the
+module, a result of another type than tensors, tuples, lists and Python
+scalars, or forward hooks other than genie's own. A template cannot see control flow
 that depends on something other than its guards (a global that a helper
 function reads, the time); the proving captures stand in for that. A template with a T cannot see a branch on T that the program
 first takes after the proof (a cache rebuilt past some length): the calls
@@ -84,6 +84,7 @@ import builtins
 import collections
 import dataclasses
 import enum
+import logging
 import os
 import types
 import weakref
@@ -136,12 +137,14 @@ def install():
         if hasattr(torch.Tensor, name):
             setattr(torch.Tensor, name, _counted(getattr(torch.Tensor, name)))
     builtins.print = _counted(builtins.print)
+    logging.Logger.handle = _counted(logging.Logger.handle)  # a record a logger lets through
 
 
 def _counted(fn):
     """`fn`, counting its calls in _effects: a module call that makes one is
     never templated, as a replay, which runs none of its Python, would not
-    make it (a hook on a tensor, a retained gradient, a line printed)."""
+    make it (a hook on a tensor, a retained gradient, a line printed or
+    logged)."""
     def counted(*args, **kwargs):
         _effects[0] += 1
         return fn(*args, **kwargs)
