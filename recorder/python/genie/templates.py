@@ -59,10 +59,11 @@ item appended to a list attribute), a hook registered on a tensor
 none of the module's Python: it would attach no hook and print nothing), a
 tensor read that is neither an argument nor a parameter or buffer of the
 module, a result of another type than tensors, tuples, lists and Python
-scalars, or forward hooks other than genie's own. A template cannot see control flow
-that depends on something other than its guards (a global that a helper
-function reads, the time); the proving captures stand in for that. A template with a T cannot see a branch on T that the program
-first takes after the proof (a cache rebuilt past some length): the calls
+scalars, or forward hooks other than genie's own. A template cannot see
+control flow that depends on something other than its guards (a global that
+a helper function reads, the time); the proving captures stand in for that.
+A template with a T cannot see a branch on T that the program first takes
+after the proof (a cache rebuilt past some length): the calls
 before the next check replay the old branch. GENIE_TEMPLATES=exact keeps
 only exact templates; GENIE_TEMPLATES=0 turns templates off.
 
@@ -121,7 +122,7 @@ _HOOK_METHODS = ("register_hook", "retain_grad", "register_post_accumulate_grad_
 def install():
     """Counts attribute changes of modules: a template made before one (a
     submodule replaced, a cache attribute set) is not replayed after it.
-    Counts hooks registered on tensors and print() calls (_counted)."""
+    Counts what a call may do in Python that a replay would not (_counted)."""
     setattr_, delattr_ = torch.nn.Module.__setattr__, torch.nn.Module.__delattr__
 
     def module_setattr(self, name, value):
@@ -317,11 +318,9 @@ class Templates:
         before a proving capture could run it (in grad mode, a capture runs
         it on aliases: a gradient it retains would be retained on those, a
         tensor it keeps would be one of those)."""
-        effects = _effects[0]
-        roots = _state_roots(module.modules())
-        state = _roots_state(roots, _MODULE_STATE_LIMIT)
+        watch = _Watch(module.modules())
         out = plain(module, args, kwargs)
-        if _effects[0] != effects or _roots_state(roots, _MODULE_STATE_LIMIT) != state:
+        if watch.changed():
             self.never.add(module)
         return out
 
@@ -336,7 +335,7 @@ class Templates:
         sources = _sources(modules)
         exts = lazies + [t for _, _, t in sources]
         ids_before = [t._genie_id for t in exts]
-        out, opened, guard = self._proving(module, lambda: plain(module, args, kwargs))
+        out, opened, guard = self._proving(module, modules, lambda: plain(module, args, kwargs))
         if opened is None:
             return out
         try:
@@ -357,29 +356,28 @@ class Templates:
             self._mismatch(fam)
         return out
 
-    def _proving(self, module, run):
-        """Runs `run()`, a module call, as a proving capture: returns its
+    def _proving(self, module, modules, run):
+        """Runs `run()`, a call of `module` (whose modules() are `modules`),
+        as a proving capture: returns its
         result, where its records start (the session's word and float
         lists, their lengths, the next id) and the guard on its modules'
-        Python state (roots and state, see _state_roots; None when they keep
-        none), or None for the latter two when a module changed meanwhile (an
-        attribute set, its Python state changed) or the call did what a
-        replay would not (_counted) (`module` is then never templated)."""
+        Python state (_Watch.guard), or None for the latter two when a
+        module changed meanwhile (an attribute set, its Python state changed)
+        or the call did what a replay would not (_counted) (`module` is then
+        never templated)."""
         s = self.session
-        generation, effects = _generation[0], _effects[0]
-        roots = _state_roots(module.modules())
-        state = _roots_state(roots, _MODULE_STATE_LIMIT)
+        generation = _generation[0]
+        watch = _Watch(modules)
         opened = (s.words, s.floats, len(s.words), len(s.floats), s._next_id)
         self.capturing += 1
         try:
             out = run()
         finally:
             self.capturing -= 1
-        if _generation[0] != generation or _effects[0] != effects or \
-                _roots_state(roots, _MODULE_STATE_LIMIT) != state:
+        if _generation[0] != generation or watch.changed():
             self.never.add(module)
             return out, None, None
-        return out, opened, (roots, _roots_state(roots, _GUARD_LIMIT)) if roots else None
+        return out, opened, watch.guard()
 
     def _whole(self, opened, exts, ids_before):
         """`opened` (see _proving) once the capture is known to hold the
@@ -708,7 +706,7 @@ class Templates:
         if not any(flags):
             return plain(module, args, kwargs)  # nothing to differentiate
         call = _GradCapture(self, fam, module, plain, args, kwargs, lazies, exts, flags)
-        out, opened, guard = self._proving(module, call.run)
+        out, opened, guard = self._proving(module, modules, call.run)
         if opened is None:
             return out
         try:
@@ -973,9 +971,7 @@ def _signature(args, kwargs, lazies, ints, slots):
             budget[0] -= 1
             if budget[0] < 0 or len(path) > _STATE_DEPTH:
                 raise _Ineligible("an argument holding too much state")
-            state = _STATE_TYPES.get(t)
-            if state is None:
-                state = _STATE_TYPES[t] = _is_state_type(t)
+            state = _state_type(t)
             if t is dict or state:
                 d = a if t is dict else a.__dict__
                 sig.append((t, tuple(d)))
@@ -1009,6 +1005,15 @@ def _signature(args, kwargs, lazies, ints, slots):
 
 
 _STATE_TYPES = {}  # type -> whether its objects are walked as state (_is_state_type)
+
+
+def _state_type(t):
+    state = _STATE_TYPES.get(t)
+    if state is None:
+        state = _STATE_TYPES[t] = _is_state_type(t)
+    return state
+
+
 _MODULE_OWN = frozenset(torch.nn.Module().__dict__)  # nn.Module's own bookkeeping in every module's __dict__
 _BEYOND = object()  # _state_of: past the budget or the depth, not compared
 _MODULE_STATE_LIMIT = 1 << 16  # values a proving call's _roots_state looks at
@@ -1064,10 +1069,7 @@ def _holds_state(v):
         return any(_holds_state(x) for x in v)
     if isinstance(v, _IMMUTABLE) or isinstance(v, (torch.Tensor, torch.nn.Module)):
         return False
-    state = _STATE_TYPES.get(t)
-    if state is None:
-        state = _STATE_TYPES[t] = _is_state_type(t)
-    return state
+    return _state_type(t)
 
 
 def _roots_state(roots, limit):
@@ -1082,6 +1084,26 @@ def _roots_state(roots, limit):
     budget = [limit]
     seen = {}
     return tuple(_state_of(v, 0, budget, seen) for v in roots)
+
+
+class _Watch:
+    """What a module call must leave as it was to be templated: its modules'
+    Python state (_state_roots) and the count of effects a replay would not
+    have (_counted)."""
+    __slots__ = ("roots", "effects", "state")
+
+    def __init__(self, modules):
+        self.roots = _state_roots(modules)
+        self.effects = _effects[0]
+        self.state = _roots_state(self.roots, _MODULE_STATE_LIMIT)
+
+    def changed(self):
+        return _effects[0] != self.effects or _roots_state(self.roots, _MODULE_STATE_LIMIT) != self.state
+
+    def guard(self):
+        """A replay's guard on the state (see _exts): roots and what they
+        hold, or None when the modules keep none."""
+        return (self.roots, _roots_state(self.roots, _GUARD_LIMIT)) if self.roots else None
 
 
 _GLOBAL_NAMES = {}  # module class -> (its forward's globals, the names its code uses)
@@ -1126,10 +1148,7 @@ def _state_of(v, depth, budget, seen):
         return (t, frozenset(v))
     if isinstance(v, dict):
         return (t, _items_state(v.items(), depth, budget, seen))
-    state = _STATE_TYPES.get(t)
-    if state is None:
-        state = _STATE_TYPES[t] = _is_state_type(t)
-    if state:
+    if _state_type(t):
         return (t, id(v), _items_state(vars(v).items(), depth, budget, seen))
     return (t, id(v))
 
