@@ -101,6 +101,7 @@ SYMBOLIC = os.environ.get("GENIE_TEMPLATES", "1") != "exact"  # templates with a
 _FAMILY_LIMIT = 1 << 14
 _EXACT_LIMIT = 64     # exact templates per family
 _MISMATCH_LIMIT = 4   # captures of one family that keep contradicting each other: give up on it
+_UNSETTLED_LIMIT = 6  # proving captures in a row that leave a family without templates: give up on it
 _RECHECK = 16         # a template with a T is checked against a capture after this many calls,
 _RECHECK_MAX = 256    # then after twice as many each time, up to this many
 _STATE_LIMIT = 4096   # containers and objects walked in one call's arguments
@@ -224,7 +225,8 @@ class Template:
 
 
 class _Family:
-    __slots__ = ("module", "seen", "exact", "symbolic", "candidate", "last", "mismatches", "failed", "bwd_last")
+    __slots__ = ("module", "seen", "exact", "symbolic", "candidate", "last", "mismatches", "failed", "bwd_last",
+                 "unproven")
 
     def __init__(self, module):
         self.module = weakref.ref(module)
@@ -236,6 +238,7 @@ class _Family:
         self.mismatches = 0
         self.failed = False
         self.bwd_last = {}     # grad mode: the latest backward capture per forward records and gradients
+        self.unproven = 0      # proving captures in a row after which it had no template
 
     def forget(self):
         self.exact = {}
@@ -354,6 +357,7 @@ class Templates:
             fam.symbolic = None
             fam.last = [cap]
             self._mismatch(fam)
+        self._settle(fam)
         return out
 
     def _proving(self, module, modules, run):
@@ -559,6 +563,21 @@ class Templates:
             fam.candidate = _fit(fam.last[-1], cap)
         fam.last = (fam.last + [cap])[-2:]
 
+    def _settle(self, fam):
+        """Gives a family up after _UNSETTLED_LIMIT proving captures in a row
+        that left it without a template: calls whose integers never repeat
+        and lie on no line (a bag of indices whose length is random). Its
+        calls then run plainly, and the module calls inside them, which may
+        repeat, get their own templates (in grad mode they could not: the
+        outer call's proving capture runs them plainly)."""
+        if fam.exact or fam.symbolic is not None:
+            fam.unproven = 0
+            return
+        fam.unproven += 1
+        if fam.unproven >= _UNSETTLED_LIMIT:
+            fam.failed = True
+            fam.forget()
+
     def _mismatch(self, fam):
         fam.mismatches += 1
         if fam.mismatches >= _MISMATCH_LIMIT:
@@ -728,6 +747,7 @@ class Templates:
                 else:
                     self._mismatch(fam)
         fam.last = (fam.last + [cap])[-2:]
+        self._settle(fam)
         return out
 
     def _learn_backward(self, call, grads, result, words, floats, start_word, start_float, start_id):
