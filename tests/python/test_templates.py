@@ -614,3 +614,57 @@ def test_a_call_whose_integers_never_repeat_leaves_its_inner_calls_to_templates(
     r, _ = run_like_eager(genie, UNSETTLED, mode)
     replays, ops = replayed_ops(r.stderr)
     assert replays >= 4 and ops >= 4 * 3, r.stderr
+
+
+DROPOUT = """
+import sys
+import torch, torch.nn as nn, torch.nn.functional as F
+dev = sys.argv[1]
+torch.manual_seed(0)
+
+class Net(nn.Module):          # draws a dropout mask at every call
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 16)
+        self.drop = nn.Dropout(0.3)
+        self.head = nn.Linear(16, 3)
+        self.aux = nn.Linear(16, 1)
+    def forward(self, x):
+        h = self.drop(torch.relu(self.fc(x)))
+        return self.head(h), self.aux(F.dropout(h, 0.5, self.training))
+
+net = Net().to(dev)
+opt = torch.optim.SGD(net.parameters(), lr=0.05)
+x = torch.randn(6, 8).to(dev)
+y = torch.randint(0, 3, (6,)).to(dev)
+losses = []
+for step in range(12):
+    opt.zero_grad()
+    logits, aux = net(x)
+    loss = F.cross_entropy(logits, y)
+    if step < 8:
+        loss = loss + aux.pow(2).mean()
+    # From step 8 aux gets no gradient: a replay's backward runs the call
+    # again, which must draw the masks its forward drew.
+    loss.backward()
+    opt.step()
+    losses.append(round(loss.item(), 5))
+net.eval()
+with torch.no_grad():
+    out = net(x)[0].argmax(1).tolist()
+print(losses, out, [round(v, 5) for v in torch.rand(3).tolist()])
+"""
+
+
+@pytest.mark.parametrize("mode", ["record", "live"])
+def test_a_call_with_dropout_is_replayed_with_the_masks_eager_draws(genie, mode):
+    r, out = run_like_eager(genie, DROPOUT, mode)
+    replays, ops = replayed_ops(r.stderr)
+    assert replays >= 8 and ops >= 8 * 10, r.stderr
+    if mode == "record":
+        # The masks a replay drew are in the trace, as a capture's are.
+        replay = genie.run("run", "--pool", "local", out)
+        assert replay.returncode == 0, replay.stderr
+        assert "values match" in replay.stdout + replay.stderr
+    else:
+        assert out["error"] == ""

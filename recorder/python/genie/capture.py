@@ -145,6 +145,7 @@ def _foreach_plan(func, session):
 class Session:
     remote = False  # live mode (RemoteSession): values live on a runtime
     templates = None  # templates.Templates: module calls replayed without per-op capture
+    drawn = None  # live mode: see RemoteSession
 
     def __init__(self, channel, payload_mode):
         self.channel = channel
@@ -868,6 +869,23 @@ def _map_tensors(x, fn):
     return x
 
 
+# A LazyTensor argument of a random op drawn locally, in its recipe: a fresh
+# CPU tensor of this metadata (`_HOST`, shape, stride, dtype).
+_HOST = object()
+
+
+def _host_spec(t):
+    return (_HOST, tuple(t.shape), tuple(t.stride()), t.dtype) if type(t) is LazyTensor else t
+
+
+def _from_host_spec(a):
+    if type(a) is tuple and a and a[0] is _HOST:
+        return _empty_strided(a[1], a[2], dtype=a[3])
+    if isinstance(a, (list, tuple)):
+        return type(a)(_from_host_spec(i) for i in a)
+    return a
+
+
 def _zeros_like_meta(m):
     return _empty_strided(m.shape, m.stride(), dtype=m.dtype).zero_()
 
@@ -886,6 +904,7 @@ class RemoteSession(Session):
     def __init__(self, channel):
         super().__init__(channel, "inputs")
         self.record_random = False  # random ops either run here (see _random_locally) or draw remotely
+        self.drawn = None  # while templates prove a call: input id -> the recipe of its local draw
         self.exec_device = _META
         self.released = []  # value ids whose LazyTensors are gone, sent with the next segment
         # Open record words (about 30 per op) after which ops are sent ahead
@@ -1006,18 +1025,27 @@ class RemoteSession(Session):
     # ---- ops that cannot run on meta tensors ----------------------------
 
     def _random_locally(self, func, info, args, kwargs):
-        """Draws here, on CPU, and sends the values up as an input."""
-        def host(t):
-            return _empty_strided(t.shape, t.stride(), dtype=t.dtype) if type(t) is LazyTensor else t
-        cpu_args = [_map_tensors(a, host) for a in args]
-        cpu_kwargs = {k: _map_tensors(v, host) for k, v in kwargs.items()}
-        out = self._in_kernel(func, cpu_args, cpu_kwargs)
+        """Draws here, on CPU, and sends the values up as an input. While a
+        template is being proven, the draw's recipe is kept by the input's
+        id (`drawn`): a replay draws again (see draw)."""
+        recipe = (func, tuple(_map_tensors(a, _host_spec) for a in args),
+                  tuple((k, _map_tensors(v, _host_spec)) for k, v in kwargs.items()))
+        out = self.draw(recipe)
         target = args[0] if args and info.returns and info.returns[0] is not None else None
+        lifted = self.add_input(out, codes.INPUT_CONSTANT if type(target) is LazyTensor else codes.INPUT_TENSOR)
+        if self.drawn is not None:
+            self.drawn[lifted._genie_id] = recipe
         if type(target) is LazyTensor:
-            lifted = self.add_input(out, codes.INPUT_CONSTANT)
             torch.ops.aten.copy_.default(target, lifted)
             return target
-        return self.add_input(out, codes.INPUT_TENSOR)
+        return lifted
+
+    def draw(self, recipe):
+        """Runs a random op's recipe (see _random_locally) on fresh CPU
+        tensors, with the program's generator: its values."""
+        func, args, kwargs = recipe
+        return self._in_kernel(func, [_from_host_spec(a) for a in args],
+                               {k: _from_host_spec(v) for k, v in kwargs})
 
     def _without_meta(self, func, cpu_args, cpu_kwargs):
         """Result metadata for an op whose meta kernel is missing: from a run on

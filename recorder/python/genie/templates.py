@@ -49,8 +49,18 @@ their forward names: lists, dicts, sets and scalars (see _state_roots: a
 config object's attribute or a global flag the program set between calls
 captures again).
 
+Random ops (dropout's masks) are replayed as they were captured: in live
+mode the values a random op drew in the program's process are drawn again
+with the program's generator, in the capture's order, and sent up as that
+input's new payload; in record mode the replay runs the random op on the CPU
+values and records its values, as a capture does. So a replay draws what
+eager PyTorch draws. Such calls get exact templates only (no lines in T).
+A call whose random ops the runtime draws (live mode, ops that read
+tensors' values) is never templated.
+
 A call is never templated when its capture shows something a replay could
-not reproduce: a materialization or new input inside it, a random op, an op
+not reproduce: a materialization or an input other than a random draw
+inside it, a random op the runtime draws, an op
 result the program sees as a Python value, an in-place change to an argument,
 parameter or buffer, a module attribute set during the call (Python state
 such as a cache kept on the module) or a change to its Python state (an
@@ -77,7 +87,9 @@ backward captures for the same gradients prove its backward. A replay
 appends the forward's records; its backward appends the backward's records
 for the gradients it gets. Other gradients (an output unused), or
 create_graph, run the call again with autograd and differentiate it, as
-checkpointing does (its ops are recorded again). Calls with argument state
+checkpointing does (its ops are recorded again; the CPU generator is set
+back to its state at the forward, so the call draws the same masks, then
+restored). Calls with argument state
 (lists, dicts, objects holding tensors), calls whose results are not
 tensors in tuples and lists, and nested calls run plainly.
 """
@@ -187,6 +199,16 @@ def _resolve(x, env, w):
     return x
 
 
+def _plain_recipe(x):
+    """Whether a local draw's recipe (see RemoteSession._random_locally)
+    holds no tensor, which captures could not compare or replays reuse."""
+    if isinstance(x, torch.Tensor):
+        return False
+    if type(x) is tuple or type(x) is list:
+        return all(_plain_recipe(i) for i in x)
+    return True
+
+
 def _needs_resolve(x):
     t = type(x)
     if t is _Ref or t is _Word:
@@ -205,7 +227,7 @@ class _Capture:
     `floats`)."""
     __slots__ = ("ints", "words", "masked", "rest", "internal", "ext_ids", "ext_storage", "float_pos", "floats",
                  "n_ids", "sources", "result", "writes", "dead", "phase_after", "sid_after", "raw", "out_pos",
-                 "grad_flags", "guard")
+                 "grad_flags", "guard", "draws", "randoms")
 
 
 class Template:
@@ -214,7 +236,8 @@ class Template:
     `affine` (record position, a, b) give every integer and word as a*T + b."""
     __slots__ = ("words", "internal", "ext_ids", "ext_storage", "float_pos", "floats", "n_ids", "sources",
                  "generation", "program", "result", "writes", "dead", "phase_after", "sid_after", "t_index", "guards", "affine",
-                 "masked", "rest", "calls", "next_check", "out_pos", "grad_flags", "backward", "guard")
+                 "masked", "rest", "calls", "next_check", "out_pos", "grad_flags", "backward", "guard", "draws",
+                 "randoms")
 
     def predicts(self, cap):
         """Whether capture `cap` recorded what this template gives for its T."""
@@ -373,6 +396,8 @@ class Templates:
         generation = _generation[0]
         watch = _Watch(modules)
         opened = (s.words, s.floats, len(s.words), len(s.floats), s._next_id)
+        if s.remote and not self.capturing:
+            s.drawn = {}  # the local draws of this call (see _parse)
         self.capturing += 1
         try:
             out = run()
@@ -400,7 +425,7 @@ class Templates:
             ext_id.setdefault(t._genie_id, i)
             ext_storage.setdefault(t._genie_storage, i)
         raw = (words, floats, start_float, start_id, len(exts), ext_id, ext_storage)
-        internal, e_ids, e_storage, float_pos, _, out_pos = self._parse(raw, ())
+        internal, e_ids, e_storage, float_pos, _, out_pos, draws, randoms = self._parse(raw, ())
         cap = _Capture()
         cap.ints = ints
         cap.words = words
@@ -421,20 +446,31 @@ class Templates:
         cap.out_pos = out_pos
         cap.grad_flags = None
         cap.guard = None
+        cap.draws = draws
+        cap.randoms = randoms
         masked = list(words)
-        for p, _ in internal + e_ids + e_storage + float_pos:
+        for p, _ in internal + e_ids + e_storage + float_pos + draws:
             masked[p] = 0
+        for sends in randoms.values():
+            for p, _ in sends:
+                masked[p] = 0
         cap.masked = tuple(masked)
         cap.rest = (tuple(internal), tuple(e_ids), tuple(e_storage), tuple(float_pos), cap.floats, n_ids, cap.result,
-                    cap.phase_after, cap.sid_after, tuple((id(d), name, id(t)) for d, name, t in sources), cap.writes)
+                    cap.phase_after, cap.sid_after, tuple((id(d), name, id(t)) for d, name, t in sources), cap.writes,
+                    tuple(recipe for _, recipe in draws))
         return cap
 
     def _parse(self, raw, varying):
         """Walks a capture's records: the id, storage and float positions to
         patch, the ops as a program (integers at `varying` positions read from
-        the patched words), and each internal id's output record position."""
+        the patched words), each internal id's output record position, and
+        the random values a replay makes anew: live mode's local draws
+        (payload position, recipe) and record mode's random ops (program
+        index -> [(payload position, value slot)])."""
         words, floats, start_float, start_id, n_ext, ext_id, ext_storage = raw
         s = self.session
+        drawn = s.drawn
+        draws, randoms = [], {}
         funcs = {info.sid: func for func, info in s._infos.items()}
         strings = None
         internal, e_ids, e_storage, float_pos = [], [], [], []
@@ -492,11 +528,34 @@ class Templates:
 
         i, n = 0, len(words)
         while i < n:
+            if words[i] == codes.TAG_INPUT:
+                # Only values a random op drew here (live mode, see
+                # RemoteSession._random_locally): a replay draws them again.
+                # Record: input, id, kind, dtype, rank, sizes, strides, offset, storage, payload.
+                recipe = drawn.get(words[i + 1]) if drawn else None
+                if recipe is None or not _plain_recipe(recipe):
+                    raise _Ineligible("a new input inside the call")
+                slot = slot_of_id(i + 1)
+                if slot < n_ext:
+                    raise _Ineligible("a new input inside the call")
+                # The metadata follows the kind word as an op's output record's follows its id word.
+                out_pos[slot - n_ext] = i + 2
+                rank = words[i + 4]
+                storage = i + 6 + 2 * rank
+                if words[storage] != words[i + 1]:
+                    raise _Ineligible("a new input inside the call")
+                internal.append((storage, words[storage] - start_id))
+                draws.append((storage + 1, recipe))
+                i = storage + 2
+                continue
             if words[i] != codes.TAG_OP:
                 raise _Ineligible("a step other than an op inside the call")
             func = funcs[words[i + 1]]
-            if words[i + 4] & codes.FLAG_RANDOM:
-                raise _Ineligible("a random op")
+            random = words[i + 4] & codes.FLAG_RANDOM
+            if random and s.remote:
+                # Drawn by the runtime with its own generator: a recompute
+                # (see _GradCall.recompute) could not draw the same values.
+                raise _Ineligible("a random op that the runtime draws")
             nargs = words[i + 5]
             i += 6
             op_args = []
@@ -529,7 +588,9 @@ class Templates:
                         raise _Ineligible("a view of a tensor that is not an argument, parameter or buffer")
                     e_storage.append((storage, e))
                 if words[storage + 1] != codes.NO_PAYLOAD:
-                    raise _Ineligible("an op result with recorded values")
+                    if not random:
+                        raise _Ineligible("an op result with recorded values")
+                    randoms.setdefault(len(program), []).append((storage + 1, slot))
                 i = storage + 2
             fast = [(k, a.slot) for k, a in enumerate(op_args) if type(a) is _Ref]
             slow = [(k, a) for k, a in enumerate(op_args) if type(a) is not _Ref and _needs_resolve(a)]
@@ -537,7 +598,7 @@ class Templates:
             # The OpOverload's own callable: its Python __call__ only forwards to it.
             program.append((getattr(func, "_op", func), tuple(op_args), fast, slow, op_kwargs or None, kw_slow, outs,
                             outs[0] if len(outs) == 1 else None))
-        return internal, e_ids, e_storage, float_pos, program, out_pos
+        return internal, e_ids, e_storage, float_pos, program, out_pos, draws, randoms
 
     def _learn(self, fam, cap):
         """Proves a template from this capture and the family's earlier ones."""
@@ -559,7 +620,7 @@ class Templates:
                     fam.last = [cap]
                     return
                 self._mismatch(fam)
-        if SYMBOLIC and fam.last and fam.last[-1].ints != cap.ints:
+        if SYMBOLIC and fam.last and fam.last[-1].ints != cap.ints and not cap.draws and not cap.randoms:
             fam.candidate = _fit(fam.last[-1], cap)
         fam.last = (fam.last + [cap])[-2:]
 
@@ -611,6 +672,8 @@ class Templates:
         tpl.out_pos = cap.out_pos
         tpl.grad_flags = cap.grad_flags
         tpl.guard = cap.guard
+        tpl.draws = cap.draws
+        tpl.randoms = cap.randoms
         tpl.backward = {}
         return tpl
 
@@ -656,13 +719,17 @@ class Templates:
             for p, k in tpl.float_pos:
                 w[p] = f0 + k
             s.floats.extend(tpl.floats)
-        s.words += w
         if s.remote:
             values = None
+            # The call's random values, drawn in the capture's order with the
+            # program's generator, as eager PyTorch draws them.
+            for p, recipe in tpl.draws:
+                w[p] = s._send_payload(s.draw(recipe))
         else:
             values = [t._genie_value for t in exts]
             values.extend([None] * tpl.n_ids)
-            _run(tpl.program, values, w)
+            _run(tpl.program, values, w, tpl.randoms, s)
+        s.words += w
         s.phase = tpl.phase_after
         s.module_sid = tpl.sid_after
         return base, values, w
@@ -825,9 +892,11 @@ def _fit(a, b):
     return a, t_index, guards, affine
 
 
-def _run(program, env, w):
-    """Record mode: runs the recorded ops on the CPU values."""
-    for func, args, fast, slow, kwargs, kw_slow, outs, single in program:
+def _run(program, env, w, randoms=None, session=None):
+    """Record mode: runs the recorded ops on the CPU values. The values of
+    random ops (`randoms`, see _parse) are recorded as a capture records
+    them: sent as each op runs, their payload ids written into `w`."""
+    for index, (func, args, fast, slow, kwargs, kw_slow, outs, single) in enumerate(program):
         a = list(args)
         for k, slot in fast:
             a[k] = env[slot]
@@ -842,6 +911,9 @@ def _run(program, env, w):
         else:
             for slot, o in zip(outs, out):
                 env[slot] = o
+        if randoms and index in randoms:
+            for p, slot in randoms[index]:
+                w[p] = session._send_payload(env[slot])
 
 
 # Result specs: ("t", relative id, position of its output record's id word),
@@ -1353,6 +1425,7 @@ class _GradCall:
         self.args, self.kwargs, self.lazies, self.exts, self.flags = args, kwargs, lazies, exts, flags
         self.ids = [t._genie_id for t in exts]
         self.generation = _generation[0]
+        self.rng = None  # the CPU generator's state before a forward that draws (see recompute)
 
     def run(self):
         flat = _GradFn.apply(self, *self.exts)
@@ -1426,7 +1499,14 @@ class _GradCall:
         if _generation[0] != self.generation:
             raise RuntimeError("genie: a module was changed (an attribute set) between a call and its backward, "
                                "which must run that call again")
-        out, inputs = self.run_module(aliased=not _grad_enabled())
+        if self.rng is None:
+            out, inputs = self.run_module(aliased=not _grad_enabled())
+        else:
+            # The forward's random values (dropout's masks) again: the
+            # generator as it was then, and as it is now afterwards.
+            with torch.random.fork_rng(devices=[]):
+                torch.set_rng_state(self.rng)
+                out, inputs = self.run_module(aliased=not _grad_enabled())
         outs = []
         _flatten(out, outs)
         return self.differentiate(outs, inputs, grads)
@@ -1444,6 +1524,7 @@ class _GradCapture(_GradCall):
 
     def forward(self):
         start = self.templates.session._next_id
+        self.rng = torch.get_rng_state()  # whether the call draws is not known yet
         out, self.inputs = self.run_module(aliased=True)
         self.inner_outs = []
         outer = {}
@@ -1503,6 +1584,8 @@ class _GradReplay(_GradCall):
         t = self.templates
         s = t.session
         tpl = self.tpl
+        if tpl.draws or tpl.randoms:
+            self.rng = torch.get_rng_state()
         self.base, self.values, self.w = t._replay_words(tpl, self.exts, self.ints)
         if s.remote and tpl.dead:
             # The backward reads the forward's values: freed once this node is.
