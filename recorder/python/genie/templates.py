@@ -227,7 +227,7 @@ class _Capture:
     `floats`)."""
     __slots__ = ("ints", "words", "masked", "rest", "internal", "ext_ids", "ext_storage", "float_pos", "floats",
                  "n_ids", "sources", "result", "writes", "dead", "phase_after", "sid_after", "raw", "out_pos",
-                 "grad_flags", "guard", "draws", "randoms")
+                 "grad_flags", "guard", "draws", "randoms", "updates")
 
 
 class Template:
@@ -237,7 +237,7 @@ class Template:
     __slots__ = ("words", "internal", "ext_ids", "ext_storage", "float_pos", "floats", "n_ids", "sources",
                  "generation", "program", "result", "writes", "dead", "phase_after", "sid_after", "t_index", "guards", "affine",
                  "masked", "rest", "calls", "next_check", "out_pos", "grad_flags", "backward", "guard", "draws",
-                 "randoms")
+                 "randoms", "updates")
 
     def predicts(self, cap):
         """Whether capture `cap` recorded what this template gives for its T."""
@@ -365,10 +365,11 @@ class Templates:
         if opened is None:
             return out
         try:
-            words, floats, start_word, start_float, start_id = self._whole(opened, exts, ids_before)
+            words, floats, start_word, start_float, start_id = self._whole(opened)
             writes = _writes(args, kwargs, sig, slots) if slots else ()
             cap = self._analyse(ints, words[start_word:], floats[start_float:], start_float, start_id,
-                                s._next_id - start_id, exts, sources, out, writes, _call_objects(args, kwargs))
+                                s._next_id - start_id, exts, sources, out, writes, _call_objects(args, kwargs),
+                                ids_before)
         except _Ineligible:
             fam.failed = True
             fam.forget()
@@ -408,21 +409,25 @@ class Templates:
             return out, None, None
         return out, opened, watch.guard()
 
-    def _whole(self, opened, exts, ids_before):
+    def _whole(self, opened):
         """`opened` (see _proving) once the capture is known to hold the
-        whole call: no materialization closed a segment inside it, and no
-        argument, parameter or buffer took a new id (an in-place change)."""
+        whole call: no materialization closed a segment inside it."""
         s = self.session
         if s.words is not opened[0] or s.floats is not opened[1]:
             raise _Ineligible("a materialization inside the call")
-        if [t._genie_id for t in exts] != ids_before:
-            raise _Ineligible("an in-place change to an argument, parameter or buffer")
         return opened
 
-    def _analyse(self, ints, words, floats, start_float, start_id, n_ids, exts, sources, out, writes, objects=None):
+    def _analyse(self, ints, words, floats, start_float, start_id, n_ids, exts, sources, out, writes, objects=None,
+                 ids_before=None):
+        """A capture's records as a _Capture. `ids_before`: the ids `exts` had
+        when the call began, where the call may have changed some in place
+        (a batch norm's running statistics): each such change is one of the
+        capture's `updates` (external index, the id it ends with relative
+        to the call's first id), which a replay makes too."""
         ext_id, ext_storage = {}, {}
-        for i, t in enumerate(exts):
-            ext_id.setdefault(t._genie_id, i)
+        ids = ids_before if ids_before is not None else [t._genie_id for t in exts]
+        for i, (t, v) in enumerate(zip(exts, ids)):
+            ext_id.setdefault(v, i)
             ext_storage.setdefault(t._genie_storage, i)
         raw = (words, floats, start_float, start_id, len(exts), ext_id, ext_storage)
         internal, e_ids, e_storage, float_pos, _, out_pos, draws, randoms = self._parse(raw, ())
@@ -438,6 +443,15 @@ class Templates:
         cap.n_ids = n_ids
         cap.sources = sources
         result_ids = set()
+        updates = []
+        for e, (t, v) in enumerate(zip(exts, ids)):
+            r = t._genie_id - start_id
+            if t._genie_id != v:
+                if not 0 <= r < n_ids or _storage_word(words, out_pos[r]) != t._genie_storage:
+                    raise _Ineligible("a new tensor put in place of an argument, parameter or buffer")
+                updates.append((e, r))
+                result_ids.add(r)
+        cap.updates = tuple(updates)
         cap.result = _result(out, start_id, exts, out_pos, result_ids, objects)
         cap.writes = tuple((path, _result(t, start_id, exts, out_pos, result_ids)) for path, t in writes)
         cap.dead = [r for r in range(n_ids) if r not in result_ids]
@@ -457,7 +471,7 @@ class Templates:
         cap.masked = tuple(masked)
         cap.rest = (tuple(internal), tuple(e_ids), tuple(e_storage), tuple(float_pos), cap.floats, n_ids, cap.result,
                     cap.phase_after, cap.sid_after, tuple((id(d), name, id(t)) for d, name, t in sources), cap.writes,
-                    tuple(recipe for _, recipe in draws))
+                    tuple(recipe for _, recipe in draws), cap.updates)
         return cap
 
     def _parse(self, raw, varying):
@@ -573,6 +587,12 @@ class Templates:
             i += 1
             outs = []
             for _ in range(count):
+                if words[i] == 0 and words[i + 1] == codes.ARG_NONE:
+                    # An undefined result (a convolution's backward gives no
+                    # gradient for an input that needs none).
+                    outs.append(None)
+                    i += 2
+                    continue
                 if words[i] != 1:
                     raise _Ineligible("an op result the program sees as a Python value")
                 slot = slot_of_id(i + 1)
@@ -596,6 +616,8 @@ class Templates:
             slow = [(k, a) for k, a in enumerate(op_args) if type(a) is not _Ref and _needs_resolve(a)]
             kw_slow = any(_needs_resolve(v) for v in op_kwargs.values())
             # The OpOverload's own callable: its Python __call__ only forwards to it.
+            if not any(o is not None for o in outs):
+                outs = []
             program.append((getattr(func, "_op", func), tuple(op_args), fast, slow, op_kwargs or None, kw_slow, outs,
                             outs[0] if len(outs) == 1 else None))
         return internal, e_ids, e_storage, float_pos, program, out_pos, draws, randoms
@@ -674,6 +696,7 @@ class Templates:
         tpl.guard = cap.guard
         tpl.draws = cap.draws
         tpl.randoms = cap.randoms
+        tpl.updates = cap.updates
         tpl.backward = {}
         return tpl
 
@@ -730,6 +753,12 @@ class Templates:
             values.extend([None] * tpl.n_ids)
             _run(tpl.program, values, w, tpl.randoms, s)
         s.words += w
+        for e, r in tpl.updates:
+            # In place, as the capture did: the tensor takes the id its last write made.
+            t = exts[e]
+            if s.remote:
+                s.replaced(t._genie_id)
+            t._genie_id = base + r
         s.phase = tpl.phase_after
         s.module_sid = tpl.sid_after
         return base, values, w
@@ -793,12 +822,14 @@ class Templates:
             return plain(module, args, kwargs)  # nothing to differentiate
         call = _GradCapture(self, fam, module, plain, args, kwargs, lazies, exts, flags)
         out, opened, guard = self._proving(module, modules, call.run)
+        ids_before = call.ids
+        call.forwarded()
         if opened is None:
             return out
         try:
-            words, floats, start_word, start_float, start_id = self._whole(opened, exts, call.ids)
+            words, floats, start_word, start_float, start_id = self._whole(opened)
             cap = self._analyse(ints, words[start_word:], floats[start_float:], start_float, start_id,
-                                s._next_id - start_id, exts, sources, out, ())
+                                s._next_id - start_id, exts, sources, out, (), None, ids_before)
         except _Ineligible:
             fam.failed = True
             fam.forget()
@@ -908,9 +939,10 @@ def _run(program, env, w, randoms=None, session=None):
             out = func(*a, **({k: _resolve(v, env, w) for k, v in kwargs.items()} if kw_slow else kwargs))
         if single is not None:
             env[single] = out
-        else:
+        elif outs:
             for slot, o in zip(outs, out):
-                env[slot] = o
+                if slot is not None:
+                    env[slot] = o
         if randoms and index in randoms:
             for p, slot in randoms[index]:
                 w[p] = session._send_payload(env[slot])
@@ -1011,6 +1043,11 @@ def _build(spec, base, exts, values, w, made, call=None):
         built = [_build(x, base, exts, values, w, made, call) for x in specs]
         return cls(**dict(zip(names, built))) if by_field else cls(zip(names, built))
     return kind(_build(x, base, exts, values, w, made, call) for x in spec[1])
+
+
+def _storage_word(w, p):
+    """The storage id of the output record whose id word is at `p` (see _build)."""
+    return w[p + 4 + 2 * w[p + 2]]
 
 
 def _meta(shape, stride, offset, dtype):
@@ -1426,6 +1463,14 @@ class _GradCall:
         self.ids = [t._genie_id for t in exts]
         self.generation = _generation[0]
         self.rng = None  # the CPU generator's state before a forward that draws (see recompute)
+        self.updated = ()  # the inputs its forward changed in place (a batch norm's batch count)
+
+    def forwarded(self):
+        """After the forward: the inputs it changed in place, and the ids
+        its backward expects them to have."""
+        ids = [t._genie_id for t in self.exts]
+        self.updated = [k for k, (i, j) in enumerate(zip(self.ids, ids)) if i != j]
+        self.ids = ids
 
     def run(self):
         flat = _GradFn.apply(self, *self.exts)
@@ -1499,6 +1544,12 @@ class _GradCall:
         if _generation[0] != self.generation:
             raise RuntimeError("genie: a module was changed (an attribute set) between a call and its backward, "
                                "which must run that call again")
+        # What the forward changed in place is changed again: it is put back
+        # once differentiated (autograd checks what it saved). Buffers too, which some kernels change without saying so
+        # (torch 1.13's native_batch_norm, a batch norm's running statistics).
+        with torch.no_grad():
+            kept = [(t, t.detach().clone()) for k, t in enumerate(self.exts)
+                    if k in self.updated or (k >= len(self.lazies) and not t.requires_grad)]
         if self.rng is None:
             out, inputs = self.run_module(aliased=not _grad_enabled())
         else:
@@ -1509,7 +1560,11 @@ class _GradCall:
                 out, inputs = self.run_module(aliased=not _grad_enabled())
         outs = []
         _flatten(out, outs)
-        return self.differentiate(outs, inputs, grads)
+        found = self.differentiate(outs, inputs, grads)
+        with torch.no_grad():
+            for t, v in kept:
+                t.copy_(v)
+        return found
 
 
 class _GradCapture(_GradCall):
@@ -1587,6 +1642,8 @@ class _GradReplay(_GradCall):
         if tpl.draws or tpl.randoms:
             self.rng = torch.get_rng_state()
         self.base, self.values, self.w = t._replay_words(tpl, self.exts, self.ints)
+        if tpl.updates:
+            self.forwarded()
         if s.remote and tpl.dead:
             # The backward reads the forward's values: freed once this node is.
             self.release = _Release(s, [self.base + r for r in tpl.dead])
