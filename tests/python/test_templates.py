@@ -722,3 +722,43 @@ def test_a_call_that_updates_its_buffers_in_place_is_replayed_with_the_updates(g
         assert "values match" in replay.stdout + replay.stderr
     else:
         assert out["error"] == ""
+
+
+SELDOM_REPEATS = """
+import sys
+import torch, torch.nn as nn, torch.nn.functional as F
+dev = sys.argv[1]
+torch.manual_seed(0)
+
+class Bags(nn.Module):        # its input's length seldom repeats
+    def __init__(self):
+        super().__init__()
+        self.bag = nn.EmbeddingBag(50, 8, mode="mean")
+        self.top = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
+    def forward(self, idx, off):
+        return self.top(self.bag(idx, off)).squeeze(1)
+
+net = Bags().to(dev)
+opt = torch.optim.SGD(net.parameters(), lr=0.05)
+off = torch.arange(0, 24, 4).to(dev)
+losses = []
+for step in range(30):
+    n = int(torch.randint(24, 40, ()))
+    idx = torch.randint(0, 50, (n,)).to(dev)
+    opt.zero_grad()
+    loss = F.binary_cross_entropy_with_logits(net(idx, off), torch.ones(6).to(dev))
+    loss.backward()
+    opt.step()
+    losses.append(round(loss.item(), 5))
+print(losses)
+"""
+
+
+@pytest.mark.parametrize("mode", ["record", "live"])
+def test_a_call_that_seldom_repeats_its_integers_stops_capturing_and_its_inner_calls_replay(genie, mode):
+    # Some lengths come again, so the outer call gets templates and is not
+    # given up; after 8 captures that earned too few replays it runs plainly,
+    # and the Sequential inside it replays forward and backward.
+    r, _ = run_like_eager(genie, SELDOM_REPEATS, mode)
+    replays, ops = replayed_ops(r.stderr)
+    assert replays >= 20, r.stderr

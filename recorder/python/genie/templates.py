@@ -114,6 +114,7 @@ _FAMILY_LIMIT = 1 << 14
 _EXACT_LIMIT = 64     # exact templates per family
 _MISMATCH_LIMIT = 4   # captures of one family that keep contradicting each other: give up on it
 _UNSETTLED_LIMIT = 6  # proving captures in a row that leave a family without templates: give up on it
+_FREE_CAPTURES = 8    # proving captures of a family before it must earn more: a replay for every two
 _RECHECK = 16         # a template with a T is checked against a capture after this many calls,
 _RECHECK_MAX = 256    # then after twice as many each time, up to this many
 _STATE_LIMIT = 4096   # containers and objects walked in one call's arguments
@@ -249,7 +250,7 @@ class Template:
 
 class _Family:
     __slots__ = ("module", "seen", "exact", "symbolic", "candidate", "last", "mismatches", "failed", "bwd_last",
-                 "unproven")
+                 "unproven", "captures", "hits")
 
     def __init__(self, module):
         self.module = weakref.ref(module)
@@ -262,6 +263,8 @@ class _Family:
         self.failed = False
         self.bwd_last = {}     # grad mode: the latest backward capture per forward records and gradients
         self.unproven = 0      # proving captures in a row after which it had no template
+        self.captures = 0      # proving captures (see _earned)
+        self.hits = 0          # replays
 
     def forget(self):
         self.exact = {}
@@ -329,9 +332,10 @@ class Templates:
             if out is not _MISS:
                 self.replays += 1
                 self.replayed_ops += len(tpl.program)
+                fam.hits += 1
                 return out
             fam.forget()  # a parameter replaced or a module attribute set since it was made
-        if fam.failed:
+        if fam.failed or not _earned(fam):
             return plain(module, args, kwargs)
         fam.seen += 1
         if fam.seen < 2:
@@ -361,6 +365,8 @@ class Templates:
         sources = _sources(modules)
         exts = lazies + [t for _, _, t in sources]
         ids_before = [t._genie_id for t in exts]
+        if check is None:
+            fam.captures += 1
         out, opened, guard = self._proving(module, modules, lambda: plain(module, args, kwargs))
         if opened is None:
             return out
@@ -795,9 +801,10 @@ class Templates:
             if exts is not _MISS:
                 self.replays += 1
                 self.replayed_ops += len(tpl.program)
+                fam.hits += 1
                 return _GradReplay(self, tpl, exts, ints, module, plain, args, kwargs, lazies).run()
             fam.forget()
-        if fam.failed or slots:
+        if fam.failed or slots or not _earned(fam):
             return plain(module, args, kwargs)
         fam.seen += 1
         if fam.seen < 2:
@@ -821,6 +828,7 @@ class Templates:
         if not any(flags):
             return plain(module, args, kwargs)  # nothing to differentiate
         call = _GradCapture(self, fam, module, plain, args, kwargs, lazies, exts, flags)
+        fam.captures += 1
         out, opened, guard = self._proving(module, modules, call.run)
         ids_before = call.ids
         call.forwarded()
@@ -874,6 +882,16 @@ class Templates:
                 btpl = self._template(cap, None, (), ())
                 btpl.generation = None  # the forward's guards hold for its backward
                 tpl.backward[(pattern, gints)] = btpl
+
+
+def _earned(fam):
+    """Whether a call of `fam` that no template serves may be captured to
+    prove one: always for its first _FREE_CAPTURES captures, then while it
+    has a replay for every two captures. Calls whose integers seldom repeat
+    (an embedding bag whose bags have random lengths) run plainly rather
+    than pay for captures that prove little, and the calls inside them get
+    templates; once the templates it has earn enough, it captures again."""
+    return fam.captures < _FREE_CAPTURES or 2 * fam.hits >= fam.captures
 
 
 def _on_lines(ints, t_index, guards):
