@@ -58,11 +58,24 @@ eager PyTorch draws. Such calls get exact templates only (no lines in T).
 A call whose random ops the runtime draws (live mode, ops that read
 tensors' values) is never templated.
 
+In-place changes to an argument, parameter or buffer (an accumulator passed
+in, a batch norm's batch count, `self.n += 1` on a buffer) are replayed:
+the replay writes the same records, and the tensor takes the id its last
+write made, as in the capture. Setting a module attribute to the object it
+holds already changes nothing.
+
+Families that do not settle stop capturing. One whose proving captures
+leave it without a template _UNSETTLED_LIMIT times in a row is given up;
+after _FREE_CAPTURES captures, one captures again only while it has a
+replay for every two captures (an embedding bag whose bags have random
+lengths). Its calls then run plainly, and the module calls inside them get
+their own templates.
+
 A call is never templated when its capture shows something a replay could
 not reproduce: a materialization or an input other than a random draw
 inside it, a random op the runtime draws, an op
-result the program sees as a Python value, an in-place change to an argument,
-parameter or buffer, a module attribute set during the call (Python state
+result the program sees as a Python value, a new tensor put in place of an
+argument, parameter or buffer, a module attribute set during the call (Python state
 such as a cache kept on the module) or a change to its Python state (an
 item appended to a list attribute), a hook registered on a tensor
 (register_hook, retain_grad), a print() or a logged record (a replay runs
@@ -89,7 +102,10 @@ for the gradients it gets. Other gradients (an output unused), or
 create_graph, run the call again with autograd and differentiate it, as
 checkpointing does (its ops are recorded again; the CPU generator is set
 back to its state at the forward, so the call draws the same masks, then
-restored). Calls with argument state
+restored; what the call changes in place, and the modules' buffers, are
+put back once it is differentiated). An argument that requires grad and
+that the call changes in place is an error (GENIE_TEMPLATES=0 captures
+such a call op by op). Calls with argument state
 (lists, dicts, objects holding tensors), calls whose results are not
 tensors in tuples and lists, and nested calls run plainly.
 """
@@ -140,7 +156,10 @@ def install():
     setattr_, delattr_ = torch.nn.Module.__setattr__, torch.nn.Module.__delattr__
 
     def module_setattr(self, name, value):
-        _generation[0] += 1
+        # Setting what is there already changes nothing (`self.n += 1` on a
+        # buffer, which the tensor's in-place add changed).
+        if _attribute(self, name) is not value:
+            _generation[0] += 1
         setattr_(self, name, value)
 
     def module_delattr(self, name):
@@ -153,6 +172,18 @@ def install():
             setattr(torch.Tensor, name, _counted(getattr(torch.Tensor, name)))
     builtins.print = _counted(builtins.print)
     logging.Logger.handle = _counted(logging.Logger.handle)  # a record a logger lets through
+
+
+def _attribute(module, name):
+    """What `module.name` holds, or _MISS."""
+    d = module.__dict__
+    if name in d:
+        return d[name]
+    for store in ("_parameters", "_buffers", "_modules"):
+        held = d.get(store)
+        if held is not None and name in held:
+            return held[name]
+    return _MISS
 
 
 def _counted(fn):
@@ -1530,6 +1561,16 @@ class _GradCall:
                 out = self.plain(self.module, args, kwargs)
         finally:
             self.templates.grad_depth -= 1
+        if aliased:
+            for t in self.lazies:
+                a = aliases.get(id(t))
+                if a is not None and a._genie_id != t._genie_id:
+                    # Changed in place (an accumulator passed in): the
+                    # program's tensor takes the alias's new id and owns it.
+                    if t.requires_grad:
+                        raise CaptureError(f"genie: {type(self.module).__name__} changed an argument that requires "
+                                           "grad in place; GENIE_TEMPLATES=0 captures it op by op")
+                    t._genie_id = a._genie_id
         return out, [inputs[k] for k in self.wanted()]
 
     def differentiate(self, outs, inputs, grads):
