@@ -1033,7 +1033,7 @@ class RemoteSession(Session):
         out = self.draw(recipe)
         target = args[0] if args and info.returns and info.returns[0] is not None else None
         lifted = self.add_input(out, codes.INPUT_CONSTANT if type(target) is LazyTensor else codes.INPUT_TENSOR)
-        if self.drawn is not None:
+        if self.drawn is not None and self.templates.capturing:
             self.drawn[lifted._genie_id] = recipe
         if type(target) is LazyTensor:
             torch.ops.aten.copy_.default(target, lifted)

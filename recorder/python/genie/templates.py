@@ -484,7 +484,8 @@ class Templates:
         for e, (t, v) in enumerate(zip(exts, ids)):
             r = t._genie_id - start_id
             if t._genie_id != v:
-                if not 0 <= r < n_ids or _storage_word(words, out_pos[r]) != t._genie_storage:
+                p = out_pos.get(r)
+                if p is None or _storage_word(words, p) != t._genie_storage:
                     raise _Ineligible("a new tensor put in place of an argument, parameter or buffer")
                 updates.append((e, r))
                 result_ids.add(r)
@@ -1604,11 +1605,13 @@ class _GradCall:
             raise RuntimeError("genie: a module was changed (an attribute set) between a call and its backward, "
                                "which must run that call again")
         # What the forward changed in place is changed again: it is put back
-        # once differentiated (autograd checks what it saved). Buffers too, which some kernels change without saying so
-        # (torch 1.13's native_batch_norm, a batch norm's running statistics).
+        # once differentiated (autograd checks what it saved). The modules'
+        # buffers too, which some kernels change without saying so (torch
+        # 1.13's native_batch_norm, a batch norm's running statistics).
+        buffers = {id(t) for m in self.module.modules() for t in m._buffers.values()}
         with torch.no_grad():
             kept = [(t, t.detach().clone()) for k, t in enumerate(self.exts)
-                    if k in self.updated or (k >= len(self.lazies) and not t.requires_grad)]
+                    if k in self.updated or id(t) in buffers]
         if self.rng is None:
             out, inputs = self.run_module(aliased=not _grad_enabled())
         else:
