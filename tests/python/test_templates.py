@@ -639,6 +639,7 @@ x = torch.randn(6, 8).to(dev)
 y = torch.randint(0, 3, (6,)).to(dev)
 losses = []
 for step in range(12):
+    net.train()                # as many loops do: it sets what is set already, which changes nothing
     opt.zero_grad()
     logits, aux = net(x)
     loss = F.cross_entropy(logits, y)
