@@ -715,8 +715,10 @@ with torch.no_grad():
 @pytest.mark.parametrize("mode", ["record", "live"])
 def test_a_call_that_updates_its_buffers_in_place_is_replayed_with_the_updates(genie, mode):
     r, out = run_like_eager(genie, BATCH_NORM, mode)
+    # The whole call replays, forward and backward (about 30 ops a step),
+    # not only the layers inside it.
     replays, ops = replayed_ops(r.stderr)
-    assert replays >= 8 and ops >= 8 * 10, r.stderr
+    assert replays >= 8 and ops >= 8 * 20, r.stderr
     if mode == "record":
         replay = genie.run("run", "--pool", "local", out)
         assert replay.returncode == 0, replay.stderr
