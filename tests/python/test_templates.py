@@ -52,6 +52,17 @@ def run_like_eager(genie, source, mode):
     return r, out
 
 
+def assert_replayed_cleanly(genie, out, mode):
+    """Record mode: the trace `out` replays on `--pool local` with every
+    value matching. Live mode: the run's report `out` holds no error."""
+    if mode == "record":
+        replay = genie.run("run", "--pool", "local", out)
+        assert replay.returncode == 0, replay.stderr
+        assert "values match" in replay.stdout + replay.stderr
+    else:
+        assert out["error"] == ""
+
+
 def test_a_decode_loop_whose_cache_grows_is_replayed_and_records_what_capture_records(genie, monkeypatch):
     program = EXAMPLES / "gpt_decode.py"
     want = eager(program, "--device", "cpu", "--tokens", "16")
@@ -356,12 +367,7 @@ def test_training_steps_replay_forward_and_backward_and_give_eager_values(genie,
     # change (aux unused, a frozen bias, create_graph) run the call again.
     replays, ops = replayed_ops(r.stderr)
     assert replays >= 8, r.stderr
-    if mode == "record":
-        replay = genie.run("run", "--pool", "local", out)
-        assert replay.returncode == 0, replay.stderr
-        assert "values match" in replay.stdout + replay.stderr
-    else:
-        assert out["error"] == ""
+    assert_replayed_cleanly(genie, out, mode)
 
 
 HOOKS = """
@@ -662,13 +668,8 @@ def test_a_call_with_dropout_is_replayed_with_the_masks_eager_draws(genie, mode)
     r, out = run_like_eager(genie, DROPOUT, mode)
     replays, ops = replayed_ops(r.stderr)
     assert replays >= 8 and ops >= 8 * 10, r.stderr
-    if mode == "record":
-        # The masks a replay drew are in the trace, as a capture's are.
-        replay = genie.run("run", "--pool", "local", out)
-        assert replay.returncode == 0, replay.stderr
-        assert "values match" in replay.stdout + replay.stderr
-    else:
-        assert out["error"] == ""
+    # In record mode the masks a replay drew are in the trace, as a capture's are.
+    assert_replayed_cleanly(genie, out, mode)
 
 
 BATCH_NORM = """
@@ -719,12 +720,7 @@ def test_a_call_that_updates_its_buffers_in_place_is_replayed_with_the_updates(g
     # not only the layers inside it.
     replays, ops = replayed_ops(r.stderr)
     assert replays >= 8 and ops >= 8 * 20, r.stderr
-    if mode == "record":
-        replay = genie.run("run", "--pool", "local", out)
-        assert replay.returncode == 0, replay.stderr
-        assert "values match" in replay.stdout + replay.stderr
-    else:
-        assert out["error"] == ""
+    assert_replayed_cleanly(genie, out, mode)
 
 
 SELDOM_REPEATS = """
@@ -810,12 +806,7 @@ def test_a_call_that_changes_its_argument_or_a_buffer_in_place_is_replayed_with_
     r, out = run_like_eager(genie, IN_PLACE, mode)
     replays, ops = replayed_ops(r.stderr)
     assert replays >= 8, r.stderr
-    if mode == "record":
-        replay = genie.run("run", "--pool", "local", out)
-        assert replay.returncode == 0, replay.stderr
-        assert "values match" in replay.stdout + replay.stderr
-    else:
-        assert out["error"] == ""
+    assert_replayed_cleanly(genie, out, mode)
 
 
 GRAD_IN_PLACE = """

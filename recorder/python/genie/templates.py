@@ -1448,9 +1448,8 @@ def _internals(out_pos, n_ids, base, w, values):
     """_Values for the ids a forward call made: id base + r, storage from its output record in `w`."""
     found = []
     for r in range(n_ids):
-        p = out_pos[r]
-        rank = w[p + 2]
-        found.append(_Value(base + r, w[p + 4 + 2 * rank], None if values is None else values[len(values) - n_ids + r]))
+        found.append(_Value(base + r, _storage_word(w, out_pos[r]),
+                            None if values is None else values[len(values) - n_ids + r]))
     return found
 
 
