@@ -15,7 +15,7 @@ import torch
 
 from . import DEVICE, codes
 from .channel import pack_strings
-from .lazy import LazyTensor
+from .lazy import LazyTensor, meta_value
 
 _META = torch.device("meta")
 _TAG_OP = codes.TAG_OP
@@ -55,7 +55,7 @@ def is_remote_device(dev):
 
 class _OpInfo:
     """What the session needs to know about an OpOverload, computed once."""
-    __slots__ = ("func", "call", "name", "sid", "flags", "returns", "special", "single", "each")
+    __slots__ = ("func", "call", "name", "sid", "flags", "returns", "special", "single", "fresh", "each")
 
     def __init__(self, func, session):
         schema = func._schema
@@ -82,6 +82,9 @@ class _OpInfo:
             self.returns.append(target)
         # One tensor return: handled inline by dispatch unless it is written in place.
         self.single = len(self.returns) == 1
+        # Its one result is never an argument written in place: the shape
+        # cache may answer with a _Fresh (live mode).
+        self.fresh = self.single and (self.returns[0] is None or not self.returns[0][2])
         self.special = None
         self.each = _foreach_plan(func, session) if schema.name.startswith("aten::_foreach_") else None
         if self.each is not None:
@@ -241,7 +244,7 @@ class Session:
         if t is LazyTensor:
             w.append(codes.ARG_TENSOR)
             w.append(a._genie_id)
-            return a._genie_value
+            return a if self.remote else a._genie_value
         if t is int:
             w.append(codes.ARG_INT)
             w.append(a)
@@ -294,7 +297,7 @@ class Session:
             lifted = self.add_input_words(a, pre)
             w.append(codes.ARG_TENSOR)
             w.append(lifted._genie_id)
-            return lifted._genie_value
+            return lifted if self.remote else lifted._genie_value
         if isinstance(a, bool):
             return self._arg(bool(a), w, pre)
         if isinstance(a, int):
@@ -343,8 +346,12 @@ class Session:
         func = info.func
         pre = []
         w = [_TAG_OP, info.sid, self.module_sid, self.phase, info.flags, len(args)]
+        # What the kernel runs on: the CPU values in record mode; in live
+        # mode the LazyTensors themselves, whose metadata keys the shape
+        # cache (_kernel makes meta values only for a kernel that must run).
         cpu_args = []
         cpu_kwargs = None
+        remote = self.remote
         try:
             # The common argument types inline; the rest through _arg.
             for a in args:
@@ -352,7 +359,7 @@ class Session:
                 if t is LazyTensor:
                     w.append(_ARG_TENSOR)
                     w.append(a._genie_id)
-                    cpu_args.append(a._genie_value)
+                    cpu_args.append(a if remote else a._genie_value)
                 elif t is int:
                     w.append(_ARG_INT)
                     w.append(a)
@@ -367,8 +374,8 @@ class Session:
                     cpu_kwargs[k] = self._arg(v, w, pre)
             if computed is not None:
                 out = computed
-            elif self.remote:
-                out = self._kernel(func, cpu_args, cpu_kwargs or {})
+            elif remote:
+                out = self._kernel(func, cpu_args, cpu_kwargs or {}, info.fresh)
             elif kwargs:
                 out = info.call(*cpu_args, **cpu_kwargs)
             else:
@@ -385,6 +392,23 @@ class Session:
                 return self._run_locally(func, info, args, kwargs)
         if pre:
             self.words += pre
+        if type(out) is _Fresh:
+            # Live mode, the shape cache's answer: a new tensor of known metadata.
+            vid = self._next_id
+            self._next_id = vid + 1
+            storage = vid
+            alias = info.returns[0]
+            if alias is not None:  # a view (info.fresh: not a result written in place)
+                pos, name, _ = alias
+                base = args[pos] if pos < len(args) else kwargs.get(name)
+                if type(base) is LazyTensor:
+                    storage = base._genie_storage
+            w += (1, 1, vid)
+            w += out.words
+            w.append(storage)
+            w.append(_NO_PAYLOAD)
+            self.words += w
+            return LazyTensor._unmade(out.shape, out.stride, out.offset, out.dtype, vid, storage)
         if type(out) is torch.Tensor and info.single:
             # One tensor, fresh or a view: the bulk of all ops, inline.
             alias = info.returns[0]
@@ -441,17 +465,18 @@ class Session:
         if not n:
             return _WHOLE
         bound, cpu = [], []
+        remote = self.remote
         for j, (name, kind, _, _) in enumerate(plan):
             v = args[j] if j < len(args) else kwargs.get(name, _WHOLE)
-            c = v._genie_value if type(v) is LazyTensor else v
+            c = v._genie_value if type(v) is LazyTensor and not remote else v
             if kind != "one" and v is not _WHOLE:
                 if len(v) != n:
                     return _WHOLE
                 if kind == "tensors":
-                    try:
-                        c = [t._genie_value for t in v]
-                    except AttributeError:  # not a LazyTensor
+                    if not all(type(t) is LazyTensor for t in v):
                         return _WHOLE
+                    if not remote:
+                        c = [t._genie_value for t in v]
             bound.append(v)
             cpu.append(c)
         inplace = each.returns[0] is not None and each.returns[0][2]
@@ -485,10 +510,10 @@ class Session:
         for i in range(n):
             e_args, e_kwargs = _element(cpu, plan, i)
             try:
-                out = self._kernel(each.func, e_args, e_kwargs)
+                out = self._kernel(each.func, e_args, e_kwargs, True)
             except Exception:
                 return None
-            if type(out) is not _Tensor or out.dtype not in DTYPE_CODE:
+            if type(out) is not _Fresh and (type(out) is not _Tensor or out.dtype not in DTYPE_CODE):
                 return None
             values.append(out)
         return values
@@ -564,13 +589,13 @@ class Session:
                 if meta is None:
                     # An in-place op keeps a LazyTensor's metadata (_op refuses
                     # one that changes it), so it is worked out once.
-                    value = t._genie_value
-                    meta = d["_genie_meta"] = (DTYPE_CODE[value.dtype], value.dim(), *value.shape,
-                                               *value.stride(), value.storage_offset(), t._genie_storage)
+                    meta = d["_genie_meta"] = (DTYPE_CODE[t.dtype], t.dim(), *t.shape, *t.stride(),
+                                               t.storage_offset(), t._genie_storage)
                 metas.append(meta)
         else:
-            metas = [(DTYPE_CODE[value.dtype], value.dim(), *value.shape, *value.stride(),
-                      value.storage_offset(), vid + i) for i, value in enumerate(values)]
+            metas = [(*value.words, vid + i) if type(value) is _Fresh else
+                     (DTYPE_CODE[value.dtype], value.dim(), *value.shape, *value.stride(), value.storage_offset(),
+                      vid + i) for i, value in enumerate(values)]
         for i in range(n):
             w = skeleton.copy()
             for slot, column in columns:
@@ -592,7 +617,9 @@ class Session:
                 for i, t in enumerate(targets):
                     t._genie_id = vid + i
             return None
-        return [LazyTensor._wrap(value, value.shape, value.stride(), value.storage_offset(), vid + i, vid + i)
+        return [LazyTensor._unmade(value.shape, value.stride, value.offset, value.dtype, vid + i, vid + i)
+                if type(value) is _Fresh else
+                LazyTensor._wrap(value, value.shape, value.stride(), value.storage_offset(), vid + i, vid + i)
                 for i, value in enumerate(values)]
 
     def _finish(self, info, out, args, kwargs, w):
@@ -830,19 +857,39 @@ def _recipe(out, args):
             return None
         same = next((i for i, a in enumerate(args) if a is o), None)
         parts.append(same if same is not None else (o.shape, o.stride(), o.storage_offset(), o.dtype))
-    return (type(out), parts)
+    fresh = None
+    if type(out) is _Tensor and type(parts[0]) is tuple and out.dtype in DTYPE_CODE:
+        fresh = _Fresh(*parts[0])
+    return (type(out), parts, fresh)
 
 
-def _meta_strided(shape, stride, offset, dtype):
-    if offset == 0:
-        return _empty_strided(shape, stride, dtype=dtype, device=_META)
-    extent = 1 + sum((n - 1) * s for n, s in zip(shape, stride) if n > 0) if all(n > 0 for n in shape) else 0
-    return _empty((offset + extent,), dtype=dtype, device=_META).as_strided(shape, stride, offset)
+def _valued(x):
+    """`x` with LazyTensors (live mode's kernel arguments) replaced by their meta values."""
+    t = type(x)
+    if t is LazyTensor:
+        return x._genie_value
+    if t is list or t is tuple:
+        return t(_valued(i) for i in x)
+    return x
+
+
+class _Fresh:
+    """Live mode: an op's one new tensor result as the shape cache knows it,
+    for a LazyTensor whose meta value is not made (LazyTensor._unmade);
+    `words`: its record's words from the dtype to the offset."""
+    __slots__ = ("shape", "stride", "offset", "dtype", "words")
+
+    def __init__(self, shape, stride, offset, dtype):
+        self.shape = shape
+        self.stride = stride
+        self.offset = offset
+        self.dtype = dtype
+        self.words = (DTYPE_CODE[dtype], len(shape), *shape, *stride, offset)
 
 
 def _from_recipe(recipe, args):
-    kind, parts = recipe
-    results = [args[p] if type(p) is int else None if p is None else _meta_strided(*p) for p in parts]
+    kind, parts, _ = recipe
+    results = [_valued(args[p]) if type(p) is int else None if p is None else meta_value(*p) for p in parts]
     if kind is tuple:
         return tuple(results)
     if kind is list:
@@ -887,6 +934,7 @@ def _from_host_spec(a):
 
 
 def _zeros_like_meta(m):
+    # `m`: a meta value or a LazyTensor (its metadata only).
     return _empty_strided(m.shape, m.stride(), dtype=m.dtype).zero_()
 
 
@@ -923,17 +971,23 @@ class RemoteSession(Session):
         self._meta_words(value, vid, w)
         w.append(payload)
         self.words.extend(w)
-        return LazyTensor(_empty_strided(value.shape, value.stride(), dtype=value.dtype, device=_META), vid, vid)
+        return LazyTensor._unmade(value.shape, value.stride(), 0, value.dtype, vid, vid)
 
-    def _kernel(self, func, args, kwargs):
+    def _kernel(self, func, args, kwargs, fresh=False):
         """The op's results as meta tensors: from the shape cache when the op
         ran before on arguments of the same metadata (meta kernels, many of
         them Python decompositions on torch 1.13, cost up to hundreds of
-        microseconds), else from its meta kernel."""
+        microseconds), else from its meta kernel. `args`, `kwargs` may hold
+        LazyTensors (their metadata is their meta values'). With `fresh`, a
+        single new tensor result the cache knows comes as a _Fresh."""
         key = _shape_key(func, args, kwargs)
         recipe = self._shapes.get(key) if key is not None else None
         if recipe is not None:
+            if fresh and recipe[2] is not None:
+                return recipe[2]
             return _from_recipe(recipe, args)
+        args = [_valued(a) for a in args]
+        kwargs = {k: _valued(v) for k, v in kwargs.items()}
         if func in _CPU_SHAPES:
             raise NotImplementedError(f"the meta kernel of {func} gives other shapes than the CPU kernel")
         if func in self._no_meta:

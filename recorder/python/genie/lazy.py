@@ -34,6 +34,16 @@ def release(tensor):
 
 _META = torch.device("meta")
 _make_wrapper = torch.Tensor._make_wrapper_subclass
+_empty_strided = torch.empty_strided
+_empty = torch.empty
+
+
+def meta_value(shape, stride, offset, dtype):
+    """A meta tensor of this metadata."""
+    if offset == 0:
+        return _empty_strided(shape, stride, dtype=dtype, device=_META)
+    extent = 1 + sum((n - 1) * s for n, s in zip(shape, stride)) if all(n > 0 for n in shape) else 0
+    return _empty((offset + extent,), dtype=dtype, device=_META).as_strided(shape, stride, offset)
 
 
 class LazyTensor(torch.Tensor):
@@ -49,6 +59,24 @@ class LazyTensor(torch.Tensor):
         r._genie_id = value_id
         r._genie_storage = storage_id
         return r
+
+    @classmethod
+    def _unmade(cls, shape, stride, offset, dtype, value_id, storage_id):
+        """Live mode: a LazyTensor whose meta value is made when first asked
+        for (__getattr__). Most never are: the shape cache answers for the ops
+        that read them from their metadata."""
+        r = _make_wrapper(cls, shape, strides=stride, storage_offset=offset, dtype=dtype, device=_META)
+        r._genie_id = value_id
+        r._genie_storage = storage_id
+        return r
+
+    def __getattr__(self, name):
+        # Only for attributes not found otherwise: a meta value not made yet (see _unmade).
+        if name == "_genie_value":
+            value = self.__dict__["_genie_value"] = meta_value(self.shape, self.stride(), self.storage_offset(),
+                                                               self.dtype)
+            return value
+        raise AttributeError(f"'LazyTensor' object has no attribute '{name}'")
 
     # Skip the torch-function layer: every op goes straight to dispatch.
     __torch_function__ = torch._C._disabled_torch_function_impl

@@ -137,9 +137,6 @@ _STATE_LIMIT = 4096   # containers and objects walked in one call's arguments
 _STATE_DEPTH = 8      # how deep they may nest
 
 _DTYPES = [getattr(torch, name) for name in codes.DTYPE_NAMES]
-_META = torch.device("meta")
-_empty_strided = torch.empty_strided
-_empty = torch.empty
 _MISS = object()
 _generation = [0]  # bumped by every attribute set on any module (see install)
 _effects = [0]  # bumped by what a call may do in Python that a replay would not (see install)
@@ -1076,10 +1073,11 @@ def _build(spec, base, exts, values, w, made, call=None):
             stride = tuple(w[p + 3 + rank:p + 3 + 2 * rank])
             offset = w[p + 3 + 2 * rank]
             if values is None:
-                value = _meta(shape, stride, offset, _DTYPES[w[p + 1]])
+                lazy = LazyTensor._unmade(shape, stride, offset, _DTYPES[w[p + 1]], base + rel, w[p + 4 + 2 * rank])
             else:
-                value = values[len(exts) + rel]
-            lazy = made[rel] = LazyTensor._wrap(value, shape, stride, offset, base + rel, w[p + 4 + 2 * rank])
+                lazy = LazyTensor._wrap(values[len(exts) + rel], shape, stride, offset, base + rel,
+                                        w[p + 4 + 2 * rank])
+            made[rel] = lazy
         return lazy
     if kind == "e":
         return exts[spec[1]]
@@ -1098,13 +1096,6 @@ def _build(spec, base, exts, values, w, made, call=None):
 def _storage_word(w, p):
     """The storage id of the output record whose id word is at `p` (see _build)."""
     return w[p + 4 + 2 * w[p + 2]]
-
-
-def _meta(shape, stride, offset, dtype):
-    if offset == 0:
-        return _empty_strided(shape, stride, dtype=dtype, device=_META)
-    extent = 1 + sum((n - 1) * st for n, st in zip(shape, stride)) if all(n > 0 for n in shape) else 0
-    return _empty((offset + extent,), dtype=dtype, device=_META).as_strided(shape, stride, offset)
 
 
 def _signature(args, kwargs, lazies, ints, slots):
@@ -1471,7 +1462,11 @@ def _grad_pattern(grads):
 def _alias(t, requires_grad, owner):
     """Another LazyTensor object for `t`'s value (same id, no record). Only
     the owner releases the id in live mode."""
-    a = LazyTensor._wrap(t._genie_value, t.shape, t.stride(), t.storage_offset(), t._genie_id, t._genie_storage)
+    value = t.__dict__.get("_genie_value")
+    if value is None:  # live mode, a meta value not made yet
+        a = LazyTensor._unmade(t.shape, t.stride(), t.storage_offset(), t.dtype, t._genie_id, t._genie_storage)
+    else:
+        a = LazyTensor._wrap(value, t.shape, t.stride(), t.storage_offset(), t._genie_id, t._genie_storage)
     if not owner:
         a._genie_alias = True
     if requires_grad:
