@@ -491,8 +491,8 @@ class Session:
         if inplace:
             self._foreach_records(each, plan, bound, n, None)
             return None
-        if values is not None and info.returns and all(type(v) is torch.Tensor and v.dtype in DTYPE_CODE
-                                                       for v in values):
+        if values is not None and info.returns and all(type(v) is _Fresh or type(v) is torch.Tensor and
+                                                       v.dtype in DTYPE_CODE for v in values):
             return self._foreach_records(each, plan, bound, n, values)
         results = []
         for i in range(n):
