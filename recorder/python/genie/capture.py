@@ -25,6 +25,7 @@ _ARG_TENSOR = codes.ARG_TENSOR
 _ARG_INT = codes.ARG_INT
 _ARG_FLOAT = codes.ARG_FLOAT
 _CPU = torch.device("cpu")
+_make_wrapper = torch.Tensor._make_wrapper_subclass
 _SEGMENT_HEAD = struct.Struct("<QII")  # duration_ns, word count, float count
 _PAYLOAD_HEAD = struct.Struct("<qQQ")  # payload id, total bytes, offset of this piece
 _PIECE = 32 << 20
@@ -55,7 +56,7 @@ def is_remote_device(dev):
 
 class _OpInfo:
     """What the session needs to know about an OpOverload, computed once."""
-    __slots__ = ("func", "call", "name", "sid", "flags", "returns", "special", "single", "fresh", "each")
+    __slots__ = ("func", "call", "name", "sid", "flags", "returns", "special", "single", "fresh", "written", "each")
 
     def __init__(self, func, session):
         schema = func._schema
@@ -85,6 +86,9 @@ class _OpInfo:
         # Its one result is never an argument written in place: the shape
         # cache may answer with a _Fresh (live mode).
         self.fresh = self.single and (self.returns[0] is None or not self.returns[0][2])
+        # Its one result is the argument at this position, written in place
+        # (add_): what the shape cache's recipe says when that holds.
+        self.written = [self.returns[0][0]] if self.single and not self.fresh else None
         self.special = None
         self.each = _foreach_plan(func, session) if schema.name.startswith("aten::_foreach_") else None
         if self.each is not None:
@@ -353,29 +357,73 @@ class Session:
         cpu_kwargs = None
         remote = self.remote
         try:
-            # The common argument types inline; the rest through _arg.
-            for a in args:
-                t = type(a)
-                if t is LazyTensor:
-                    w.append(_ARG_TENSOR)
-                    w.append(a._genie_id)
-                    cpu_args.append(a if remote else a._genie_value)
-                elif t is int:
-                    w.append(_ARG_INT)
-                    w.append(a)
+            # The common argument types inline; the rest through _arg. Live
+            # mode also builds the shape cache's key (_shape_key's) on the way.
+            if remote:
+                key = [func]
+                for a in args:
+                    t = type(a)
+                    if t is LazyTensor:
+                        w.append(_ARG_TENSOR)
+                        w.append(a._genie_id)
+                        key.append((a.dtype, a.shape, a.stride(), a.storage_offset()))
+                    elif t is int:
+                        w.append(_ARG_INT)
+                        w.append(a)
+                        key.append((int, a))
+                    else:
+                        a = self._arg(a, w, pre)
+                        key.append(_signature(a))
                     cpu_args.append(a)
-                else:
-                    cpu_args.append(self._arg(a, w, pre))
+            else:
+                for a in args:
+                    t = type(a)
+                    if t is LazyTensor:
+                        w.append(_ARG_TENSOR)
+                        w.append(a._genie_id)
+                        cpu_args.append(a._genie_value)
+                    elif t is int:
+                        w.append(_ARG_INT)
+                        w.append(a)
+                        cpu_args.append(a)
+                    else:
+                        cpu_args.append(self._arg(a, w, pre))
             w.append(len(kwargs))
             if kwargs:
                 cpu_kwargs = {}
                 for k, v in kwargs.items():
                     w.append(self.intern(k))
-                    cpu_kwargs[k] = self._arg(v, w, pre)
+                    v = cpu_kwargs[k] = self._arg(v, w, pre)
+                    if remote:
+                        key.append((k, _signature(v)))
             if computed is not None:
                 out = computed
             elif remote:
-                out = self._kernel(func, cpu_args, cpu_kwargs or {}, info.fresh)
+                try:
+                    recipe = self._shapes.get(tuple(key))
+                except TypeError:  # an unhashable argument
+                    recipe = None
+                if recipe is None:
+                    out = self._kernel(func, cpu_args, cpu_kwargs or {}, info.fresh)
+                elif info.fresh and recipe[2] is not None:
+                    out = recipe[2]
+                elif recipe[1] == info.written and recipe[0] is _Tensor and \
+                        type(args[info.written[0]]) is LazyTensor:
+                    # In place, its metadata kept: the tensor takes a new id, as below.
+                    base = args[info.written[0]]
+                    if pre:
+                        self.words += pre
+                    vid = self._next_id
+                    self._next_id = vid + 1
+                    self.released.append(base._genie_id)
+                    base._genie_id = vid
+                    w += (1, 1, vid)
+                    w += _kept_meta(base)
+                    w.append(_NO_PAYLOAD)
+                    self.words += w
+                    return base
+                else:
+                    out = _from_recipe(recipe, cpu_args)
             elif kwargs:
                 out = info.call(*cpu_args, **cpu_kwargs)
             else:
@@ -408,7 +456,12 @@ class Session:
             w.append(storage)
             w.append(_NO_PAYLOAD)
             self.words += w
-            return LazyTensor._unmade(out.shape, out.stride, out.offset, out.dtype, vid, storage)
+            # LazyTensor._unmade, inline.
+            r = _make_wrapper(LazyTensor, out.shape, strides=out.stride, storage_offset=out.offset, dtype=out.dtype,
+                              device=_META)
+            r._genie_id = vid
+            r._genie_storage = storage
+            return r
         if type(out) is torch.Tensor and info.single:
             # One tensor, fresh or a view: the bulk of all ops, inline.
             alias = info.returns[0]
@@ -582,16 +635,7 @@ class Session:
         if values is None:
             if self.remote and not sequential:
                 self.released.extend([t._genie_id for t in targets])
-            metas = []
-            for t in targets:
-                d = t.__dict__
-                meta = d.get("_genie_meta")
-                if meta is None:
-                    # An in-place op keeps a LazyTensor's metadata (_op refuses
-                    # one that changes it), so it is worked out once.
-                    meta = d["_genie_meta"] = (DTYPE_CODE[t.dtype], t.dim(), *t.shape, *t.stride(),
-                                               t.storage_offset(), t._genie_storage)
-                metas.append(meta)
+            metas = [_kept_meta(t) for t in targets]
         else:
             metas = [(*value.words, vid + i) if type(value) is _Fresh else
                      (DTYPE_CODE[value.dtype], value.dim(), *value.shape, *value.stride(), value.storage_offset(),
@@ -784,6 +828,18 @@ def _draws_without_reading(schema):
     if schema.name == "aten::bernoulli_" and schema.overload_name == "float":
         return True
     return schema.name == "aten::normal" and schema.overload_name == "float_float"
+
+
+def _kept_meta(t):
+    """The words of LazyTensor `t`'s record from its dtype to its storage id,
+    for an in-place op on it: worked out once, since an in-place op keeps a
+    LazyTensor's metadata (_op refuses one that changes it)."""
+    d = t.__dict__
+    meta = d.get("_genie_meta")
+    if meta is None:
+        meta = d["_genie_meta"] = (DTYPE_CODE[t.dtype], t.dim(), *t.shape, *t.stride(), t.storage_offset(),
+                                   t._genie_storage)
+    return meta
 
 
 def _aliased(targets, lists):
