@@ -22,4 +22,4 @@ if __name__ == "__main__":
         start = time.perf_counter()
         runpy.run_path(program, run_name="__main__")
         times.append(time.perf_counter() - start)
-    print(json.dumps({"seconds": statistics.median(times[1:])}), file=sys.stderr)
+    print(json.dumps({"seconds": statistics.median(times[1:]), "runs": RUNS}), file=sys.stderr)
