@@ -370,6 +370,43 @@ def test_training_steps_replay_forward_and_backward_and_give_eager_values(genie,
     assert_replayed_cleanly(genie, out, mode)
 
 
+LOSSES = """
+import sys
+import torch, torch.nn.functional as F
+dev = sys.argv[1]
+torch.manual_seed(0)
+w = torch.randn(6, 3).to(dev).requires_grad_(True)
+x = torch.randn(8, 6).to(dev)
+y = torch.randint(0, 3, (8,)).to(dev)
+t = torch.randn(8, 3).to(dev)
+out = []
+for step in range(10):
+    logits = x @ w  # no module: only the loss functions can replay
+    loss = F.cross_entropy(logits, y) + 0.01 * F.mse_loss(logits, t, reduction="sum")
+    # Its boolean mask gives a value-dependent shape: run plainly. It used
+    # to fail, its C++ composite filling through a scalar tensor on the meta device.
+    loss = loss + F.cross_entropy(logits, y, label_smoothing=0.1)
+    loss.backward()
+    with torch.no_grad():
+        w -= 0.1 * w.grad
+    w.grad = None
+    out.append(round(loss.item(), 5))
+print(out, round(w.sum().item(), 5))
+print(F.mse_loss(torch.ones(3), torch.zeros(3)).item())  # CPU tensors: the function as it is
+"""
+
+
+@pytest.mark.parametrize("mode", ["record", "live"])
+def test_loss_functions_called_as_functions_replay_with_their_backward(genie, mode):
+    r, out = run_like_eager(genie, LOSSES, mode)
+    # Two loss calls a step, each proven by its second and third calls (the
+    # backward by two identical captures too), then replayed; the label
+    # smoothing call is given up.
+    replays, ops = replayed_ops(r.stderr)
+    assert replays >= 12, r.stderr
+    assert_replayed_cleanly(genie, out, mode)
+
+
 HOOKS = """
 import sys
 import torch, torch.nn as nn

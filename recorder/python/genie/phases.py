@@ -193,10 +193,57 @@ def _prefer_foreach(optimizer):
             d["foreach"] = True
 
 
+# Loss functions called as functions (`F.cross_entropy(model(x), y)`, as
+# most training loops do): templates take each call as one of a module
+# without parameters or state (_Function), so a training step's loss and its
+# backward replay as a module call's do, instead of being captured op by op.
+_FUNCTIONS = ("cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits", "mse_loss",
+              "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div")
+
+
+class _Function(torch.nn.Module):
+    """A function of torch.nn.functional, as the module templates.call takes."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+
+def _wrap_function(fn):
+    module = _Function(fn)
+
+    def plain(_, args, kwargs):
+        # Every op inside goes through the session: a C++ composite makes
+        # helper tensors on its input's meta device (cross_entropy with
+        # label_smoothing fills with a scalar tensor), which no LazyTensor
+        # argument would route to it.
+        with device.capture_all():
+            return fn(*args, **kwargs)
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        session = lazy._session
+        if session.in_kernel or not (any(type(a) is lazy.LazyTensor for a in args) or
+                                     any(type(v) is lazy.LazyTensor for v in kwargs.values())):
+            return fn(*args, **kwargs)
+        templates = session.templates
+        if templates is None or _override:
+            return plain(module, args, kwargs)
+        return templates.call(module, plain, args, kwargs)
+    return call
+
+
 def install():
     torch.nn.modules.module.register_module_forward_pre_hook(_pre_hook)
     torch.nn.modules.module.register_module_forward_hook(_post_hook)
     torch.nn.Module.__call__ = _wrap_call(torch.nn.Module.__call__)
+    functional = torch.nn.functional
+    for name in _FUNCTIONS:
+        if hasattr(functional, name):
+            setattr(functional, name, _wrap_function(getattr(functional, name)))
     torch.autograd.backward = _with_phase(codes.PHASE_BACKWARD, torch.autograd.backward, capture_all=True)
     torch.autograd.grad = _with_phase(codes.PHASE_BACKWARD, torch.autograd.grad, capture_all=True)
     torch.optim.Optimizer.__init__ = _wrap_optimizer_init(torch.optim.Optimizer.__init__)
