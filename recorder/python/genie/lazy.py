@@ -46,6 +46,19 @@ def meta_value(shape, stride, offset, dtype):
     return _empty((offset + extent,), dtype=dtype, device=_META).as_strided(shape, stride, offset)
 
 
+class _MadeOnUse:
+    """LazyTensor._genie_value where the instance holds none (see
+    LazyTensor._unmade): makes the meta value and keeps it in the instance,
+    whose own attribute later lookups find first (a descriptor without
+    __set__). A __getattr__ would slow every attribute lookup on the class."""
+
+    def __get__(self, obj, cls=None):
+        if obj is None:
+            return self
+        value = obj.__dict__["_genie_value"] = meta_value(obj.shape, obj.stride(), obj.storage_offset(), obj.dtype)
+        return value
+
+
 class LazyTensor(torch.Tensor):
     @staticmethod
     def __new__(cls, value, value_id, storage_id):
@@ -63,20 +76,14 @@ class LazyTensor(torch.Tensor):
     @classmethod
     def _unmade(cls, shape, stride, offset, dtype, value_id, storage_id):
         """Live mode: a LazyTensor whose meta value is made when first asked
-        for (__getattr__). Most never are: the shape cache answers for the ops
+        for (_MadeOnUse). Most never are: the shape cache answers for the ops
         that read them from their metadata."""
         r = _make_wrapper(cls, shape, strides=stride, storage_offset=offset, dtype=dtype, device=_META)
         r._genie_id = value_id
         r._genie_storage = storage_id
         return r
 
-    def __getattr__(self, name):
-        # Only for attributes not found otherwise: a meta value not made yet (see _unmade).
-        if name == "_genie_value":
-            value = self.__dict__["_genie_value"] = meta_value(self.shape, self.stride(), self.storage_offset(),
-                                                               self.dtype)
-            return value
-        raise AttributeError(f"'LazyTensor' object has no attribute '{name}'")
+    _genie_value = _MadeOnUse()
 
     # Skip the torch-function layer: every op goes straight to dispatch.
     __torch_function__ = torch._C._disabled_torch_function_impl
