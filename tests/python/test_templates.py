@@ -620,21 +620,25 @@ def test_a_module_returning_a_dict_in_grad_mode_keeps_its_gradients(genie):
     assert replayed_ops(r.stderr)[0] > 0  # the body, whose result is a tensor
 
 
-UNSETTLED = """
+# An embedding bag under a fixed-shape Sequential: the length of its input
+# decides whether the outer call repeats its integers.
+BAGS = """
 import sys
 import torch, torch.nn as nn, torch.nn.functional as F
 dev = sys.argv[1]
 torch.manual_seed(0)
 
-class Bags(nn.Module):        # its input's length differs every step: it never repeats its integers
-    def __init__(self):
+class Bags(nn.Module):
+    def __init__(self, mode):
         super().__init__()
-        self.bag = nn.EmbeddingBag(50, 8, mode="sum")
+        self.bag = nn.EmbeddingBag(50, 8, mode=mode)
         self.top = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
     def forward(self, idx, off):
         return self.top(self.bag(idx, off)).squeeze(1)
+"""
 
-net = Bags().to(dev)
+UNSETTLED = BAGS + """
+net = Bags("sum").to(dev)     # its input's length differs every step: it never repeats its integers
 opt = torch.optim.Adam(net.parameters(), lr=0.01)
 losses = []
 for step in range(14):
@@ -760,21 +764,8 @@ def test_a_call_that_updates_its_buffers_in_place_is_replayed_with_the_updates(g
     assert_replayed_cleanly(genie, out, mode)
 
 
-SELDOM_REPEATS = """
-import sys
-import torch, torch.nn as nn, torch.nn.functional as F
-dev = sys.argv[1]
-torch.manual_seed(0)
-
-class Bags(nn.Module):        # its input's length seldom repeats
-    def __init__(self):
-        super().__init__()
-        self.bag = nn.EmbeddingBag(50, 8, mode="mean")
-        self.top = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
-    def forward(self, idx, off):
-        return self.top(self.bag(idx, off)).squeeze(1)
-
-net = Bags().to(dev)
+SELDOM_REPEATS = BAGS + """
+net = Bags("mean").to(dev)    # its input's length seldom repeats
 opt = torch.optim.SGD(net.parameters(), lr=0.05)
 off = torch.arange(0, 24, 4).to(dev)
 losses = []

@@ -400,11 +400,12 @@ class Session:
                 out = computed
             elif remote:
                 try:
-                    recipe = self._shapes.get(tuple(key))
+                    key = tuple(key)
+                    recipe = self._shapes.get(key)
                 except TypeError:  # an unhashable argument
-                    recipe = None
+                    key = recipe = None
                 if recipe is None:
-                    out = self._kernel(func, cpu_args, cpu_kwargs or {}, info.fresh)
+                    out = self._uncached(func, cpu_args, cpu_kwargs or {}, key)
                 elif info.fresh and recipe[2] is not None:
                     out = recipe[2]
                 elif recipe[1] == info.written and recipe[0] is _Tensor and \
@@ -526,8 +527,9 @@ class Session:
                 if len(v) != n:
                     return _WHOLE
                 if kind == "tensors":
-                    if not all(type(t) is LazyTensor for t in v):
-                        return _WHOLE
+                    for t in v:
+                        if type(t) is not LazyTensor:
+                            return _WHOLE
                     if not remote:
                         c = [t._genie_value for t in v]
             bound.append(v)
@@ -1042,6 +1044,10 @@ class RemoteSession(Session):
             if fresh and recipe[2] is not None:
                 return recipe[2]
             return _from_recipe(recipe, args)
+        return self._uncached(func, args, kwargs, key)
+
+    def _uncached(self, func, args, kwargs, key):
+        """_kernel on a miss of the shape cache (`key`, None when unhashable): runs the meta kernel."""
         args = [_valued(a) for a in args]
         kwargs = {k: _valued(v) for k, v in kwargs.items()}
         if func in _CPU_SHAPES:
