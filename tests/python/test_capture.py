@@ -229,6 +229,62 @@ def test_foreach_ops_on_lists_that_share_tensors_and_mixed_numbers(genie):
     assert live.stdout == want.stdout
 
 
+def test_repeated_foreach_calls_record_what_their_first_call_recorded(genie):
+    # A foreach call of a form seen before (the same op, tensor metadata and
+    # number types) copies that call's records with its own ids and numbers.
+    # Each round: numbers that change, results fed on, an int list, a keyword
+    # float, a call with a target at another position (read element by
+    # element), and tensors whose shapes change halfway.
+    prog = genie.script("""
+        import sys, torch
+        device = sys.argv[1]
+        torch.manual_seed(0)
+        for shapes in ([(3, 2), (4,), (3, 2)], [(5,), (1, 3), (5,)]):
+            p = [torch.randn(s).to(device) for s in shapes]
+            g = [torch.randn(s).to(device) for s in shapes]
+            m = [torch.zeros(s).to(device) for s in shapes]
+            for k in range(1, 5):
+                torch._foreach_mul_(m, 0.5 + k)
+                torch._foreach_add_(m, g, alpha=0.25 * k)
+                r = torch._foreach_sqrt(torch._foreach_add(m, [0.1 * k, 0.2, 0.3]))
+                torch._foreach_div_(r, [1.0 + k, 2.0, 3.5])
+                torch._foreach_addcdiv_(p, m, r, [-0.1 * k, 0.2, -0.3])
+                torch._foreach_add_(g, [k, 2, 3])
+                ends = [m[0], m[2]]
+                torch._foreach_add_(ends, [m[2], m[0]] if k % 2 else [g[0], g[2]])
+                print([round(v, 5) for v in torch.cat([t.flatten() for t in [*p, *m, *r]]).tolist()])
+    """)
+    want = eager(prog, "cpu")
+    assert want.returncode == 0, want.stderr
+    r, trace = genie.record(prog, "remote_accelerator")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == want.stdout
+    rounds = []
+    ends = []  # per round, the two records of the call on `ends`
+    for seg in genie.dump(trace, json_form=True)["segments"]:
+        ops = [(s["op"], len(s["args"])) for s in seg["steps"] if "op" in s]
+        if ops:
+            rounds.append(ops)
+            ends.append([s for s in seg["steps"] if s.get("op") == "aten::add_.Tensor" and not s["kwargs"]])
+    # Every round of a set of shapes records the same per-tensor ops.
+    assert len(rounds) == 8
+    for ops in rounds[1:4]:
+        assert ops == rounds[0]
+    for ops in rounds[5:]:
+        assert ops == rounds[4]
+    # In odd rounds (k = 1, 3) the second element adds the value the first
+    # one made, as it does in eager PyTorch; in even rounds it reads g.
+    for k, (first, second) in enumerate(ends):
+        made = first["outputs"][0]["value"]
+        assert (second["args"][1]["tensor"] == made) == (k % 2 == 0)
+    replay = genie.run("run", "--pool", "local", trace)
+    assert replay.returncode == 0, replay.stderr
+    assert "values match" in replay.stdout + replay.stderr
+    live = genie.run("run", "--pool", "local", PYTHON, prog, "remote_accelerator")
+    assert live.returncode == 0, live.stderr
+    assert live.stdout == want.stdout
+
+
 def test_custom_autograd_functions_and_nested_grad_calls_inside_backward(genie):
     prog = genie.script("""
         import sys, torch

@@ -162,6 +162,7 @@ class Session:
         self._strings = {}
         self._new_strings = []
         self._infos = {}
+        self._layouts = {}  # a foreach call's form -> the records it makes (see _Layout)
         self._next_id = 0
         self._next_payload = 0
         self.words = []
@@ -535,20 +536,24 @@ class Session:
             bound.append(v)
             cpu.append(c)
         inplace = each.returns[0] is not None and each.returns[0][2]
+        key = _layout_key(info, self.module_sid, self.phase, n, bound, plan) if inplace or info.returns else None
+        layout = self._layouts.get(key) if key is not None else None
         values = None
-        if self.remote:
-            if not inplace and info.returns:
-                values = self._foreach_meta(each, plan, cpu, n)
-        else:
+        if not remote:
             # Record mode: the foreach kernel runs once on the CPU values.
             values = info.call(*cpu[:len(args)], **{name: c for (name, _, _, _), c in
                                                     zip(plan[len(args):], cpu[len(args):]) if c is not _WHOLE})
+        if layout is not None and (not inplace or not _aliased(bound[0], [v for v, p in zip(bound, plan)
+                                                                          if p[1] == "tensors"])):
+            return self._from_layout(layout, bound, n, values)
+        if remote and not inplace and info.returns:
+            values = self._foreach_meta(each, plan, cpu, n)
         if inplace:
-            self._foreach_records(each, plan, bound, n, None)
+            self._foreach_records(each, plan, bound, n, None, key)
             return None
         if values is not None and info.returns and all(type(v) is _Fresh or type(v) is torch.Tensor and
                                                        v.dtype in DTYPE_CODE for v in values):
-            return self._foreach_records(each, plan, bound, n, values)
+            return self._foreach_records(each, plan, bound, n, values, key)
         results = []
         for i in range(n):
             e_args, e_kwargs = _element(bound, plan, i)
@@ -573,7 +578,7 @@ class Session:
             values.append(out)
         return values
 
-    def _foreach_records(self, each, plan, bound, n, values):
+    def _foreach_records(self, each, plan, bound, n, values, key=None):
         """The records of a foreach op, one per element. In place (`values`
         None), each element keeps its metadata and takes a new id, as _op does
         for an in-place op; otherwise element i's result is
@@ -581,7 +586,9 @@ class Session:
 
         Every element's record has the same words but for its own arguments
         (a tensor's id, a number) and its result: the words are encoded once
-        as `skeleton`, whose slots `columns` fill per element."""
+        as `skeleton`, whose slots `columns` fill per element. With `key` (the
+        call's form, see _layout_key), the records are also kept as a _Layout
+        that later calls of that form copy (_from_layout)."""
         pre = []
         ordered = [(v, p) for v, p in zip(bound, plan) if v is not _WHOLE and not p[3]]
         keywords = [(v, p) for v, p in zip(bound, plan) if v is not _WHOLE and p[3]]
@@ -589,28 +596,42 @@ class Session:
         columns = []  # (slot in skeleton, the n words for it)
         tensor_columns = []  # which columns hold LazyTensors, their ids not yet read
         floats = self.floats
+        f0 = len(floats)
+        # For a _Layout: (column, source argument), and the slots of the
+        # floats ("one" float slot, offset of its float).
+        sources = []
+        one_floats = []
+        float_order = []
         for j, (v, (_, kind, pname, kw_only)) in enumerate(ordered + keywords):
             if j == len(ordered):
                 skeleton.append(len(keywords))
             if kw_only:
                 skeleton.append(self.intern(pname))
             if kind == "one":
+                if type(v) is float:
+                    one_floats.append((len(skeleton) + 1, len(floats) - f0))
+                    float_order.append((j, False))
                 self._arg(v, skeleton, pre)
                 continue
             if kind == "tensors":
                 skeleton.append(_ARG_TENSOR)
                 column = v
                 tensor_columns.append(len(columns))
+                sources.append((len(columns), j, "t"))
             else:
                 t = type(v[0])
                 if t is float and all(type(x) is float for x in v):
                     skeleton.append(_ARG_FLOAT)
+                    sources.append((len(columns), j, len(floats) - f0))
+                    float_order.append((j, True))
                     column = range(len(floats), len(floats) + n)
                     floats.extend(v)
                 elif t is int and all(type(x) is int for x in v):
                     skeleton.append(_ARG_INT)
+                    sources.append((len(columns), j, "i"))
                     column = v
                 else:  # mixed, or other number types: each through _arg, its type word a column too
+                    key = None
                     encoded = []
                     for x in v:
                         self._arg(x, encoded, pre)
@@ -622,6 +643,7 @@ class Session:
         if not keywords:
             skeleton.append(0)
         if pre:
+            key = None
             self.words += pre
         words = self.words
         vid = self._next_id
@@ -642,6 +664,8 @@ class Session:
             metas = [(*value.words, vid + i) if type(value) is _Fresh else
                      (DTYPE_CODE[value.dtype], value.dim(), *value.shape, *value.stride(), value.storage_offset(),
                       vid + i) for i, value in enumerate(values)]
+        first = len(words)
+        starts = []
         for i in range(n):
             w = skeleton.copy()
             for slot, column in columns:
@@ -657,7 +681,11 @@ class Session:
             w += (1, 1, vid + i)
             w += metas[i]
             w.append(_NO_PAYLOAD)
+            starts.append(len(words) - first)
             words += w
+        if key is not None and not sequential and len(self._layouts) < _LAYOUT_LIMIT:
+            self._layouts[key] = _Layout(words[first:], starts, len(skeleton), metas, columns, sources, one_floats,
+                                         float_order, values)
         if values is None:
             if not sequential:
                 for i, t in enumerate(targets):
@@ -667,6 +695,55 @@ class Session:
                 if type(value) is _Fresh else
                 LazyTensor._wrap(value, value.shape, value.stride(), value.storage_offset(), vid + i, vid + i)
                 for i, value in enumerate(values)]
+
+    def _from_layout(self, layout, bound, n, values):
+        """A foreach call of a form recorded before (see _Layout): its
+        records are that call's, with this call's ids and numbers. `values`:
+        the results' CPU values (record mode), or None."""
+        seq = [v for v in bound if v is not _WHOLE]
+        floats = self.floats
+        f0 = len(floats)
+        for j, many in layout.float_order:
+            if many:
+                floats.extend(seq[j])
+            else:
+                floats.append(seq[j])
+        w = layout.words.copy()
+        for j, positions in layout.tensors:
+            for p, t in zip(positions, seq[j]):
+                w[p] = t._genie_id
+        for j, positions in layout.ints:
+            for p, x in zip(positions, seq[j]):
+                w[p] = x
+        for k, step, positions in layout.floats:
+            for i, p in enumerate(positions):
+                w[p] = f0 + k + step * i
+        vid = self._next_id
+        self._next_id = vid + n
+        for i, p in enumerate(layout.ids):
+            w[p] = vid + i
+        targets = seq[0]
+        if layout.results is None:
+            for p, t in zip(layout.storages, targets):
+                w[p] = t._genie_storage
+            self.words += w
+            if self.remote:
+                self.released.extend([t._genie_id for t in targets])
+            for i, t in enumerate(targets):
+                t._genie_id = vid + i
+            return None
+        for i, p in enumerate(layout.storages):
+            w[p] = vid + i
+        self.words += w
+        if values is None:
+            out = [LazyTensor._unmade(shape, stride, offset, dtype, vid + i, vid + i)
+                   for i, (shape, stride, offset, dtype) in enumerate(layout.results)]
+        else:
+            out = [LazyTensor._wrap(value, shape, stride, offset, vid + i, vid + i)
+                   for i, (value, (shape, stride, offset, _)) in enumerate(zip(values, layout.results))]
+        for t, form in zip(out, layout.forms):
+            t._genie_form = form  # what a later foreach call's _layout_key reads
+        return out
 
     def _finish(self, info, out, args, kwargs, w):
         """The general case of dispatch: several outputs, in-place results, scalars."""
@@ -842,6 +919,82 @@ def _kept_meta(t):
         meta = d["_genie_meta"] = (DTYPE_CODE[t.dtype], t.dim(), *t.shape, *t.stride(), t.storage_offset(),
                                    t._genie_storage)
     return meta
+
+
+def _form(t):
+    """LazyTensor `t`'s metadata words without its storage id (see _kept_meta)."""
+    form = t.__dict__.get("_genie_form")
+    if form is None:
+        form = t.__dict__["_genie_form"] = _kept_meta(t)[:-1]
+    return form
+
+
+_LAYOUT_LIMIT = 1 << 12
+
+
+def _layout_key(info, module_sid, phase, n, bound, plan):
+    """What a foreach call's records depend on, but for its tensors' ids and
+    storage ids and its numbers' values: the op, module and phase, each
+    tensor's metadata, each number's type. None for calls whose arguments
+    are of other kinds (a tensor for all elements, mixed number types)."""
+    key = [info, module_sid, phase, n]
+    for v, (_, kind, _, _) in zip(bound, plan):
+        if v is _WHOLE:
+            key.append(None)
+        elif kind == "tensors":
+            key.append(tuple([_form(t) for t in v]))
+        elif kind == "numbers":
+            t = type(v[0])
+            if t is not float and t is not int:
+                return None
+            for x in v:
+                if type(x) is not t:
+                    return None
+            key.append(t)
+        else:
+            t = type(v)
+            if t is float:
+                key.append(t)
+            elif t is int or t is bool or v is None:
+                key.append((t, v))
+            else:
+                return None
+    return tuple(key)
+
+
+class _Layout:
+    """The records of a foreach call (see Session._foreach_records), for
+    later calls of the same form (_layout_key): `words` with the positions
+    that take each call's own tensor ids (`tensors`: argument, positions),
+    integers (`ints`), float indices (`floats`: offset of the first among
+    the call's floats, 1 for a list of numbers or 0 for one number, the
+    positions), result ids (`ids`) and storage ids (`storages`); `float_order`:
+    which arguments give the call's floats, in order (argument, a list);
+    `results`: the new results' (shape, stride, offset, dtype), or None in
+    place; `forms`: the results' metadata words (see _form)."""
+    __slots__ = ("words", "tensors", "ints", "floats", "float_order", "ids", "storages", "results", "forms")
+
+    def __init__(self, words, starts, skeleton, metas, columns, sources, one_floats, float_order, values):
+        self.words = words
+        self.tensors, self.ints, self.floats = [], [], []
+        for c, j, what in sources:
+            slot = columns[c][0]
+            positions = [s + slot for s in starts]
+            if what == "t":
+                self.tensors.append((j, positions))
+            elif what == "i":
+                self.ints.append((j, positions))
+            else:
+                self.floats.append((what, 1, positions))
+        for slot, k in one_floats:
+            self.floats.append((k, 0, [s + slot for s in starts]))
+        self.float_order = float_order
+        self.ids = [s + skeleton + 2 for s in starts]
+        self.storages = [s + skeleton + 2 + len(m) for s, m in zip(starts, metas)]
+        self.forms = [m[:-1] for m in metas]
+        self.results = None if values is None else [
+            (v.shape, v.stride, v.offset, v.dtype) if type(v) is _Fresh else
+            (v.shape, v.stride(), v.storage_offset(), v.dtype) for v in values]
 
 
 def _aliased(targets, lists):
