@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -61,7 +62,11 @@ Socket& Socket::operator=(Socket&& o) noexcept {
     Close();
     fd_ = o.fd_;
     peer_ = std::move(o.peer_);
+    rbuf_ = std::move(o.rbuf_);
+    rpos_ = o.rpos_;
+    rend_ = o.rend_;
     o.fd_ = -1;
+    o.rpos_ = o.rend_ = 0;
   }
   return *this;
 }
@@ -123,16 +128,34 @@ Status Socket::SendAll(const void* data, size_t n) {
 
 Status Socket::RecvAll(void* data, size_t n) {
   char* p = static_cast<char*>(data);
+  size_t buffered = std::min(n, rend_ - rpos_);
+  if (buffered > 0) {
+    std::memcpy(p, rbuf_.get() + rpos_, buffered);
+    rpos_ += buffered;
+    p += buffered;
+    n -= buffered;
+  }
   while (n > 0) {
-    ssize_t k = ::recv(fd_, p, n, 0);
+    // A large rest goes straight into `data`; a small one reads ahead.
+    bool direct = n >= kReadAhead;
+    if (!direct && !rbuf_) rbuf_ = std::make_unique<char[]>(kReadAhead);
+    ssize_t k = direct ? ::recv(fd_, p, n, 0) : ::recv(fd_, rbuf_.get(), kReadAhead, 0);
     if (k == 0) return Status::IOError("connection to " + peer_ + " closed");
     if (k < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return Status::IOError(peer_ + " did not answer in time");
       return Status::IOError("connection to " + peer_ + " lost: " + std::strerror(errno));
     }
-    p += k;
-    n -= static_cast<size_t>(k);
+    size_t got = static_cast<size_t>(k);
+    if (!direct) {
+      size_t take = std::min(n, got);
+      std::memcpy(p, rbuf_.get(), take);
+      rpos_ = take;
+      rend_ = got;
+      got = take;
+    }
+    p += got;
+    n -= got;
   }
   return Status::OK();
 }

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "common/status.h"
@@ -14,7 +15,11 @@ class Socket {
  public:
   Socket() = default;
   explicit Socket(int fd) : fd_(fd) {}
-  Socket(Socket&& o) noexcept : fd_(o.fd_), peer_(std::move(o.peer_)) { o.fd_ = -1; }
+  Socket(Socket&& o) noexcept
+      : fd_(o.fd_), peer_(std::move(o.peer_)), rbuf_(std::move(o.rbuf_)), rpos_(o.rpos_), rend_(o.rend_) {
+    o.fd_ = -1;
+    o.rpos_ = o.rend_ = 0;
+  }
   Socket& operator=(Socket&& o) noexcept;
   Socket(const Socket&) = delete;
   Socket& operator=(const Socket&) = delete;
@@ -23,9 +28,13 @@ class Socket {
   // Connects to "host:port"; an unreachable address is IOError naming it.
   static Result<Socket> Connect(const std::string& address, int timeout_ms = 5000);
 
-  // Sends or receives exactly n bytes; a closed peer is IOError.
+  // Sends or receives exactly n bytes; a closed peer is IOError. Receives
+  // read ahead into a buffer of kReadAhead bytes: a message's length and
+  // body, or several pipelined replies, come in one recv. Large receives go
+  // straight into `data` once the buffered bytes are taken.
   Status SendAll(const void* data, size_t n);
   Status RecvAll(void* data, size_t n);
+  static constexpr size_t kReadAhead = 64 << 10;
   // Fails receives that wait longer than `ms` (0: wait forever).
   void SetRecvTimeout(int ms);
 
@@ -38,6 +47,9 @@ class Socket {
  private:
   int fd_ = -1;
   std::string peer_;
+  std::unique_ptr<char[]> rbuf_;  // bytes received ahead: [rpos_, rend_)
+  size_t rpos_ = 0;
+  size_t rend_ = 0;
 };
 
 class Listener {
