@@ -346,7 +346,7 @@ def test_a_runtime_lost_mid_run_moves_the_replay_to_the_backup_pool(genie, quiet
     try:
         _, trace = genie.record(genie.script(LONG_PROGRAM))
         cfg = backup_config(tmp_path, runtime.address, backup.address)
-        proc = subprocess.Popen([GENIE, "run", "--pool", "main", "--config", str(cfg), "--repeat", "300", "--json",
+        proc = subprocess.Popen([GENIE, "run", "--pool", "main", "--config", str(cfg), "--repeat", "1000", "--json",
                                  str(trace)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(1.0)
         assert proc.poll() is None
