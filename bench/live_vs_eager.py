@@ -15,11 +15,13 @@ the two runs' times / the difference of the lengths, eager and live alike,
 in `--rounds` alternating rounds (medians, and the range of the per-round
 ratios: on a 2-core machine one round can be 50% off).
 
-Beside each steady-state ratio: the CPU time per step, from the same runs
-(all four of each timed_example run): eager's; live's, split into the
-program with genie run (the client) and the runtime. On a machine with few
-cores the client and the runtime compete for them: live can keep within 1.1x
-only where their CPU per step, added, fits the cores beside each other.
+Beside each steady-state ratio: the CPU time per step, from the same runs,
+as the difference of the two lengths' per-run CPU (medians over runs 2-4,
+read in the program's process, see timed_example.py): eager's, and live's
+split into the program, genie run (the program's parent) and the runtime.
+On a machine with few cores the three live processes compete for them: live
+can keep within 1.1x only where their CPU per step, added, fits the cores
+beside each other.
 
 For the decode loop it also prints, per decode step after warm-up (the
 difference between runs with its two token counts): round trips, steps sent
@@ -31,7 +33,6 @@ up, the materialized token down).
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -53,17 +54,6 @@ def timing(stderr):
 
 def seconds(stderr):
     return timing(stderr)["seconds"]
-
-
-def children_cpu():
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
-def process_cpu(pid):
-    """User and system seconds of a running process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def report(stderr):
@@ -107,39 +97,42 @@ def main():
             print(f"\nsteady state, per step ({SHORT} and {LONG} steps; gpt_decode: tokens "
                   f"{LENGTH['gpt_decode'][1]} and {LENGTH['gpt_decode'][2]}; medians of {args.rounds} rounds)")
             print(f"{'example':<11} {'eager ms':>9} {'live ms':>9} {'ratio':>6} {'range':>11} {'target':>6}  "
-                  f"CPU ms per step: eager, live client + runtime")
+                  f"CPU ms per step: eager; live: program + genie run + runtime")
             for name in args.examples:
                 program = str(ROOT / "examples" / f"{name}.py")
                 flag, short, long = LENGTH.get(name, ("--steps", SHORT, LONG))
                 per = {"eager": [], "live": []}
-                cpu = {"eager": [], "client": [], "runtime": []}
+                cpu = {"eager": [], "program": [], "genie": [], "runtime": []}
                 for _ in range(args.rounds):
                     for mode, cmd in (("eager", [args.python, timed, program, "--device", "cpu"]),
                                       ("live", [*live, timed, program])):
-                        t, client, runtime = {}, {}, {}
+                        t, prog, relay, runtime = {}, {}, {}, {}
+                        env = dict(os.environ, GENIE_BENCH_PROCESSES=f"genie=PARENT,runtime={serve.pid}"
+                                   if mode == "live" else "")
                         for n in (short, long):
-                            c0, s0 = children_cpu(), process_cpu(serve.pid)
-                            r = subprocess.run([*cmd, flag, str(n)], capture_output=True, text=True)
+                            r = subprocess.run([*cmd, flag, str(n)], capture_output=True, text=True, env=env)
                             if r.returncode != 0:
                                 sys.exit(r.stderr)
                             timed_runs = timing(r.stderr)
                             t[n] = timed_runs["seconds"]
-                            # CPU of all the program's runs, per run
-                            client[n] = (children_cpu() - c0) / timed_runs["runs"]
-                            runtime[n] = (process_cpu(serve.pid) - s0) / timed_runs["runs"]
+                            prog[n] = timed_runs["cpu"]
+                            relay[n] = timed_runs["cpu_of"].get("genie", 0.0)
+                            runtime[n] = timed_runs["cpu_of"].get("runtime", 0.0)
                         per[mode].append((t[long] - t[short]) / (long - short) * 1e3)
                         step = lambda c: (c[long] - c[short]) / (long - short) * 1e3  # noqa: E731
                         if mode == "eager":
-                            cpu["eager"].append(step(client))
+                            cpu["eager"].append(step(prog))
                         else:
-                            cpu["client"].append(step(client))
+                            cpu["program"].append(step(prog))
+                            cpu["genie"].append(step(relay))
                             cpu["runtime"].append(step(runtime))
                 e, l_ = statistics.median(per["eager"]), statistics.median(per["live"])
                 each = [b / a for a, b in zip(per["eager"], per["live"])]
                 ratios.append(l_ / e)
                 c = {k: statistics.median(v) for k, v in cpu.items()}
                 print(f"{name:<11} {e:>9.2f} {l_:>9.2f} {l_ / e:>6.2f} {min(each):>5.2f}-{max(each):<5.2f} "
-                      f"{TARGET.get(name, 1.1):>6.1f}  {c['eager']:.2f}, {c['client']:.2f} + {c['runtime']:.2f}")
+                      f"{TARGET.get(name, 1.1):>6.1f}  {c['eager']:.2f}; {c['program']:.2f} + {c['genie']:.2f} + "
+                      f"{c['runtime']:.2f}")
 
             if "gpt_decode" in args.examples:
                 program = str(ROOT / "examples" / "gpt_decode.py")

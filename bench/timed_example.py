@@ -1,10 +1,17 @@
-"""Runs an example's main() several times in one process and prints the
-median wall time of the runs after the first, as JSON on the last line of
-stderr. Interpreter start-up and torch's import are outside the timing.
+"""Runs an example's main() several times in one process and prints, as
+JSON on the last line of stderr, the median wall time of the runs after the
+first ("seconds") and the median CPU time of this process over those runs
+("cpu": user and system, all its threads). With GENIE_BENCH_PROCESSES, a
+comma-separated list of names and pids ("genie=PARENT,runtime=1234",
+PARENT: this process's parent), also the median CPU time of each of those
+processes over the same runs ("cpu_of"), read from /proc. Interpreter
+start-up and torch's import are outside the timing.
 
     python3 bench/timed_example.py examples/cnn.py --device cpu
 """
 import json
+import os
+import resource
 import runpy
 import statistics
 import sys
@@ -14,12 +21,52 @@ import torch  # noqa: F401  (imported before timing)
 
 RUNS = 4
 
+
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def process_cpu(pid):
+    """Seconds process `pid` has run on a CPU, all its threads: from
+    /proc/PID/task/*/schedstat (nanoseconds), or /proc/PID/stat (clock ticks,
+    10 ms) where the kernel keeps no schedstat."""
+    if os.path.exists(f"/proc/{pid}/schedstat"):
+        total = 0
+        for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except FileNotFoundError:
+                pass  # a thread that ended meanwhile
+        return total / 1e9
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def watched():
+    """GENIE_BENCH_PROCESSES as {name: pid}."""
+    out = {}
+    for item in filter(None, os.environ.get("GENIE_BENCH_PROCESSES", "").split(",")):
+        name, pid = item.split("=")
+        out[name] = os.getppid() if pid == "PARENT" else int(pid)
+    return out
+
+
 if __name__ == "__main__":
     program, args = sys.argv[1], sys.argv[2:]
-    times = []
+    others = watched()
+    times, cpus, other_cpus = [], [], {name: [] for name in others}
     for _ in range(RUNS):
         sys.argv = [program, *args]
-        start = time.perf_counter()
+        before = {name: process_cpu(pid) for name, pid in others.items()}
+        start, start_cpu = time.perf_counter(), cpu()
         runpy.run_path(program, run_name="__main__")
         times.append(time.perf_counter() - start)
-    print(json.dumps({"seconds": statistics.median(times[1:]), "runs": RUNS}), file=sys.stderr)
+        cpus.append(cpu() - start_cpu)
+        for name, pid in others.items():
+            other_cpus[name].append(process_cpu(pid) - before[name])
+    print(json.dumps({"seconds": statistics.median(times[1:]), "cpu": statistics.median(cpus[1:]), "runs": RUNS,
+                      "cpu_of": {name: statistics.median(v[1:]) for name, v in other_cpus.items()}}),
+          file=sys.stderr)

@@ -1,6 +1,8 @@
 """The frontend's side of the unix socket to the genie process."""
+import os
 import socket
 import struct
+import time
 
 from . import codes
 
@@ -20,6 +22,16 @@ class RemoteError(RuntimeError):
 _DEFERRED = frozenset((codes.FRAME_PAYLOAD, codes.FRAME_STRINGS))
 _BATCH_BYTES = 1 << 16
 
+# Waiting for a reply, the program first polls the socket for up to this
+# long (GENIE_SPIN_US microseconds; 0: never) when the previous reply came
+# within it: a decode step's answer comes back in a few hundred
+# microseconds, sooner than a sleeping process is woken and scheduled. A
+# reply that takes longer (a training step's loss, while the runtime
+# computes) is waited for asleep, and so is the next one, until one comes
+# back within the time again.
+_SPIN = int(os.environ.get("GENIE_SPIN_US", "400")) * 1e-6
+_now = time.perf_counter
+
 
 class Channel:
     """Sends frames to the genie process. Sends block when the genie process
@@ -30,6 +42,7 @@ class Channel:
         self._sock.connect(path)
         self._pending = []
         self._pending_bytes = 0
+        self._last_wait = 0.0  # seconds the previous reply took to arrive
 
     def send(self, frame_type, *parts):
         """Sends one frame whose body is the concatenation of `parts`
@@ -56,10 +69,21 @@ class Channel:
             pending, self._pending, self._pending_bytes = self._pending, [], 0
             self._sock.sendall(b"".join(pending))
 
-    def _recv_exact(self, n):
+    def _recv_exact(self, n, spin=0.0):
         buf = bytearray(n)
         view = memoryview(buf)
         got = 0
+        if spin:
+            until = _now() + spin
+            while _now() < until:
+                try:
+                    k = self._sock.recv_into(view, n, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    continue
+                if k == 0:
+                    raise RemoteError("genie: the genie process closed the connection (it exited or was killed)")
+                got = k
+                break
         while got < n:
             k = self._sock.recv_into(view[got:], n - got)
             if k == 0:
@@ -71,7 +95,10 @@ class Channel:
         """Reads one REPLY frame: returns (tensors, scalars), where tensors are
         (dtype code, sizes, bytearray) and scalars are Python values. A failed
         segment raises RemoteError with the genie process's message."""
-        size, frame_type = _FRAME_HEAD.unpack(self._recv_exact(_FRAME_HEAD.size))
+        start = _now()
+        spin = _SPIN if self._last_wait <= _SPIN else 0.0
+        size, frame_type = _FRAME_HEAD.unpack(self._recv_exact(_FRAME_HEAD.size, spin))
+        self._last_wait = _now() - start
         if frame_type != codes.FRAME_REPLY:
             raise RemoteError(f"genie: expected a reply frame, got frame type {frame_type}")
         body = self._recv_exact(size)
