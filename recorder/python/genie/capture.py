@@ -700,6 +700,8 @@ class Session:
         """A foreach call of a form recorded before (see _Layout): its
         records are that call's, with this call's ids and numbers. `values`:
         the results' CPU values (record mode), or None."""
+        # The arguments in _foreach_records' order: a per-tensor op's
+        # keyword-only arguments follow its positional ones, so this is it.
         seq = [v for v in bound if v is not _WHOLE]
         floats = self.floats
         f0 = len(floats)
