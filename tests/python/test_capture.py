@@ -9,6 +9,17 @@ def ops_of(dump):
     return [line for line in dump.splitlines() if re.match(r"\s+(%\d+(, %\d+)* = )?aten::", line)]
 
 
+def replays_and_runs_live_like_eager(genie, prog, trace, want):
+    """The recorded `trace` of `prog` replays with its recorded values, and
+    `prog` run live prints what eager printed (`want`)."""
+    replay = genie.run("run", "--pool", "local", trace)
+    assert replay.returncode == 0, replay.stderr
+    assert "values match" in replay.stdout + replay.stderr
+    live = genie.run("run", "--pool", "local", PYTHON, prog, "remote_accelerator")
+    assert live.returncode == 0, live.stderr
+    assert live.stdout == want.stdout
+
+
 def test_module_paths_and_training_phases(genie):
     prog = genie.script("""
         import torch, torch.nn as nn
@@ -221,12 +232,7 @@ def test_foreach_ops_on_lists_that_share_tensors_and_mixed_numbers(genie):
     r, trace = genie.record(prog, "remote_accelerator")
     assert r.returncode == 0, r.stderr
     assert r.stdout == want.stdout
-    replay = genie.run("run", "--pool", "local", trace)
-    assert replay.returncode == 0, replay.stderr
-    assert "values match" in replay.stdout + replay.stderr
-    live = genie.run("run", "--pool", "local", PYTHON, prog, "remote_accelerator")
-    assert live.returncode == 0, live.stderr
-    assert live.stdout == want.stdout
+    replays_and_runs_live_like_eager(genie, prog, trace, want)
 
 
 def test_repeated_foreach_calls_record_what_their_first_call_recorded(genie):
@@ -277,12 +283,7 @@ def test_repeated_foreach_calls_record_what_their_first_call_recorded(genie):
     for k, (first, second) in enumerate(ends):
         made = first["outputs"][0]["value"]
         assert (second["args"][1]["tensor"] == made) == (k % 2 == 0)
-    replay = genie.run("run", "--pool", "local", trace)
-    assert replay.returncode == 0, replay.stderr
-    assert "values match" in replay.stdout + replay.stderr
-    live = genie.run("run", "--pool", "local", PYTHON, prog, "remote_accelerator")
-    assert live.returncode == 0, live.stderr
-    assert live.stdout == want.stdout
+    replays_and_runs_live_like_eager(genie, prog, trace, want)
 
 
 def test_custom_autograd_functions_and_nested_grad_calls_inside_backward(genie):

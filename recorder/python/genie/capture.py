@@ -973,7 +973,7 @@ class _Layout:
     positions), result ids (`ids`) and storage ids (`storages`); `float_order`:
     which arguments give the call's floats, in order (argument, a list);
     `results`: the new results' (shape, stride, offset, dtype), or None in
-    place; `forms`: the results' metadata words (see _form)."""
+    place; `forms`: the new results' metadata words (see _form), or None."""
     __slots__ = ("words", "tensors", "ints", "floats", "float_order", "ids", "storages", "results", "forms")
 
     def __init__(self, words, starts, skeleton, metas, columns, sources, one_floats, float_order, values):
@@ -993,7 +993,7 @@ class _Layout:
         self.float_order = float_order
         self.ids = [s + skeleton + 2 for s in starts]
         self.storages = [s + skeleton + 2 + len(m) for s, m in zip(starts, metas)]
-        self.forms = [m[:-1] for m in metas]
+        self.forms = None if values is None else [m[:-1] for m in metas]
         self.results = None if values is None else [
             (v.shape, v.stride, v.offset, v.dtype) if type(v) is _Fresh else
             (v.shape, v.stride(), v.storage_offset(), v.dtype) for v in values]
