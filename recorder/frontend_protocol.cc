@@ -76,6 +76,7 @@ Status FrontendStream::HandleFrame(FrameType type, const uint8_t* body, size_t n
     case FrameType::kSegment: return HandleSegment(body, n, false);
     case FrameType::kPart: return HandleSegment(body, n, true);
     case FrameType::kPayload: return HandlePayload(body, n);
+    case FrameType::kTemplate: return HandleTemplate(body, n);
     case FrameType::kEnd:
       if (n != 0) return Status::Corruption("END frame has a body");
       if (!partial_payload_.empty()) return Status::Corruption("END arrived inside a payload");
@@ -142,8 +143,10 @@ namespace {
 
 class SegmentTranslator {
  public:
-  SegmentTranslator(Words* w, const std::vector<traces::StringId>& strings, const std::vector<ContentHash>& payloads)
-      : w_(*w), strings_(strings), payloads_(payloads) {}
+  // `templates`: those RUN steps may name; null inside a template's own records.
+  SegmentTranslator(Words* w, const std::vector<traces::StringId>& strings, const std::vector<ContentHash>& payloads,
+                    const std::vector<WordTemplate>* templates)
+      : w_(*w), strings_(strings), payloads_(payloads), templates_(templates) {}
 
   Status Sid(traces::StringId* out) {
     uint64_t s;
@@ -222,6 +225,9 @@ class SegmentTranslator {
   Status Step(traces::Segment* seg, std::vector<traces::ValueId>* released) {
     int64_t tag;
     GENIE_RETURN_IF_ERROR(w_.Next(&tag));
+    if (templates_ == nullptr && tag != 1 && tag != 2)
+      return Status::Corruption("a template's records hold a step other than an input or an op");
+    if (tag == 5) return Run(seg, released);
     if (tag == 4) {
       uint64_t n;
       GENIE_RETURN_IF_ERROR(w_.Count(&n, w_.remaining(), "release count"));
@@ -297,12 +303,93 @@ class SegmentTranslator {
   }
 
  private:
+  // A RUN step: its template's records, patched, translated in its place.
+  Status Run(traces::Segment* seg, std::vector<traces::ValueId>* released) {
+    uint64_t id, base, n;
+    int64_t t;
+    GENIE_RETURN_IF_ERROR(w_.Count(&id, templates_->empty() ? 0 : templates_->size() - 1, "template id"));
+    if (id >= templates_->size()) return Status::Corruption("a RUN names an unknown template");
+    const WordTemplate& tpl = (*templates_)[id];
+    GENIE_RETURN_IF_ERROR(ValueId(&base));
+    GENIE_RETURN_IF_ERROR(w_.Next(&t));
+    GENIE_RETURN_IF_ERROR(w_.Count(&n, w_.remaining() / 2, "template run argument count"));
+    if (n < tpl.arguments) return Status::Corruption("a RUN gives its template fewer arguments than it reads");
+    std::vector<int64_t> args(2 * n);
+    for (auto& a : args) GENIE_RETURN_IF_ERROR(w_.Next(&a));
+    std::vector<int64_t> words = tpl.words;
+    for (const auto& p : tpl.patches) {
+      int64_t& v = words[p.position];
+      switch (p.kind) {
+        case 0:
+          if (__builtin_add_overflow(static_cast<int64_t>(base), p.a, &v)) return Status::Corruption("template run value id out of range");
+          break;
+        case 1: v = args[2 * p.a]; break;
+        case 2: v = args[2 * p.a + 1]; break;
+        case 3: {
+          int64_t at;
+          if (__builtin_mul_overflow(p.a, t, &at) || __builtin_add_overflow(at, p.b, &v))
+            return Status::Corruption("template run integer out of range");
+          break;
+        }
+        default: v = p.a; break;
+      }
+    }
+    Words inner(words.data(), words.size(), tpl.floats.data(), tpl.floats.size());
+    SegmentTranslator records(&inner, strings_, payloads_, nullptr);
+    while (!inner.done()) GENIE_RETURN_IF_ERROR(records.Step(seg, released));
+    return Status::OK();
+  }
+
   Words& w_;
   const std::vector<traces::StringId>& strings_;
   const std::vector<ContentHash>& payloads_;
+  const std::vector<WordTemplate>* templates_;
 };
 
+// At most this many templates per connection, and patches per template word.
+constexpr size_t kMaxTemplates = 1u << 16;
+
 }  // namespace
+
+Status FrontendStream::HandleTemplate(const uint8_t* body, size_t n) {
+  ByteReader in(body, n);
+  uint32_t id, nwords, nfloats, npatches;
+  GENIE_RETURN_IF_ERROR(in.U32(&id));
+  GENIE_RETURN_IF_ERROR(in.U32(&nwords));
+  GENIE_RETURN_IF_ERROR(in.U32(&nfloats));
+  GENIE_RETURN_IF_ERROR(in.U32(&npatches));
+  if (id != templates_.size()) return Status::Corruption("template ids out of order");
+  if (templates_.size() >= kMaxTemplates) return Status::Corruption("more than 65536 templates");
+  if (in.remaining() != (static_cast<uint64_t>(nwords) + nfloats + 4ull * npatches) * 8)
+    return Status::Corruption("template frame size does not match its word, float and patch counts");
+  WordTemplate tpl;
+  tpl.words.resize(nwords);
+  tpl.floats.resize(nfloats);
+  const uint8_t* p;
+  GENIE_RETURN_IF_ERROR(in.Skip(nwords * 8ull, &p));
+  std::memcpy(tpl.words.data(), p, nwords * 8ull);
+  GENIE_RETURN_IF_ERROR(in.Skip(nfloats * 8ull, &p));
+  std::memcpy(tpl.floats.data(), p, nfloats * 8ull);
+  tpl.patches.resize(npatches);
+  for (auto& patch : tpl.patches) {
+    int64_t f[4];
+    GENIE_RETURN_IF_ERROR(in.Skip(32, &p));
+    std::memcpy(f, p, 32);
+    if (f[0] < 0 || f[0] >= static_cast<int64_t>(nwords)) return Status::Corruption("template patch position out of range");
+    if (f[1] < 0 || f[1] > 4) return Status::Corruption("unknown template patch kind");
+    if ((f[1] == 1 || f[1] == 2) && (f[2] < 0 || f[2] >= static_cast<int64_t>(kMaxTemplateArguments)))
+      return Status::Corruption("template patch argument out of range");
+    if (f[1] == 4 && (f[2] < 0 || f[2] >= static_cast<int64_t>(nfloats)))
+      return Status::Corruption("template patch float index out of range");
+    patch.position = static_cast<uint32_t>(f[0]);
+    patch.kind = static_cast<uint8_t>(f[1]);
+    patch.a = f[2];
+    patch.b = f[3];
+    if (patch.kind == 1 || patch.kind == 2) tpl.arguments = std::max<uint64_t>(tpl.arguments, f[2] + 1);
+  }
+  templates_.push_back(std::move(tpl));
+  return Status::OK();
+}
 
 Status FrontendStream::HandleSegment(const uint8_t* body, size_t n, bool part) {
   ByteReader in(body, n);
@@ -327,7 +414,7 @@ Status FrontendStream::HandleSegment(const uint8_t* body, size_t n, bool part) {
   seg.index = next_segment_;
   seg.duration_ns = duration;
   Words w(words.data(), words.size(), floats.data(), floats.size());
-  SegmentTranslator t(&w, strings_, payloads_);
+  SegmentTranslator t(&w, strings_, payloads_, &templates_);
   std::vector<traces::ValueId> released;
   while (!w.done()) GENIE_RETURN_IF_ERROR(t.Step(&seg, &released));
   if (part && !seg.materialized.empty()) return Status::Corruption("a PART frame materializes a value");

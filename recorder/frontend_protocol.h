@@ -26,17 +26,34 @@
 //            larger than one frame arrives as several pieces in order.
 //              RELEASE 4, n, value id*n  (live mode: values the program
 //                     dropped; the runtime frees them after the segment)
+//              RUN    5, template id, first value id, T, n,
+//                     (value id, storage value id)*n: a TEMPLATE's records
+//                     for one module call on n arguments (see TEMPLATE)
 //   PART     as SEGMENT, without MAT steps: live mode sends a long segment's
 //            ops ahead in parts at module-call boundaries; the genie process
 //            executes each without answering, and the SEGMENT that follows
 //            answers for them all (with the first error, if a part failed).
+//   TEMPLATE u32 template id | u32 word count | u32 float count |
+//            u32 patch count | words (i64) | floats (f64) |
+//            (i64 position, i64 kind, i64 a, i64 b)*patch count.
+//            The records of a module call that the frontend replays without
+//            capturing its ops (recorder/python/genie/templates.py): INPUT
+//            and OP steps only, whose float indices index the template's own
+//            floats. A RUN step stands for them with the word at each patched
+//            position replaced by, per kind: 0 the run's first value id + a;
+//            1 the value id of its argument a; 2 the storage value id of its
+//            argument a; 3 a * T + b; 4 a (a float index). Ids are dense from
+//            0 in order of arrival; a RUN's segment translates exactly as if
+//            the patched words stood in its place.
 //   END      empty: the program closed the connection cleanly.
 //   REPLY    genie -> frontend, live mode only: the answer to each SEGMENT.
-//            u8 0 | u32 n | (u8 dtype code, u8 rank, i64 sizes*rank,
+//            u8 0 or 2 | u32 n | (u8 dtype code, u8 rank, i64 sizes*rank,
 //            u64 nbytes, bytes)*n | u32 m | (u8 kind, 8 bytes)*m   or
 //            u8 1 | utf-8 message (the segment failed). Tensors are the
 //            segment's MAT steps in order; scalars are the non-tensor op
 //            results (kind 0 none, 1 bool, 2 int: i64; 3 float: f64).
+//            2 rather than 0: the runtime runs the program's next step ahead
+//            (a cycle, replayer/live.cc), so the frontend sends no parts.
 //
 // strings* is u32 count, then u32 length | utf-8 bytes per string.
 // Codes are those of traces/graph.h; recorder/python/genie/codes.py mirrors them.
@@ -57,8 +74,10 @@ namespace genie::recorder {
 constexpr uint32_t kFrontendProtocolVersion = 1;
 constexpr uint32_t kMaxFrameBody = 64u << 20;
 constexpr uint32_t kFrameHeadBytes = 5;
+constexpr uint32_t kMaxTemplateArguments = 1u << 20;
 
-enum class FrameType : uint8_t { kHello = 1, kStrings = 2, kSegment = 3, kPayload = 4, kEnd = 5, kReply = 6, kPart = 7 };
+enum class FrameType : uint8_t { kHello = 1, kStrings = 2, kSegment = 3, kPayload = 4, kEnd = 5, kReply = 6, kPart = 7,
+                                 kTemplate = 8 };
 
 struct Hello {
   uint32_t protocol_version = 0;
@@ -99,6 +118,19 @@ class TraceSink final : public FrontendSink {
   traces::TraceWriter* writer_;
 };
 
+// A TEMPLATE frame's records: RUN steps name them.
+struct WordTemplate {
+  struct Patch {
+    uint32_t position;
+    uint8_t kind;  // see TEMPLATE above
+    int64_t a, b;
+  };
+  std::vector<int64_t> words;
+  std::vector<double> floats;
+  std::vector<Patch> patches;
+  uint64_t arguments = 0;  // the most arguments a patch reads: a RUN must bring as many
+};
+
 // A REPLY frame (header included) carrying `message` as a failure.
 std::string EncodeErrorReply(const std::string& message);
 
@@ -124,6 +156,7 @@ class FrontendStream {
   Status HandleStrings(const uint8_t* body, size_t n);
   Status HandlePayload(const uint8_t* body, size_t n);
   Status HandleSegment(const uint8_t* body, size_t n, bool part);
+  Status HandleTemplate(const uint8_t* body, size_t n);
 
   uint32_t stream_;
   std::unique_ptr<FrontendSink> owned_sink_;
@@ -133,6 +166,7 @@ class FrontendStream {
   bool ended_ = false;
   std::vector<traces::StringId> strings_;  // stream sid -> writer sid
   std::vector<ContentHash> payloads_;      // payload id -> hash, for completed payloads
+  std::vector<WordTemplate> templates_;     // template id -> its records (TEMPLATE frames)
   std::string partial_payload_;            // a payload whose pieces are still arriving
   uint64_t partial_total_ = 0;
   uint64_t next_segment_ = 0;

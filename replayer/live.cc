@@ -557,9 +557,11 @@ class LiveConnection final : public recorder::FrontendSink {
     if (reply->message.ran_ahead()) ++report_->ran_ahead;
     if (reply->message.answered_first()) ++report_->answered_first;
 
-    // The REPLY frame: u32 length | u8 type | u8 0 | tensors | scalars.
+    // The REPLY frame: u32 length | u8 type | u8 status | tensors | scalars.
+    // Status 2: the runtime offers to run the program's next step ahead
+    // (a cycle), so parts sent ahead would gain the program nothing.
     std::string out(5, '\0');
-    out.push_back(0);
+    out.push_back(offered_.empty() ? 0 : 2);
     auto u32 = [&](uint32_t v) { out.append(reinterpret_cast<const char*>(&v), 4); };
     auto i64 = [&](int64_t v) { out.append(reinterpret_cast<const char*>(&v), 8); };
     u32(static_cast<uint32_t>(reply->tensors.size()));

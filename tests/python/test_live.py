@@ -134,15 +134,16 @@ def test_decode_steps_after_warm_up_travel_as_one_cycle_of_a_few_bytes(genie):
     more = {k: runs[48][k] - runs[16][k] for k in ("segments", "parts", "template_runs", "bytes_up", "bytes_down",
                                                   "ran_ahead", "cycles", "round_trips")}
     steps = 32
-    # Each step: the model's ops sent ahead as a part, then the argmax that closes the segment.
-    assert more["segments"] == steps and more["parts"] == steps
-    assert more["template_runs"] == more["segments"] + more["parts"]
-    # The runtime ran each later step's two template runs before they came
-    # (its model run fed by the token it had just fetched), and each step
-    # went up as one RunCycle: one round trip, and on the wire at most twice
-    # the 16 bytes that must travel (an int64 token id up, one down; here the
-    # token does not even go up: the runtime holds it).
-    assert more["ran_ahead"] == 2 * steps
+    # Each step: one segment, the model's run and the argmax that closes it;
+    # no part goes ahead while the runtime runs the steps ahead itself.
+    assert more["segments"] == steps and more["parts"] == 0
+    assert more["template_runs"] == more["segments"]
+    # The runtime ran each later step before it came (its model run fed by
+    # the token it had just fetched), and each step went up as one RunCycle:
+    # one round trip, and on the wire at most twice the 16 bytes that must
+    # travel (an int64 token id up, one down; here the token does not even
+    # go up: the runtime holds it).
+    assert more["ran_ahead"] == steps
     assert more["cycles"] == steps and more["round_trips"] == steps
     assert (more["bytes_up"] + more["bytes_down"]) / steps <= 2 * 16
 

@@ -16,7 +16,8 @@ def _stats():
     from genie import lazy
     t = lazy._session.templates
     if t is not None:
-        print(f"genie-templates replays={t.replays} ops={t.replayed_ops}", file=sys.stderr)
+        print(f"genie-templates replays={t.replays} ops={t.replayed_ops} runs={lazy._session.template_runs}",
+              file=sys.stderr)
 atexit.register(_stats)
 """
 
@@ -74,10 +75,18 @@ def test_a_decode_loop_whose_cache_grows_is_replayed_and_records_what_capture_re
     # The decoder step is proven on its third capture (its KV cache one longer
     # each time), so most decode steps are replayed whole.
     assert ops >= total // 2, (ops, total)
+    # Replays went up as RUN steps of templates the genie process patched
+    # itself, except those inside a proving capture (whose records it parses).
+    runs = int(re.search(r"runs=(\d+)", r.stderr).group(1))
+    assert 0 < runs <= replays, r.stderr
+    monkeypatch.setenv("GENIE_RUN_STEPS", "0")
+    r_words, trace_words = genie.record(with_stats(genie, program), "--tokens", "16", trace="words.gtrace")
+    assert r_words.returncode == 0, r_words.stderr
+    assert re.search(r"runs=0\b", r_words.stderr), r_words.stderr
     monkeypatch.setenv("GENIE_TEMPLATES", "0")
     r_off, trace_off = genie.record(with_stats(genie, program), "--tokens", "16", trace="off.gtrace")
     assert r_off.returncode == 0, r_off.stderr
-    assert genie.dump(trace) == genie.dump(trace_off)
+    assert genie.dump(trace) == genie.dump(trace_words) == genie.dump(trace_off)
 
 
 GUARDS = """

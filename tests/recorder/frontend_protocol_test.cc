@@ -1,9 +1,12 @@
 #include "recorder/frontend_protocol.h"
 
+#include <array>
 #include <cstring>
 
 #include "tests/catch.h"
 #include "tests/temp_dir.h"
+#include "common/byte_io.h"
+#include "traces/segment_codec.h"
 #include "traces/trace_reader.h"
 
 using namespace genie;
@@ -188,5 +191,138 @@ TEST_CASE("payload pieces must arrive in order and within their payload") {
   }
   SECTION("a payload id out of sequence") {
     REQUIRE(Feed(fs, FrameType::kPayload, PayloadBody(4, "abcd", 4, 0)).code() == Status::Code::kCorruption);
+  }
+}
+
+namespace {
+
+// An op on a tensor and a float (`x * 2.5`) whose first value id, argument and
+// length the TEMPLATE patches: its words, with the patched ones 0.
+const std::vector<int64_t> kScaleTemplate = {
+    2, 0, 1, 1, 0, 2, 5, 0, 3, 0, 0, 1, 1, 0, 8, 1, 0, 1, 0, 0, -1,
+};
+// kind (0 id, 1 argument id, 2 argument storage, 3 affine in T, 4 float), then a and b, by position.
+const std::vector<std::array<int64_t, 4>> kScalePatches = {
+    {7, 1, 0, 0}, {9, 4, 0, 0}, {13, 0, 0, 0}, {16, 3, 1, 1}, {19, 0, 0, 0},
+};
+
+std::string TemplateBody(uint32_t id, const std::vector<int64_t>& words, const std::vector<double>& floats,
+                         const std::vector<std::array<int64_t, 4>>& patches) {
+  std::string s;
+  PutU32(s, id);
+  PutU32(s, static_cast<uint32_t>(words.size()));
+  PutU32(s, static_cast<uint32_t>(floats.size()));
+  PutU32(s, static_cast<uint32_t>(patches.size()));
+  s.append(reinterpret_cast<const char*>(words.data()), words.size() * 8);
+  s.append(reinterpret_cast<const char*>(floats.data()), floats.size() * 8);
+  for (const auto& p : patches) s.append(reinterpret_cast<const char*>(p.data()), 32);
+  return s;
+}
+
+// The segments of the trace written by `fs`, each encoded.
+std::vector<std::string> Encoded(Fixture& f) {
+  REQUIRE(f.writer->Finish(traces::TraceFooter()).ok());
+  auto r = traces::TraceReader::Open(f.dir.File("t.gtrace"));
+  REQUIRE(r.ok());
+  std::vector<std::string> out;
+  traces::Segment seg;
+  while (r.value()->Next(&seg).value()) {
+    ByteWriter w;
+    REQUIRE(traces::EncodeSegment(seg, &w).ok());
+    out.push_back(w.buffer());
+  }
+  return out;
+}
+
+Status Open(FrontendStream& fs) {
+  GENIE_RETURN_IF_ERROR(Feed(fs, FrameType::kHello, HelloBody()));
+  GENIE_RETURN_IF_ERROR(Feed(fs, FrameType::kStrings, Strings({"aten::mul", ""})));
+  return Feed(fs, FrameType::kPayload, PayloadBody(0, "12345678", 8, 0));
+}
+
+}  // namespace
+
+TEST_CASE("a RUN step translates as its template's records, patched, would") {
+  // An input of length 4 (id 7), then x * 2.5 written out and as RUNs with T 4 and 5.
+  const std::vector<int64_t> input = {1, 7, 1, 8, 1, 4, 1, 0, 7, 0};
+  Fixture words, runs;
+  FrontendStream a(0, words.writer.get()), b(0, runs.writer.get());
+  REQUIRE(Open(a).ok());
+  REQUIRE(Open(b).ok());
+  std::vector<int64_t> w = input;
+  for (int64_t t : {4, 5}) {
+    int64_t first = t + 4;  // ids follow the input's
+    std::vector<int64_t> op = kScaleTemplate;
+    op[7] = 7, op[9] = t - 4, op[13] = first, op[16] = t + 1, op[19] = first;
+    w.insert(w.end(), op.begin(), op.end());
+  }
+  w.insert(w.end(), {3, 9, 0, -1});
+  Status written = Feed(a, FrameType::kSegment, SegmentBody(w, {2.5, 2.5}));
+  INFO(written.message());
+  REQUIRE(written.ok());
+
+  REQUIRE(Feed(b, FrameType::kTemplate, TemplateBody(0, kScaleTemplate, {2.5}, kScalePatches)).ok());
+  std::vector<int64_t> r = input;
+  r.insert(r.end(), {5, 0, 8, 4, 1, 7, 7, 5, 0, 9, 5, 1, 7, 7, 3, 9, 0, -1});
+  Status st = Feed(b, FrameType::kSegment, SegmentBody(r));
+  INFO(st.message());
+  REQUIRE(st.ok());
+  auto want = Encoded(words), got = Encoded(runs);
+  REQUIRE(want.size() == 1);
+  REQUIRE(got == want);
+}
+
+TEST_CASE("malformed templates and RUN steps are refused") {
+  Fixture f;
+  FrontendStream fs(0, f.writer.get());
+  REQUIRE(Open(fs).ok());
+  const std::vector<int64_t> input = {1, 7, 1, 8, 1, 4, 1, 0, 7, 0};
+  auto run = [&](std::vector<int64_t> step) {
+    std::vector<int64_t> w = input;
+    w.insert(w.end(), step.begin(), step.end());
+    return Feed(fs, FrameType::kSegment, SegmentBody(w));
+  };
+  SECTION("a template id out of order") {
+    REQUIRE(Feed(fs, FrameType::kTemplate, TemplateBody(1, kScaleTemplate, {2.5}, kScalePatches)).code() ==
+            Status::Code::kCorruption);
+  }
+  SECTION("a patch past the words") {
+    auto patches = kScalePatches;
+    patches[0][0] = 21;
+    REQUIRE(Feed(fs, FrameType::kTemplate, TemplateBody(0, kScaleTemplate, {2.5}, patches)).code() ==
+            Status::Code::kCorruption);
+  }
+  SECTION("a float patch past the floats") {
+    REQUIRE(Feed(fs, FrameType::kTemplate, TemplateBody(0, kScaleTemplate, {}, kScalePatches)).code() ==
+            Status::Code::kCorruption);
+  }
+  SECTION("a frame whose counts disagree with its size") {
+    std::string body = TemplateBody(0, kScaleTemplate, {2.5}, kScalePatches);
+    body.resize(body.size() - 8);
+    REQUIRE(Feed(fs, FrameType::kTemplate, body).code() == Status::Code::kCorruption);
+  }
+  SECTION("RUN steps that do not fit their template") {
+    REQUIRE(Feed(fs, FrameType::kTemplate, TemplateBody(0, kScaleTemplate, {2.5}, kScalePatches)).ok());
+    SECTION("an unknown template") { REQUIRE(run({5, 1, 20, 4, 1, 7, 7}).code() == Status::Code::kCorruption); }
+    SECTION("fewer arguments than its patches read") {
+      REQUIRE(run({5, 0, 20, 4, 0}).code() == Status::Code::kCorruption);
+    }
+    SECTION("an integer that overflows") {
+      REQUIRE(run({5, 0, 20, INT64_MAX, 1, 7, 7}).code() == Status::Code::kCorruption);
+    }
+    SECTION("words cut inside the step") { REQUIRE(run({5, 0, 20, 4, 1, 7}).code() == Status::Code::kCorruption); }
+  }
+  SECTION("a template whose records hold another RUN or a materialization") {
+    for (auto bad : {std::vector<int64_t>{5, 0, 20, 4, 0}, std::vector<int64_t>{3, 7, 0, -1}}) {
+      Fixture g;
+      FrontendStream other(0, g.writer.get());
+      REQUIRE(Open(other).ok());
+      REQUIRE(Feed(other, FrameType::kTemplate, TemplateBody(0, bad, {}, {})).ok());
+      std::vector<int64_t> w = input;
+      w.insert(w.end(), {5, 0, 20, 4, 0});
+      Status st = Feed(other, FrameType::kSegment, SegmentBody(w));
+      REQUIRE(st.code() == Status::Code::kCorruption);
+      REQUIRE(st.message().find("template") != std::string::npos);
+    }
   }
 }

@@ -28,6 +28,8 @@ _CPU = torch.device("cpu")
 _make_wrapper = torch.Tensor._make_wrapper_subclass
 _SEGMENT_HEAD = struct.Struct("<QII")  # duration_ns, word count, float count
 _PAYLOAD_HEAD = struct.Struct("<qQQ")  # payload id, total bytes, offset of this piece
+_QUIET_REPLIES = 3  # see RemoteSession.flush
+_TEMPLATE_HEAD = struct.Struct("<IIII")  # template id, word count, float count, patch count
 _PIECE = 32 << 20
 _WHOLE = object()  # a foreach op recorded as itself
 
@@ -167,6 +169,9 @@ class Session:
         self._next_payload = 0
         self.words = []
         self.floats = array("d")
+        self.weight = 0  # the record words that RUN steps among `words` stand for, beyond their own
+        self._templates_sent = 0
+        self.template_runs = 0  # RUN steps sent (see run_template)
         self._segment_start = time.perf_counter_ns()
         self.empty_sid = self.intern("")
         self.module_sid = self.empty_sid
@@ -843,7 +848,44 @@ class Session:
                           struct.pack(f"<{len(words)}q", *words), floats.tobytes())
         self.words = []
         self.floats = array("d")
+        self.weight = 0
         self._segment_start = time.perf_counter_ns()
+
+    def run_template(self, tpl, base, t, exts):
+        """Appends a RUN step for a replay of template `tpl` (templates.py)
+        on `exts` whose first id is `base`: the genie process patches the
+        template's records as _replay_words patched its copy, so the program
+        neither packs nor sends them. The template goes up once, before its
+        first run."""
+        if tpl.wire is None:
+            self._send_template(tpl)
+        w = [codes.TAG_RUN, tpl.wire, base, t, len(exts)]
+        for e in exts:
+            w.append(e._genie_id)
+            w.append(e._genie_storage)
+        self.words += w
+        self.weight += len(tpl.words) - len(w)
+        self.template_runs += 1
+
+    def _send_template(self, tpl):
+        patches = []
+        for p, r in tpl.internal:
+            patches += (p, codes.PATCH_ID, r, 0)
+        for p, e in tpl.ext_ids:
+            patches += (p, codes.PATCH_ARG_ID, e, 0)
+        for p, e in tpl.ext_storage:
+            patches += (p, codes.PATCH_ARG_STORAGE, e, 0)
+        for p, a, b in tpl.affine:
+            patches += (p, codes.PATCH_AFFINE, a, b)
+        for p, k in tpl.float_pos:
+            patches += (p, codes.PATCH_FLOAT, k, 0)
+        words = tpl.words
+        self.channel.send(codes.FRAME_TEMPLATE,
+                          _TEMPLATE_HEAD.pack(self._templates_sent, len(words), len(tpl.floats), len(patches) // 4),
+                          struct.pack(f"<{len(words)}q", *words), array("d", tpl.floats).tobytes(),
+                          struct.pack(f"<{len(patches)}q", *patches))
+        tpl.wire = self._templates_sent
+        self._templates_sent += 1
 
     def close(self):
         """Sends what is still open and the END frame. Safe to call twice."""
@@ -1171,6 +1213,8 @@ class RemoteSession(Session):
         # Open record words (about 30 per op) after which ops are sent ahead
         # (see send_ahead); GENIE_PART_WORDS=0 keeps every segment whole.
         self.part_words = int(os.environ.get("GENIE_PART_WORDS", "2048"))
+        self.hold_parts = False  # see flush
+        self._quiet = 0
         self._shapes = {}   # (op, argument signatures) -> how to make its meta results (see _recipe)
         self._no_meta = set()  # ops whose meta kernel is missing in this torch
 
@@ -1253,7 +1297,19 @@ class RemoteSession(Session):
         """Sends the open segment and waits for the runtime's answer."""
         self._add_released()
         super().flush()
-        return self.channel.recv_reply()
+        reply = self.channel.recv_reply()
+        # While the runtime runs each step ahead (a decode loop's cycles,
+        # replayer/live.cc), a part would only cost a write and a wake-up of
+        # the genie process: the step goes up whole, at its materialization.
+        # Parts come back after _QUIET_REPLIES answers without the offer (a
+        # step made of other runs than the offered ones needs two to be
+        # offered again).
+        if self.channel.runs_ahead:
+            self.hold_parts, self._quiet = True, 0
+        elif self.hold_parts:
+            self._quiet += 1
+            self.hold_parts = self._quiet < _QUIET_REPLIES
+        return reply
 
     def send_ahead(self, at_least=None):
         """Sends the open ops ahead as a PART once `part_words` record words
@@ -1261,10 +1317,10 @@ class RemoteSession(Session):
         them while the program's Python goes on; never inside a meta kernel,
         nor in the middle of a template's proving capture, which needs its
         records whole."""
-        if not self.part_words:
+        if not self.part_words or self.hold_parts:
             return
         least = self.part_words if at_least is None else min(at_least, self.part_words)
-        if len(self.words) >= least and not self.in_kernel and (self.templates is None or not self.templates.capturing):
+        if len(self.words) + self.weight >= least and not self.in_kernel and (self.templates is None or not self.templates.capturing):
             self.send_part()
 
     def send_part(self):

@@ -19,7 +19,7 @@ class RemoteError(RuntimeError):
 # Frames the genie process only stores until a segment names them: small ones
 # wait in the channel and go out with the next frame it acts on, in one write
 # (a decode step's token and its segment: one wake-up of the genie process, not three).
-_DEFERRED = frozenset((codes.FRAME_PAYLOAD, codes.FRAME_STRINGS))
+_DEFERRED = frozenset((codes.FRAME_PAYLOAD, codes.FRAME_STRINGS, codes.FRAME_TEMPLATE))
 _BATCH_BYTES = 1 << 16
 
 # Waiting for a reply, the program first polls the socket for up to this
@@ -43,6 +43,7 @@ class Channel:
         self._pending = []
         self._pending_bytes = 0
         self._last_wait = 0.0  # seconds the previous reply took to arrive
+        self.runs_ahead = False  # the last reply's (see recv_reply)
 
     def send(self, frame_type, *parts):
         """Sends one frame whose body is the concatenation of `parts`
@@ -94,7 +95,8 @@ class Channel:
     def recv_reply(self):
         """Reads one REPLY frame: returns (tensors, scalars), where tensors are
         (dtype code, sizes, bytearray) and scalars are Python values. A failed
-        segment raises RemoteError with the genie process's message."""
+        segment raises RemoteError with the genie process's message. Sets
+        `runs_ahead` (see frontend_protocol.h, REPLY)."""
         start = _now()
         spin = _SPIN if self._last_wait <= _SPIN else 0.0
         size, frame_type = _FRAME_HEAD.unpack(self._recv_exact(_FRAME_HEAD.size, spin))
@@ -103,8 +105,9 @@ class Channel:
             raise RemoteError(f"genie: expected a reply frame, got frame type {frame_type}")
         body = self._recv_exact(size)
         view = memoryview(body)
-        if body[0] != 0:
+        if body[0] == 1:
             raise RemoteError(bytes(view[1:]).decode("utf-8", "replace"))
+        self.runs_ahead = body[0] == 2  # the runtime runs the program's next step ahead
         pos = 1
         (count,) = _U32.unpack_from(body, pos)
         pos += 4

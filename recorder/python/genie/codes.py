@@ -16,12 +16,21 @@ FRAME_PAYLOAD = 4
 FRAME_END = 5
 FRAME_REPLY = 6  # genie -> frontend, live mode only: the answer to a SEGMENT
 FRAME_PART = 7   # live mode: a segment's ops sent ahead, executed without an answer
+FRAME_TEMPLATE = 8  # a replayed module call's records, which RUN steps name
 
 # Step tags inside a SEGMENT frame's word stream.
 TAG_INPUT = 1
 TAG_OP = 2
 TAG_MATERIALIZE = 3
 TAG_RELEASE = 4  # live mode: values the program no longer holds
+TAG_RUN = 5      # a TEMPLATE's records for one call
+
+# TEMPLATE patch kinds: what a RUN puts at a patched word.
+PATCH_ID = 0          # the run's first value id + a
+PATCH_ARG_ID = 1      # the value id of argument a
+PATCH_ARG_STORAGE = 2 # the storage value id of argument a
+PATCH_AFFINE = 3      # a * T + b
+PATCH_FLOAT = 4       # a, an index into the template's floats
 
 # Argument kinds (traces/graph.h Arg::Kind).
 ARG_NONE = 0

@@ -126,6 +126,9 @@ from .lazy import LazyTensor
 
 ENABLED = os.environ.get("GENIE_TEMPLATES", "1") != "0"
 SYMBOLIC = os.environ.get("GENIE_TEMPLATES", "1") != "exact"  # templates with a T (see the module's doc)
+# A replay's records go up as one RUN step of a template sent once
+# (Session.run_template); GENIE_RUN_STEPS=0 sends them whole, word by word.
+_RUN_STEPS = os.environ.get("GENIE_RUN_STEPS", "1") != "0"
 _FAMILY_LIMIT = 1 << 14
 _EXACT_LIMIT = 64     # exact templates per family
 _MISMATCH_LIMIT = 4   # captures of one family that keep contradicting each other: give up on it
@@ -266,7 +269,7 @@ class Template:
     __slots__ = ("words", "internal", "ext_ids", "ext_storage", "float_pos", "floats", "n_ids", "sources",
                  "generation", "program", "result", "writes", "dead", "phase_after", "sid_after", "t_index", "guards", "affine",
                  "masked", "rest", "calls", "next_check", "out_pos", "grad_flags", "backward", "guard", "draws",
-                 "randoms", "updates")
+                 "randoms", "updates", "wire", "result_patches")
 
     def predicts(self, cap):
         """Whether capture `cap` recorded what this template gives for its T."""
@@ -312,6 +315,7 @@ class Templates:
         self.replays = 0       # module calls replayed
         self.replayed_ops = 0  # ops they held
         self.capturing = 0     # proving captures in progress (nested calls)
+        self.learning = 0      # backward captures in progress, whose records are parsed (_GradCall.backward)
         self.grad_depth = 0    # grad-mode module calls running inside _GradFn (see _grad_call)
 
     # ---- the call -------------------------------------------------------
@@ -733,6 +737,8 @@ class Templates:
         tpl.randoms = cap.randoms
         tpl.updates = cap.updates
         tpl.backward = {}
+        tpl.wire = None  # its id on the session's channel once sent (Session.run_template)
+        tpl.result_patches = None  # see _result_patches
         return tpl
 
     # ---- replay -----------------------------------------------------------
@@ -756,38 +762,59 @@ class Templates:
         return exts
 
     def _replay_words(self, tpl, exts, ints):
-        """Appends a copy of `tpl`'s records for a call on `exts` and, in
-        record mode, runs its ops; returns (first id, CPU values or None, the words)."""
+        """Appends `tpl`'s records for a call on `exts` (as a RUN step where
+        the genie process can patch them itself, see Session.run_template)
+        and, in record mode, runs its ops; returns (first id, CPU values or
+        None, the patched words: in live mode outside grad mode only those of
+        the result records, which are all _build reads)."""
         s = self.session
         base = s._next_id
         s._next_id = base + tpl.n_ids
+        t = ints[tpl.t_index] if tpl.t_index is not None else 0
+        # A capture parses its records; draws and record mode's random results vary per call.
+        run = _RUN_STEPS and not (self.capturing or self.learning or tpl.draws or tpl.randoms)
         w = tpl.words.copy()
-        for p, r in tpl.internal:
-            w[p] = base + r
-        for p, e in tpl.ext_ids:
-            w[p] = exts[e]._genie_id
-        for p, e in tpl.ext_storage:
-            w[p] = exts[e]._genie_storage
-        if tpl.affine:
-            t = ints[tpl.t_index]
+        if run and s.remote and tpl.grad_flags is None:
+            values = None
+            if tpl.result_patches is None:
+                tpl.result_patches = _result_patches(tpl)
+            for p, kind, a, b in tpl.result_patches:
+                if kind == codes.PATCH_ID:
+                    w[p] = base + a
+                elif kind == codes.PATCH_ARG_ID:
+                    w[p] = exts[a]._genie_id
+                elif kind == codes.PATCH_ARG_STORAGE:
+                    w[p] = exts[a]._genie_storage
+                else:
+                    w[p] = a * t + b
+        else:
+            for p, r in tpl.internal:
+                w[p] = base + r
+            for p, e in tpl.ext_ids:
+                w[p] = exts[e]._genie_id
+            for p, e in tpl.ext_storage:
+                w[p] = exts[e]._genie_storage
             for p, a, b in tpl.affine:
                 w[p] = a * t + b
-        if tpl.float_pos:
-            f0 = len(s.floats)
-            for p, k in tpl.float_pos:
-                w[p] = f0 + k
-            s.floats.extend(tpl.floats)
-        if s.remote:
-            values = None
-            # The call's random values, drawn in the capture's order with the
-            # program's generator, as eager PyTorch draws them.
-            for p, recipe in tpl.draws:
-                w[p] = s._send_payload(s.draw(recipe))
+            if tpl.float_pos and not run:
+                f0 = len(s.floats)
+                for p, k in tpl.float_pos:
+                    w[p] = f0 + k
+                s.floats.extend(tpl.floats)
+            if s.remote:
+                values = None
+                # The call's random values, drawn in the capture's order with the
+                # program's generator, as eager PyTorch draws them.
+                for p, recipe in tpl.draws:
+                    w[p] = s._send_payload(s.draw(recipe))
+            else:
+                values = [t._genie_value for t in exts]
+                values.extend([None] * tpl.n_ids)
+                _run(tpl.program, values, w, tpl.randoms, s)
+        if run:
+            s.run_template(tpl, base, t, exts)
         else:
-            values = [t._genie_value for t in exts]
-            values.extend([None] * tpl.n_ids)
-            _run(tpl.program, values, w, tpl.randoms, s)
-        s.words += w
+            s.words += w
         for e, r in tpl.updates:
             # In place, as the capture did: the tensor takes the id its last write made.
             t = exts[e]
@@ -1091,6 +1118,34 @@ def _build(spec, base, exts, values, w, made, call=None):
         built = [_build(x, base, exts, values, w, made, call) for x in specs]
         return cls(**dict(zip(names, built))) if by_field else cls(zip(names, built))
     return kind(_build(x, base, exts, values, w, made, call) for x in spec[1])
+
+
+def _result_patches(tpl):
+    """The patches (position, kind, a, b; kinds as in codes.PATCH_*) of a
+    template's words that the records of its results and writes hold: a
+    replay that sends a RUN step patches only these for _build."""
+    wanted = set()
+
+    def walk(spec):
+        kind = spec[0]
+        if kind == "t":
+            p = spec[2]  # the id word; then dtype, rank, sizes, strides, offset, storage
+            wanted.update(range(p, p + 5 + 2 * tpl.words[p + 2]))
+        elif kind == "m":
+            for x in spec[3]:
+                walk(x)
+        elif kind not in ("e", "c", "o"):
+            for x in spec[1]:
+                walk(x)
+
+    walk(tpl.result)
+    for _, spec in tpl.writes:
+        walk(spec)
+    out = [(p, codes.PATCH_ID, r, 0) for p, r in tpl.internal if p in wanted]
+    out += [(p, codes.PATCH_ARG_ID, e, 0) for p, e in tpl.ext_ids if p in wanted]
+    out += [(p, codes.PATCH_ARG_STORAGE, e, 0) for p, e in tpl.ext_storage if p in wanted]
+    out += [(p, codes.PATCH_AFFINE, a, b) for p, a, b in tpl.affine if p in wanted]
+    return out
 
 
 def _storage_word(w, p):
@@ -1672,7 +1727,13 @@ class _GradCapture(_GradCall):
         s = t.session
         words, floats = s.words, s.floats
         start_word, start_float, start_id = len(words), len(floats), s._next_id
-        result = self.differentiate(self.inner_outs, self.inputs, grads)
+        if self.cap is not None:
+            t.learning += 1  # records parsed below: replays inside go up whole
+        try:
+            result = self.differentiate(self.inner_outs, self.inputs, grads)
+        finally:
+            if self.cap is not None:
+                t.learning -= 1
         if self.cap is not None:
             try:
                 t._learn_backward(self, grads, result, words, floats, start_word, start_float, start_id)
