@@ -346,9 +346,6 @@ class SegmentTranslator {
   const std::vector<WordTemplate>* templates_;
 };
 
-// At most this many templates per connection, and patches per template word.
-constexpr size_t kMaxTemplates = 1u << 16;
-
 }  // namespace
 
 Status FrontendStream::HandleTemplate(const uint8_t* body, size_t n) {

@@ -74,6 +74,7 @@ namespace genie::recorder {
 constexpr uint32_t kFrontendProtocolVersion = 1;
 constexpr uint32_t kMaxFrameBody = 64u << 20;
 constexpr uint32_t kFrameHeadBytes = 5;
+constexpr uint32_t kMaxTemplates = 1u << 16;  // TEMPLATE frames per connection
 constexpr uint32_t kMaxTemplateArguments = 1u << 20;
 
 enum class FrameType : uint8_t { kHello = 1, kStrings = 2, kSegment = 3, kPayload = 4, kEnd = 5, kReply = 6, kPart = 7,

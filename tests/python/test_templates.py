@@ -192,6 +192,35 @@ def test_templates_can_be_turned_off(genie, monkeypatch, mode):
     assert r.stdout.strip() == "None"
 
 
+TWO_MODELS = """
+import sys
+import torch, torch.nn as nn
+dev = sys.argv[1]
+if dev != "cpu":
+    from genie import codes
+    codes.MAX_TEMPLATES = 1        # the genie process takes one template: the second model's go word by word
+torch.manual_seed(0)
+a = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 8)).to(dev).eval()
+b = nn.Sequential(nn.Linear(8, 8), nn.Tanh()).to(dev).eval()
+x = torch.randn(4, 8).to(dev)
+out = []
+with torch.no_grad():
+    for i in range(6):
+        out.append(round(a(x + i).sum().item(), 4))
+        out.append(round(b(x - i).sum().item(), 4))
+print(out)
+"""
+
+
+@pytest.mark.parametrize("mode", ["record", "live"])
+def test_templates_past_the_genie_process_limit_go_up_word_by_word(genie, mode):
+    r, out = run_like_eager(genie, TWO_MODELS, mode)
+    replays, _ = replayed_ops(r.stderr)
+    runs = int(re.search(r"runs=(\d+)", r.stderr).group(1))
+    assert 0 < runs < replays, r.stderr  # a's replays went up as RUN steps, b's whole
+    assert_replayed_cleanly(genie, out, mode)
+
+
 CACHE_OBJECT = """
 import sys
 import torch, torch.nn as nn

@@ -170,7 +170,7 @@ class Session:
         self.words = []
         self.floats = array("d")
         self.weight = 0  # the record words that RUN steps among `words` stand for, beyond their own
-        self._templates_sent = 0
+        self.templates_sent = 0
         self.template_runs = 0  # RUN steps sent (see run_template)
         self._segment_start = time.perf_counter_ns()
         self.empty_sid = self.intern("")
@@ -881,11 +881,11 @@ class Session:
             patches += (p, codes.PATCH_FLOAT, k, 0)
         words = tpl.words
         self.channel.send(codes.FRAME_TEMPLATE,
-                          _TEMPLATE_HEAD.pack(self._templates_sent, len(words), len(tpl.floats), len(patches) // 4),
+                          _TEMPLATE_HEAD.pack(self.templates_sent, len(words), len(tpl.floats), len(patches) // 4),
                           struct.pack(f"<{len(words)}q", *words), array("d", tpl.floats).tobytes(),
                           struct.pack(f"<{len(patches)}q", *patches))
-        tpl.wire = self._templates_sent
-        self._templates_sent += 1
+        tpl.wire = self.templates_sent
+        self.templates_sent += 1
 
     def close(self):
         """Sends what is still open and the END frame. Safe to call twice."""

@@ -7,6 +7,7 @@ without torch can still say hello.
 """
 PROTOCOL_VERSION = 1
 MAX_FRAME_BODY = 64 << 20  # larger payloads travel as several PAYLOAD frames
+MAX_TEMPLATES = 1 << 16    # TEMPLATE frames per connection
 
 # Frame types.
 FRAME_HELLO = 1

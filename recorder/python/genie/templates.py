@@ -772,7 +772,9 @@ class Templates:
         s._next_id = base + tpl.n_ids
         t = ints[tpl.t_index] if tpl.t_index is not None else 0
         # A capture parses its records; draws and record mode's random results vary per call.
-        run = _RUN_STEPS and not (self.capturing or self.learning or tpl.draws or tpl.randoms)
+        # The genie process holds at most codes.MAX_TEMPLATES of them; later ones go word by word.
+        run = _RUN_STEPS and not (self.capturing or self.learning or tpl.draws or tpl.randoms) and \
+            (tpl.wire is not None or s.templates_sent < codes.MAX_TEMPLATES)
         w = tpl.words.copy()
         if run and s.remote and tpl.grad_flags is None:
             values = None
