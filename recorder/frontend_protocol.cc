@@ -320,18 +320,18 @@ class SegmentTranslator {
     for (const auto& p : tpl.patches) {
       int64_t& v = words[p.position];
       switch (p.kind) {
-        case 0:
+        case WordTemplate::Patch::kId:
           if (__builtin_add_overflow(static_cast<int64_t>(base), p.a, &v)) return Status::Corruption("template run value id out of range");
           break;
-        case 1: v = args[2 * p.a]; break;
-        case 2: v = args[2 * p.a + 1]; break;
-        case 3: {
+        case WordTemplate::Patch::kArgumentId: v = args[2 * p.a]; break;
+        case WordTemplate::Patch::kArgumentStorage: v = args[2 * p.a + 1]; break;
+        case WordTemplate::Patch::kAffine: {
           int64_t at;
           if (__builtin_mul_overflow(p.a, t, &at) || __builtin_add_overflow(at, p.b, &v))
             return Status::Corruption("template run integer out of range");
           break;
         }
-        default: v = p.a; break;
+        case WordTemplate::Patch::kFloat: v = p.a; break;
       }
     }
     Words inner(words.data(), words.size(), tpl.floats.data(), tpl.floats.size());
@@ -373,16 +373,17 @@ Status FrontendStream::HandleTemplate(const uint8_t* body, size_t n) {
     GENIE_RETURN_IF_ERROR(in.Skip(32, &p));
     std::memcpy(f, p, 32);
     if (f[0] < 0 || f[0] >= static_cast<int64_t>(nwords)) return Status::Corruption("template patch position out of range");
-    if (f[1] < 0 || f[1] > 4) return Status::Corruption("unknown template patch kind");
-    if ((f[1] == 1 || f[1] == 2) && (f[2] < 0 || f[2] >= static_cast<int64_t>(kMaxTemplateArguments)))
-      return Status::Corruption("template patch argument out of range");
-    if (f[1] == 4 && (f[2] < 0 || f[2] >= static_cast<int64_t>(nfloats)))
-      return Status::Corruption("template patch float index out of range");
+    if (f[1] < 0 || f[1] > WordTemplate::Patch::kFloat) return Status::Corruption("unknown template patch kind");
     patch.position = static_cast<uint32_t>(f[0]);
-    patch.kind = static_cast<uint8_t>(f[1]);
+    patch.kind = static_cast<WordTemplate::Patch::Kind>(f[1]);
     patch.a = f[2];
     patch.b = f[3];
-    if (patch.kind == 1 || patch.kind == 2) tpl.arguments = std::max<uint64_t>(tpl.arguments, f[2] + 1);
+    bool argument = patch.kind == WordTemplate::Patch::kArgumentId || patch.kind == WordTemplate::Patch::kArgumentStorage;
+    if (argument && (f[2] < 0 || f[2] >= static_cast<int64_t>(kMaxTemplateArguments)))
+      return Status::Corruption("template patch argument out of range");
+    if (patch.kind == WordTemplate::Patch::kFloat && (f[2] < 0 || f[2] >= static_cast<int64_t>(nfloats)))
+      return Status::Corruption("template patch float index out of range");
+    if (argument) tpl.arguments = std::max<uint64_t>(tpl.arguments, f[2] + 1);
   }
   templates_.push_back(std::move(tpl));
   return Status::OK();

@@ -122,8 +122,10 @@ class TraceSink final : public FrontendSink {
 // A TEMPLATE frame's records: RUN steps name them.
 struct WordTemplate {
   struct Patch {
+    // What a RUN puts at `position` (see TEMPLATE above).
+    enum Kind : uint8_t { kId = 0, kArgumentId = 1, kArgumentStorage = 2, kAffine = 3, kFloat = 4 };
     uint32_t position;
-    uint8_t kind;  // see TEMPLATE above
+    Kind kind;
     int64_t a, b;
   };
   std::vector<int64_t> words;

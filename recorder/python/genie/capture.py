@@ -868,17 +868,7 @@ class Session:
         self.template_runs += 1
 
     def _send_template(self, tpl):
-        patches = []
-        for p, r in tpl.internal:
-            patches += (p, codes.PATCH_ID, r, 0)
-        for p, e in tpl.ext_ids:
-            patches += (p, codes.PATCH_ARG_ID, e, 0)
-        for p, e in tpl.ext_storage:
-            patches += (p, codes.PATCH_ARG_STORAGE, e, 0)
-        for p, a, b in tpl.affine:
-            patches += (p, codes.PATCH_AFFINE, a, b)
-        for p, k in tpl.float_pos:
-            patches += (p, codes.PATCH_FLOAT, k, 0)
+        patches = [x for patch in tpl.patches() for x in patch]
         words = tpl.words
         self.channel.send(codes.FRAME_TEMPLATE,
                           _TEMPLATE_HEAD.pack(self.templates_sent, len(words), len(tpl.floats), len(patches) // 4),

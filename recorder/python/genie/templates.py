@@ -278,6 +278,16 @@ class Template:
     def fits(self, ints):
         return _on_lines(ints, self.t_index, self.guards)
 
+    def patches(self):
+        """The words a replay changes, as (position, kind, a, b) with kinds
+        codes.PATCH_*: what a TEMPLATE frame tells the genie process."""
+        out = [(p, codes.PATCH_ID, r, 0) for p, r in self.internal]
+        out += [(p, codes.PATCH_ARG_ID, e, 0) for p, e in self.ext_ids]
+        out += [(p, codes.PATCH_ARG_STORAGE, e, 0) for p, e in self.ext_storage]
+        out += [(p, codes.PATCH_AFFINE, a, b) for p, a, b in self.affine]
+        out += [(p, codes.PATCH_FLOAT, k, 0) for p, k in self.float_pos]
+        return out
+
 
 class _Family:
     __slots__ = ("module", "seen", "exact", "symbolic", "candidate", "last", "mismatches", "failed", "bwd_last",
@@ -1123,8 +1133,8 @@ def _build(spec, base, exts, values, w, made, call=None):
 
 
 def _result_patches(tpl):
-    """The patches (position, kind, a, b; kinds as in codes.PATCH_*) of a
-    template's words that the records of its results and writes hold: a
+    """The patches (Template.patches) of a template's words that the
+    records of its results and writes hold: a
     replay that sends a RUN step patches only these for _build."""
     wanted = set()
 
@@ -1143,11 +1153,7 @@ def _result_patches(tpl):
     walk(tpl.result)
     for _, spec in tpl.writes:
         walk(spec)
-    out = [(p, codes.PATCH_ID, r, 0) for p, r in tpl.internal if p in wanted]
-    out += [(p, codes.PATCH_ARG_ID, e, 0) for p, e in tpl.ext_ids if p in wanted]
-    out += [(p, codes.PATCH_ARG_STORAGE, e, 0) for p, e in tpl.ext_storage if p in wanted]
-    out += [(p, codes.PATCH_AFFINE, a, b) for p, a, b in tpl.affine if p in wanted]
-    return out
+    return [patch for patch in tpl.patches() if patch[0] in wanted]  # no float word is a result's
 
 
 def _storage_word(w, p):
