@@ -255,7 +255,7 @@ int RunLiveProgram(const RunArgs& a, const replayer::Config& config) {
     w.Key("already_present").Uint(r.already_present);
     w.Key("median_segment_ms").Double(median).Key("median_runtime_ms").Double(replayer::Median(r.runtime_ms));
     w.Key("graph_segments").Uint(r.graph_segments).Key("template_runs").Uint(r.template_runs);
-    w.Key("ran_ahead").Uint(r.ran_ahead).Key("cycles").Uint(r.cycles).Key("answered_first").Uint(r.answered_first);
+    w.Key("ran_ahead").Uint(r.ran_ahead).Key("cycles").Uint(r.cycles).Key("pushed").Uint(r.pushed).Key("answered_first").Uint(r.answered_first);
     if (plan) {
       w.Key("plan").BeginObject().Key("id").String(plan->id).Key("class").String(analyzer::WorkloadClassName(plan->klass));
       w.Key("from_store").Bool(followed.has_value()).Key("trace").String(r.trace_path).EndObject();
@@ -279,8 +279,10 @@ int RunLiveProgram(const RunArgs& a, const replayer::Config& config) {
       std::fprintf(stderr, "  %s template runs were run ahead by the runtime, before they came\n",
                    FormatCount(r.ran_ahead).c_str());
     if (r.cycles > 0)
-      std::fprintf(stderr, "  %s steps went up as one message each, the step before repeated (cycles)\n",
-                   FormatCount(r.cycles).c_str());
+      std::fprintf(stderr,
+                   "  %s steps went up as one message each, the step before repeated (cycles); %s answered before "
+                   "they went (pushed)\n",
+                   FormatCount(r.cycles).c_str(), FormatCount(r.pushed).c_str());
     if (r.answered_first > 0)
       std::fprintf(stderr, "  %s values came back before the ops after them ran (answered first)\n",
                    FormatCount(r.answered_first).c_str());

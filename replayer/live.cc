@@ -110,6 +110,9 @@ class LiveConnection final : public recorder::FrontendSink {
         replied = Reply(reply.value());
       }
     }
+    // After the answer too: the RunCycle of an answer the runtime pushed
+    // ahead. One not sent stays due: it fails the next message alike.
+    if (client_) (void)client_->SendCycle();
     Trace(seg);  // after the answer: the program is not kept waiting for it
     return replied;
   }
@@ -337,16 +340,28 @@ class LiveConnection final : public recorder::FrontendSink {
     return true;
   }
 
-  // Sends the held runs of the offered cycle as one RunCycle and reads its reply.
+  // Sends the held runs of the offered cycle as one RunCycle and reads its
+  // reply: the answer the runtime pushed when it ran the cycle ahead
+  // (genie.proto CyclePush; the RunCycle then goes after the program's
+  // answer, in AddSegment).
   Result<ExecuteReply> SendCycle(const std::vector<const traces::TensorMeta*>& recorded) {
-    wire::Envelope env;
-    env.mutable_run_cycle();
     std::vector<ContentHash> inlined = std::move(held_inlined_);
     held_.clear();
     held_inlined_.clear();
-    Status sent = client_->SendExecute(env, {});
-    if (sent.ok()) sent = DrainParts();
-    auto reply = sent.ok() ? client_->ReadExecute(0, true, recorded, true, true) : Result<ExecuteReply>(sent);
+    Result<ExecuteReply> reply = Status::Internal("no reply");
+    Status drained = DrainParts();
+    auto pushed = drained.ok() ? client_->TakePush(recorded) : Result<std::optional<ExecuteReply>>(drained);
+    if (pushed.ok() && pushed->has_value()) {
+      reply = std::move(**pushed);
+      ++report_->pushed;
+    } else if (!pushed.ok()) {
+      reply = pushed.status();
+    } else {
+      wire::Envelope env;
+      env.mutable_run_cycle();
+      Status sent = client_->SendExecute(env, {});
+      reply = sent.ok() ? client_->ReadExecute(0, true, recorded, true, true) : Result<ExecuteReply>(sent);
+    }
     if (!reply.ok()) {
       templates_.Clear();
       ForgetCycles();

@@ -76,6 +76,7 @@ struct LiveReport {
   uint64_t ran_ahead = 0;          // template runs the runtime had run before they came (server.cc, run-ahead)
   uint64_t template_runs = 0;      // segments sent as a template's run (genie.proto Execute.from_template)
   uint64_t cycles = 0;             // steps sent as one RunCycle (their template runs are counted above)
+  uint64_t pushed = 0;             // of those, answered by the runtime before the RunCycle went (genie.proto CyclePush)
   uint64_t answered_first = 0;     // materializations answered before their segment ran (genie.proto ExecuteReply)
   std::string device, torch_version;
   std::string pool, address;  // where the last segment ran

@@ -12,12 +12,60 @@ constexpr uint64_t kMaxReplyPayload = 64ull << 30;
 constexpr int kHelloTimeoutMs = 10000;
 
 Status RuntimeClient::Send(wire::Envelope& env, const void* payload, uint64_t n) {
+  if (cycle_due_ && !env.has_run_cycle()) GENIE_RETURN_IF_ERROR(SendCycle());
   GENIE_RETURN_IF_ERROR(wire::WriteFrame(sock_, env, payload, n));
   counters_.bytes_up += 4 + env.ByteSizeLong() + n;
   return Status::OK();
 }
 
+Status RuntimeClient::SendCycle() {
+  if (!cycle_due_) return Status::OK();
+  wire::Envelope env;
+  env.mutable_run_cycle();
+  GENIE_RETURN_IF_ERROR(wire::WriteFrame(sock_, env));
+  counters_.bytes_up += 4 + env.ByteSizeLong();
+  cycle_due_ = false;
+  return Status::OK();
+}
+
 Status RuntimeClient::Receive(wire::Envelope* env) {
+  if (push_due_) {
+    // Not taken: the message it answered ahead of is not a RunCycle.
+    push_due_ = false;
+    wire::Envelope push;
+    GENIE_RETURN_IF_ERROR(ReceiveOne(&push));
+    if (!push.has_cycle_push()) return Status::Corruption("runtime " + address_ + " pushed nothing after offering a cycle");
+    std::string skipped(std::min<uint64_t>(push.payload_bytes(), 1u << 16), '\0');
+    for (uint64_t left = push.payload_bytes(); left > 0;) {
+      size_t n = static_cast<size_t>(std::min<uint64_t>(left, skipped.size()));
+      GENIE_RETURN_IF_ERROR(sock_.RecvAll(skipped.data(), n));
+      left -= n;
+    }
+  }
+  return ReceiveOne(env);
+}
+
+Result<std::optional<ExecuteReply>> RuntimeClient::TakePush(const std::vector<const traces::TensorMeta*>& recorded) {
+  if (!push_due_) return std::optional<ExecuteReply>();
+  push_due_ = false;
+  wire::Envelope push;
+  GENIE_RETURN_IF_ERROR(ReceiveOne(&push));
+  if (!push.has_cycle_push()) return Status::Corruption("runtime " + address_ + " pushed nothing after offering a cycle");
+  if (!push.cycle_push().has_answer()) {
+    if (push.payload_bytes() != 0) return Status::Corruption("runtime " + address_ + " sent unannounced bytes");
+    return std::optional<ExecuteReply>();
+  }
+  ExecuteReply out;
+  out.message = push.cycle_push().answer();
+  cycle_due_ = true;
+  // The offer stands after the cycle: its next push follows the RunCycle.
+  push_due_ = !out.message.cycle_ended();
+  GENIE_RETURN_IF_ERROR(ReadFetched(out.message, push.payload_bytes(), true, recorded, true, &out));
+  ++counters_.round_trips;
+  return std::optional<ExecuteReply>(std::move(out));
+}
+
+Status RuntimeClient::ReceiveOne(wire::Envelope* env) {
   GENIE_RETURN_IF_ERROR(wire::ReadEnvelope(sock_, env, kMaxReplyPayload));
   counters_.bytes_down += 4 + env->ByteSizeLong() + env->payload_bytes();
   if (env->has_error()) return Status::InvalidArgument("runtime " + address_ + ": " + env->error().message());
@@ -63,6 +111,7 @@ Status RuntimeClient::PutBlobs(const std::vector<std::pair<ContentHash, std::str
                                const std::function<void(uint64_t)>& progress) {
   constexpr size_t kPiece = 16u << 20;
   if (blobs.empty()) return Status::OK();
+  GENIE_RETURN_IF_ERROR(SendCycle());
   uint64_t sent = 0;
   for (const auto& [h, bytes] : blobs) {
     wire::Envelope env;
@@ -153,8 +202,16 @@ Result<ExecuteReply> RuntimeClient::ReadExecute(size_t blobs, bool from_template
   if (!reply.has_execute_reply()) return Status::Corruption("runtime " + address_ + " answered Execute wrongly");
   ExecuteReply out;
   out.message = reply.execute_reply();
+  // A reply that offers a cycle is followed by a push.
+  push_due_ = out.message.cycle_runs() > 0 || (cycle && !out.message.cycle_ended());
+  GENIE_RETURN_IF_ERROR(ReadFetched(out.message, reply.payload_bytes(), from_template, recorded, cycle, &out));
+  return out;
+}
+
+Status RuntimeClient::ReadFetched(const wire::ExecuteReply& reply, uint64_t payload_bytes, bool from_template,
+                                  const std::vector<const traces::TensorMeta*>& recorded, bool cycle, ExecuteReply* out) {
   std::vector<FetchedTensor> fetched;
-  if (out.message.as_recorded() || (cycle && out.message.tensors_size() == 0)) {
+  if (reply.as_recorded() || (cycle && reply.tensors_size() == 0)) {
     if (!from_template)
       return Status::Corruption("runtime " + address_ + " left out the metas of a whole segment's values");
     for (const traces::TensorMeta* m : recorded) {
@@ -162,7 +219,7 @@ Result<ExecuteReply> RuntimeClient::ReadExecute(size_t blobs, bool from_template
       fetched.push_back({traces::DTypeName(m->dtype), m->sizes, std::string(m->nbytes(), '\0')});
     }
   } else {
-    for (const auto& t : out.message.tensors()) {
+    for (const auto& t : reply.tensors()) {
       fetched.push_back({t.dtype(), std::vector<int64_t>(t.sizes().begin(), t.sizes().end()), std::string()});
       fetched.back().bytes.resize(t.nbytes());
     }
@@ -170,15 +227,15 @@ Result<ExecuteReply> RuntimeClient::ReadExecute(size_t blobs, bool from_template
   auto start = std::chrono::steady_clock::now();
   uint64_t total = 0;
   for (auto& f : fetched) {
-    if (f.bytes.size() > reply.payload_bytes() - total)
+    if (f.bytes.size() > payload_bytes - total)
       return Status::Corruption("runtime " + address_ + " sent fewer bytes than it announced");
     GENIE_RETURN_IF_ERROR(sock_.RecvAll(f.bytes.data(), f.bytes.size()));
     total += f.bytes.size();
-    out.tensors.push_back(std::move(f));
+    out->tensors.push_back(std::move(f));
   }
-  if (total != reply.payload_bytes()) return Status::Corruption("runtime " + address_ + " sent unannounced bytes");
-  out.download_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  return out;
+  if (total != payload_bytes) return Status::Corruption("runtime " + address_ + " sent unannounced bytes");
+  out->download_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  return Status::OK();
 }
 
 }  // namespace genie::replayer

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -80,14 +81,31 @@ class RuntimeClient {
   Result<ExecuteReply> ReadExecute(size_t blobs, bool from_template, const std::vector<const traces::TensorMeta*>& recorded,
                                    bool waited, bool cycle = false);
 
+  // Cycles answered ahead (genie.proto CyclePush). After a reply that
+  // offers a cycle the runtime pushes a message; the client reads it
+  // before any later reply (and drops it there). TakePush reads it now:
+  // the answer the next RunCycle gets, or nothing when the runtime pushed
+  // none (the caller sends the RunCycle and reads its reply then). A
+  // taken answer is the RunCycle's only reply: the client sends the
+  // RunCycle itself, at SendCycle or before its next message.
+  Result<std::optional<ExecuteReply>> TakePush(const std::vector<const traces::TensorMeta*>& recorded);
+  Status SendCycle();
+
  private:
   Status Send(wire::Envelope& env, const void* payload = nullptr, uint64_t n = 0);
+  // Reads the next message; a push still due is read (and dropped) first.
   Status Receive(wire::Envelope* env);
+  Status ReceiveOne(wire::Envelope* env);
+  // The fetched tensors `reply` announces (or `recorded` gives), sized, then their bytes from the socket.
+  Status ReadFetched(const wire::ExecuteReply& reply, uint64_t payload_bytes, bool from_template,
+                     const std::vector<const traces::TensorMeta*>& recorded, bool cycle, ExecuteReply* out);
 
   transport::Socket sock_;
   std::string address_;
   wire::HelloReply hello_;
   ClientCounters counters_;
+  bool push_due_ = false;    // a CyclePush comes before the next reply
+  bool cycle_due_ = false;   // a pushed answer was taken: its RunCycle goes before the next message
 };
 
 }  // namespace genie::replayer

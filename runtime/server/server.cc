@@ -31,6 +31,9 @@ namespace genie::server {
 namespace {
 
 std::atomic<bool> g_stop{false};
+// A cycle's answer is pushed before its RunCycle comes up to this size (a
+// token, a row of logits); a larger one is only sent when asked for.
+constexpr size_t kMaxPushBytes = 1u << 20;
 
 void OnSignal(int) { g_stop = true; }
 
@@ -64,6 +67,8 @@ class Connection {
   }
 
   Status ReplyError(const std::string& message) {
+    // A RunCycle answered by a push cannot be answered again (see Push).
+    if (answered_) return Status::Internal("a cycle answered ahead failed to run: " + message);
     wire::Envelope env;
     env.mutable_error()->set_message(message);
     return Reply(env);
@@ -102,8 +107,19 @@ class Connection {
   Status Handle() {
     wire::Envelope env;
     GENIE_RETURN_IF_ERROR(wire::ReadEnvelope(sock_, &env, opts_.max_payload));
-    // Any message withdraws the offer of a cycle (a cycle that runs renews it).
+    // Any message withdraws the offer of a cycle (a cycle that runs renews
+    // it) and voids the answer pushed for it.
     offered_ = offered_ && env.has_run_cycle();
+    Pushed pushed = std::move(pushed_);
+    pushed_ = {};
+    answered_ = pushed.ready && env.has_run_cycle() ? &pushed : nullptr;
+    Status st = Dispatch(env);
+    answered_ = nullptr;
+    if (st.ok() && push_due_) st = Push();
+    return st;
+  }
+
+  Status Dispatch(const wire::Envelope& env) {
     switch (env.body_case()) {
       case wire::Envelope::kQueryBlobs: {
         wire::Envelope reply;
@@ -180,7 +196,8 @@ class Connection {
   // the session does not hold. When every template of the cycle is such a
   // segment, the reply also offers the next cycle (ExecuteReply.cycle_runs):
   // the client may send it as one RunCycle, which stands for those runs
-  // exactly as predicted (HandleCycle).
+  // exactly as predicted (HandleCycle). Once the cycle has run ahead, its
+  // answer goes down before the RunCycle comes (Push).
   struct Seen {
     uint32_t id;
     std::vector<uint32_t> fed;  // its payload changes that carried the bytes fetched before
@@ -402,10 +419,16 @@ class Connection {
       for (const auto& f : result.fetched) fetched_ += f.bytes;
     fetched_hash_ = ContentHash::Of(fetched_.data(), fetched_.size());
     repeat = repeat && ahead_.empty();
-    bool feeds = !fetched_.empty() ||
-                 std::all_of(last_cycle_.begin(), last_cycle_.end(), [](const Seen& s) { return s.fed.empty(); });
-    offered_ = repeat && feeds && DefinesOnly(last_cycle_);
+    offered_ = repeat && Feeds(result, last_cycle_) && DefinesOnly(last_cycle_);
     return repeat;
+  }
+
+  // Whether what `result` fetched can feed `cycle` run next: bytes kept to feed it, or a cycle fed nothing.
+  static bool Feeds(const runtime::ExecuteResult& result, const std::vector<Seen>& cycle) {
+    size_t n = 0;
+    for (const auto& f : result.fetched) n += f.bytes.size();
+    return (n > 0 && n <= wire::kMaxFedBytes) ||
+           std::all_of(cycle.begin(), cycle.end(), [](const Seen& s) { return s.fed.empty(); });
   }
 
   // Whether every template of `cycle` changes nothing but the values it defines (Runtime::DefinesOnly).
@@ -550,18 +573,15 @@ class Connection {
     return res;
   }
 
-  // Replies with what running `seg` gave. A template run's or a cycle's
-  // reply may leave out tensor infos that the segment's own metas give
-  // (ExecuteReply.as_recorded; implied for a cycle); `ran_ahead`: it ran
-  // before the request came; `cycle_ahead`: a cycle's runs that did. A
-  // template run's reply offers the next cycle when there is one (offered_);
-  // a cycle's says when there is none any more.
-  Status ReplyResult(const traces::Segment& seg, const std::vector<uint64_t>& fetch,
-                     const runtime::ExecuteResult& result, ReplyKind kind, bool ran_ahead, uint32_t cycle_ahead = 0,
-                     bool answered_first = false) {
-    wire::Envelope reply;
-    auto* r = reply.mutable_execute_reply();
-    std::string payload;
+  // Fills `r` and `payload` with what running `seg` gave. A template run's
+  // or a cycle's reply may leave out tensor infos that the segment's own
+  // metas give (ExecuteReply.as_recorded; implied for a cycle); `ran_ahead`:
+  // it ran before the request came; `cycle_ahead`: a cycle's runs that did.
+  // A template run's reply offers the next cycle when `offer`; a cycle's
+  // says when there is none any more.
+  void BuildReply(const traces::Segment& seg, const std::vector<uint64_t>& fetch, const runtime::ExecuteResult& result,
+                  ReplyKind kind, bool ran_ahead, uint32_t cycle_ahead, bool answered_first, bool offer,
+                  uint64_t execute_us, wire::ExecuteReply* r, std::string* payload) {
     bool as_recorded = kind != ReplyKind::kWhole;
     for (size_t i = 0; i < result.fetched.size() && as_recorded; ++i) {
       const traces::TensorMeta* meta = traces::DefinedMeta(seg, fetch[i]);
@@ -575,7 +595,7 @@ class Connection {
         for (int64_t s : t.sizes) info->add_sizes(s);
         info->set_nbytes(t.bytes.size());
       }
-      payload += t.bytes;
+      *payload += t.bytes;
     }
     for (const auto& a : result.scalars) {
       auto* s = r->add_scalars();
@@ -583,26 +603,82 @@ class Connection {
       else if (a.kind == traces::Arg::Kind::kInt) s->set_i(a.i);
       else if (a.kind == traces::Arg::Kind::kFloat) s->set_f(a.f);
     }
-    // The time of a segment answered before it ran goes with the next answer.
-    r->set_execute_us(static_cast<uint32_t>(std::min<uint64_t>(result.execute_us + carried_us_, UINT32_MAX)));
-    carried_us_ = 0;
+    r->set_execute_us(static_cast<uint32_t>(std::min<uint64_t>(execute_us, UINT32_MAX)));
     r->set_graph(result.graph);
     r->set_ran_ahead(ran_ahead);
     r->set_answered_first(answered_first);
-    if (kind == ReplyKind::kTemplateRun && offered_) r->set_cycle_runs(static_cast<uint32_t>(last_cycle_.size()));
+    if (kind == ReplyKind::kTemplateRun && offer) r->set_cycle_runs(static_cast<uint32_t>(last_cycle_.size()));
     if (kind == ReplyKind::kCycle) {
       r->set_cycle_ahead(cycle_ahead);
-      r->set_cycle_ended(!offered_);
+      r->set_cycle_ended(!offer);
     }
+  }
+
+  // Replies with what running `seg` gave (BuildReply; the offer is
+  // offered_). A reply that offers a cycle is followed by a push (Push).
+  // A RunCycle whose answer was pushed gets no reply: the one built must
+  // be the one pushed.
+  Status ReplyResult(const traces::Segment& seg, const std::vector<uint64_t>& fetch,
+                     const runtime::ExecuteResult& result, ReplyKind kind, bool ran_ahead, uint32_t cycle_ahead = 0,
+                     bool answered_first = false) {
+    wire::Envelope reply;
+    std::string payload;
+    // The time of a segment answered before it ran goes with the next answer.
+    BuildReply(seg, fetch, result, kind, ran_ahead, cycle_ahead, answered_first, offered_,
+               result.execute_us + carried_us_, reply.mutable_execute_reply(), &payload);
+    carried_us_ = 0;
+    push_due_ = kind != ReplyKind::kWhole && offered_;
     if (LogEnabled(LogLevel::kInfo)) {
       char buf[160];
       std::snprintf(buf, sizeof(buf), " execute segment %llu: %zu ops in %.3f ms%s, %zu bytes back",
                     static_cast<unsigned long long>(seg.index), seg.num_ops(), result.execute_us / 1e3,
-                    ran_ahead ? " (ran ahead)" : answered_first ? " (answered first; they run next)" : "",
+                    ran_ahead               ? " (ran ahead)"
+                    : answered_            ? " (answered ahead)"
+                    : answered_first       ? " (answered first; they run next)"
+                                           : "",
                     payload.size());
       Log(LogLevel::kInfo, sock_.peer() + buf);
     }
+    if (answered_) {
+      if (kind != ReplyKind::kCycle || reply.execute_reply().SerializeAsString() != answered_->answer ||
+          payload != answered_->payload)
+        return Status::Internal("a cycle ran other than the answer pushed for it");
+      return Status::OK();
+    }
     return Reply(reply, payload.data(), payload.size());
+  }
+
+  // Sends the CyclePush (genie.proto) that follows a reply offering a cycle:
+  // the answer a RunCycle would get, when the cycle ran ahead whole (each
+  // of its templates once; a template twice in one cycle is predicted anew
+  // by its first run) and the answer is small.
+  Status Push() {
+    push_due_ = false;
+    wire::Envelope env;
+    auto* push = env.mutable_cycle_push();
+    std::string payload;
+    bool whole = offered_ && deferred_error_.empty() && !ahead_.empty() && ahead_.size() == last_cycle_.size();
+    std::unordered_set<uint32_t> ids;
+    for (size_t i = 0; whole && i < ahead_.size(); ++i)
+      whole = ahead_[i].id == last_cycle_[i].id && ids.insert(ahead_[i].id).second &&
+              ahead_[i].fetch.empty() == (i + 1 < ahead_.size());
+    if (whole) {
+      const Ahead& last = ahead_.back();
+      uint64_t execute_us = 0;
+      for (const Ahead& a : ahead_) execute_us += a.result.execute_us;
+      execute_us = std::min<uint64_t>(execute_us, UINT32_MAX) + carried_us_;
+      // The offer after it, as EndCycle will make it: the cycle repeated, and its templates define values only.
+      bool offer = Feeds(last.result, last_cycle_);
+      BuildReply(templates_.at(last.id)->seg, last.fetch, last.result, ReplyKind::kCycle, false,
+                 static_cast<uint32_t>(ahead_.size()), false, offer, execute_us, push->mutable_answer(), &payload);
+      if (payload.size() <= kMaxPushBytes) {
+        pushed_ = {true, push->answer().SerializeAsString(), payload};
+      } else {
+        push->clear_answer();
+        payload.clear();
+      }
+    }
+    return Reply(env, payload.data(), payload.size());
   }
 
   transport::Socket sock_;
@@ -620,6 +696,13 @@ class Connection {
   ContentHash fetched_hash_;      // and their hash
   std::deque<Ahead> ahead_;       // runs made ahead, in the order their requests are expected
   bool offered_ = false;          // the last reply offered last_cycle_ as one RunCycle
+  bool push_due_ = false;         // and the push that follows it is not sent yet
+  struct Pushed {
+    bool ready = false;            // an answer was pushed:
+    std::string answer, payload;   // its ExecuteReply, serialized, and its bytes
+  };
+  Pushed pushed_;                  // the answer pushed for the next RunCycle
+  const Pushed* answered_ = nullptr;  // while the RunCycle it answered runs
   // Segments answered before they ran (AnswerFirst).
   std::string deferred_error_;  // the failure of one, for the next request that runs anything
   uint64_t carried_us_ = 0;     // their time, for the next reply's execute_us

@@ -132,7 +132,7 @@ def test_decode_steps_after_warm_up_travel_as_one_cycle_of_a_few_bytes(genie):
         _, runs[tokens] = live_like_eager(genie, program, ("--device", "cpu", "--tokens", str(tokens)),
                                           "--tokens", str(tokens))
     more = {k: runs[48][k] - runs[16][k] for k in ("segments", "parts", "template_runs", "bytes_up", "bytes_down",
-                                                  "ran_ahead", "cycles", "round_trips")}
+                                                  "ran_ahead", "cycles", "pushed", "round_trips")}
     steps = 32
     # Each step: one segment, the model's run and the argmax that closes it;
     # no part goes ahead while the runtime runs the steps ahead itself.
@@ -145,6 +145,9 @@ def test_decode_steps_after_warm_up_travel_as_one_cycle_of_a_few_bytes(genie):
     # go up: the runtime holds it).
     assert more["ran_ahead"] == steps
     assert more["cycles"] == steps and more["round_trips"] == steps
+    # Each step's answer came down before its RunCycle went up: the
+    # runtime pushed it once the step had run ahead.
+    assert more["pushed"] == steps
     assert (more["bytes_up"] + more["bytes_down"]) / steps <= 2 * 16
 
 
@@ -265,6 +268,26 @@ def test_a_step_that_fills_a_tensor_of_its_own_in_place_runs_ahead(genie):
     """)
     _, report = live_like_eager(genie, program, ("cpu",))
     assert report["ran_ahead"] >= 20 and report["cycles"] >= 20
+
+
+def test_a_cycle_whose_answer_is_large_is_answered_when_asked_not_pushed(genie):
+    # Each step fetches 1.3 MB. The runtime runs the next step ahead all the
+    # same, but pushes no answer that large ahead of its RunCycle (the
+    # program might not take it): each RunCycle is answered as it comes.
+    program = genie.script("""
+        import sys
+        import torch
+        dev = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+        torch.manual_seed(0)
+        x = torch.randn(512, 640).to(dev)
+        w = torch.randn(640, 640).to(dev)
+        for i in range(12):
+            y = torch.relu(x @ w).cpu()
+            print(i, f"{y.sum().item():.3f}")
+    """)
+    _, report = live_like_eager(genie, program, ("cpu",))
+    assert report["cycles"] >= 6 and report["ran_ahead"] == report["cycles"]
+    assert report["pushed"] == 0
 
 
 def test_a_segment_that_fails_amid_template_runs_leaves_the_later_ones_right(genie):
