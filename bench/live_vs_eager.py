@@ -66,6 +66,8 @@ def main():
     p.add_argument("--python", default="/usr/bin/python3")
     p.add_argument("--device", default="cpu", help="the runtime's device")
     p.add_argument("--rounds", type=int, default=3, help="steady-state rounds (eager and live alternate)")
+    p.add_argument("--steps", type=int, nargs=2, default=(SHORT, LONG), metavar=("SHORT", "LONG"),
+                   help="the two lengths (--steps) of the steady-state runs, gpt_decode aside")
     p.add_argument("--examples", nargs="+", choices=EXAMPLES, default=EXAMPLES, metavar="NAME",
                    help=f"which examples to time (default: all of {', '.join(EXAMPLES)})")
     args = p.parse_args()
@@ -94,13 +96,13 @@ def main():
                 print(f"{name:<11} {eager_ms:>9.1f} {live_ms:>9.1f} {live_ms / eager_ms:>6.2f} "
                       f"{TARGET.get(name, 1.1):>6.1f}  {'yes' if r.stdout == eager.stdout else 'NO'}")
 
-            print(f"\nsteady state, per step ({SHORT} and {LONG} steps; gpt_decode: tokens "
+            print(f"\nsteady state, per step ({args.steps[0]} and {args.steps[1]} steps; gpt_decode: tokens "
                   f"{LENGTH['gpt_decode'][1]} and {LENGTH['gpt_decode'][2]}; medians of {args.rounds} rounds)")
             print(f"{'example':<11} {'eager ms':>9} {'live ms':>9} {'ratio':>6} {'range':>11} {'target':>6}  "
                   f"CPU ms per step: eager; live: program + genie run + runtime")
             for name in args.examples:
                 program = str(ROOT / "examples" / f"{name}.py")
-                flag, short, long = LENGTH.get(name, ("--steps", SHORT, LONG))
+                flag, short, long = LENGTH.get(name, ("--steps", *args.steps))
                 per = {"eager": [], "live": []}
                 cpu = {"eager": [], "program": [], "genie": [], "runtime": []}
                 for _ in range(args.rounds):

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,9 +24,13 @@ Result<std::unique_ptr<LocalRuntime>> LocalRuntime::Start(const std::string& dev
   serve = serve.substr(0, serve.rfind('/') + 1) + "genie-serve";
   int out[2];
   if (::pipe2(out, O_CLOEXEC) != 0) return Status::IOError(std::string("pipe: ") + std::strerror(errno));
+  pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) return Status::IOError(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {
+    // The runtime goes with genie even when genie is killed outright (no destructor runs then).
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != parent) ::_exit(0);
     ::dup2(out[1], STDOUT_FILENO);
     std::vector<std::string> args = {serve, "--listen", "127.0.0.1:0", "--device", device, "--log-level", "warn"};
     std::vector<char*> argv;

@@ -1,6 +1,8 @@
 """Live mode, `genie run --pool P PROGRAM`: real programs whose segments run on
 a real runtime process over loopback TCP."""
 import json
+import os
+import signal
 import subprocess
 import textwrap
 import time
@@ -105,6 +107,47 @@ def test_ops_without_meta_kernels_and_data_dependent_shapes(genie):
     """
     program = genie.script(body)
     _, report = live_like_eager(genie, program, ("--device", "cpu"))
+
+
+def test_the_local_runtime_goes_when_genie_is_killed(genie):
+    # SIGKILL runs no destructor: the runtime --pool local started must not outlive genie all the same.
+    program = genie.script("""
+        import time
+        import torch
+        print((torch.ones(3, device="remote_accelerator") + 1).tolist(), flush=True)
+        time.sleep(60)
+    """)
+    proc = subprocess.Popen([GENIE, "run", "--pool", "local", PYTHON, str(program)], cwd=genie.tmp,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    names = {}
+    try:
+        assert proc.stdout.readline() == "[2.0, 2.0, 2.0]\n"  # the runtime is up and has run a segment
+        children = open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()
+        names = {int(c): open(f"/proc/{c}/comm").read().strip() for c in children}
+        runtimes = [pid for pid, name in names.items() if name == "genie-serve"]
+        assert len(runtimes) == 1, names
+        proc.kill()
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _running(runtimes[0]):
+            time.sleep(0.05)
+        assert not _running(runtimes[0])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid, name in names.items():  # the program, orphaned too
+            if name != "genie-serve" and _running(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _running(pid):
+    """Whether process `pid` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_an_error_on_the_runtime_is_an_exception_in_the_program(genie):
