@@ -16,8 +16,8 @@ def _stats():
     from genie import lazy
     t = lazy._session.templates
     if t is not None:
-        print(f"genie-templates replays={t.replays} ops={t.replayed_ops} runs={lazy._session.template_runs}",
-              file=sys.stderr)
+        print(f"genie-templates replays={t.replays} ops={t.replayed_ops} runs={lazy._session.template_runs} "
+              f"confirmed={t.confirmed} refuted={t.refuted}", file=sys.stderr)
 atexit.register(_stats)
 """
 
@@ -66,8 +66,8 @@ def assert_replayed_cleanly(genie, out, mode):
 
 def test_a_decode_loop_whose_cache_grows_is_replayed_and_records_what_capture_records(genie, monkeypatch):
     program = EXAMPLES / "gpt_decode.py"
-    want = eager(program, "--device", "cpu", "--tokens", "16")
-    r, trace = genie.record(with_stats(genie, program), "--tokens", "16", trace="on.gtrace")
+    want = eager(program, "--device", "cpu", "--tokens", "40")
+    r, trace = genie.record(with_stats(genie, program), "--tokens", "40", trace="on.gtrace")
     assert r.returncode == 0, r.stderr
     assert r.stdout == want.stdout
     replays, ops = replayed_ops(r.stderr)
@@ -79,14 +79,65 @@ def test_a_decode_loop_whose_cache_grows_is_replayed_and_records_what_capture_re
     # itself, except those inside a proving capture (whose records it parses).
     runs = int(re.search(r"runs=(\d+)", r.stderr).group(1))
     assert 0 < runs <= replays, r.stderr
+    # The template is checked against a capture at its 16th and 32nd call:
+    # both captures recorded exactly its words (no analysis needed), and
+    # went up as RUN steps too.
+    assert "confirmed=2" in r.stderr, r.stderr
     monkeypatch.setenv("GENIE_RUN_STEPS", "0")
-    r_words, trace_words = genie.record(with_stats(genie, program), "--tokens", "16", trace="words.gtrace")
+    r_words, trace_words = genie.record(with_stats(genie, program), "--tokens", "40", trace="words.gtrace")
     assert r_words.returncode == 0, r_words.stderr
-    assert re.search(r"runs=0\b", r_words.stderr), r_words.stderr
+    assert re.search(r"runs=0\b", r_words.stderr) and "confirmed=2" in r_words.stderr, r_words.stderr
     monkeypatch.setenv("GENIE_TEMPLATES", "0")
-    r_off, trace_off = genie.record(with_stats(genie, program), "--tokens", "16", trace="off.gtrace")
+    r_off, trace_off = genie.record(with_stats(genie, program), "--tokens", "40", trace="off.gtrace")
     assert r_off.returncode == 0, r_off.stderr
     assert genie.dump(trace) == genie.dump(trace_words) == genie.dump(trace_off)
+
+
+BRANCH = """
+import sys
+import torch, torch.nn as nn
+dev = sys.argv[1]
+torch.manual_seed(0)
+
+class Step(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x, cache):
+        cache = torch.cat([cache, self.lin(x)], 0)
+        total = cache.sum(0)
+        if cache.shape[0] > FLIP:  # a branch on the cache's length, which the template's lines cannot see
+            return OTHER
+        return total, cache
+
+step = Step().to(dev)
+cache = torch.zeros(1, 4).to(dev)
+x = torch.randn(1, 4).to(dev)
+with torch.no_grad():
+    for i in range(44):
+        a, b = step(x, cache)
+        total, cache = (a, b) if a.dim() == 1 else (b, a)
+        print(i, [round(v, 4) for v in total.tolist()])
+"""
+
+
+@pytest.mark.parametrize("mode", ["record", "live"])
+@pytest.mark.parametrize("flip, other, refuted", [
+    (100, "", 0),                     # no branch taken: both checks (calls 16 and 32) hold
+    (12, "cache, total", 1),          # the same ops, the results the other way round
+    (12, "total + 0 * total, cache", 1),  # more ops, the same values (eager's values stay the check on the output)
+])
+def test_a_check_capture_refutes_a_template_that_a_branch_on_its_length_made_wrong(genie, mode, flip, other,
+                                                                                   refuted):
+    # A template with a T is checked against a capture at its 16th call:
+    # one whose records or results differ from the template's drops it
+    # (later captures prove another); one that matches holds, without the
+    # capture's analysis.
+    r, _ = run_like_eager(genie, BRANCH.replace("FLIP", str(flip)).replace("OTHER", other or "total, cache"), mode)
+    stats = dict(re.findall(r"(confirmed|refuted)=(\d+)", r.stderr))
+    assert int(stats["refuted"]) == refuted, r.stderr
+    assert int(stats["confirmed"]) >= 1, r.stderr
 
 
 GUARDS = """

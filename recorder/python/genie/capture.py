@@ -851,17 +851,18 @@ class Session:
         self.weight = 0
         self._segment_start = time.perf_counter_ns()
 
-    def run_template(self, tpl, base, t, exts):
+    def run_template(self, tpl, base, t, exts, ids=None):
         """Appends a RUN step for a replay of template `tpl` (templates.py)
         on `exts` whose first id is `base`: the genie process patches the
         template's records as _replay_words patched its copy, so the program
         neither packs nor sends them. The template goes up once, before its
-        first run."""
+        first run. `ids`: the ids `exts` had when the call began, where it
+        has run already (a check capture)."""
         if tpl.wire is None:
             self._send_template(tpl)
         w = [codes.TAG_RUN, tpl.wire, base, t, len(exts)]
-        for e in exts:
-            w.append(e._genie_id)
+        for k, e in enumerate(exts):
+            w.append(e._genie_id if ids is None else ids[k])
             w.append(e._genie_storage)
         self.words += w
         self.weight += len(tpl.words) - len(w)

@@ -24,7 +24,8 @@ offsets, int arguments) may differ within a family.
   the candidate predicts for its T proves it; the template then serves every
   call whose integers fit the same lines, except that its 16th, 32nd, 64th,
   ... (then every 256th) call is captured and checked against it (a
-  mismatch drops it).
+  mismatch drops it). A capture that recorded exactly the words a replay
+  would send, with the same results, holds without analysis (_confirms).
 Calls of a family seen only once are never analysed.
 
 Arguments may be tensors, Python scalars, tuples, lists, dicts and plain
@@ -327,6 +328,8 @@ class Templates:
         self.capturing = 0     # proving captures in progress (nested calls)
         self.learning = 0      # backward captures in progress, whose records are parsed (_GradCall.backward)
         self.grad_depth = 0    # grad-mode module calls running inside _GradFn (see _grad_call)
+        self.confirmed = 0     # checks of templates with a T that their words confirmed (_confirms)
+        self.refuted = 0       # checks that found a template wrong (it is dropped)
 
     # ---- the call -------------------------------------------------------
 
@@ -415,9 +418,13 @@ class Templates:
         try:
             words, floats, start_word, start_float, start_id = self._whole(opened)
             writes = _writes(args, kwargs, sig, slots) if slots else ()
+            objects = _call_objects(args, kwargs)
+            if check is not None and self._confirms(check, ints, words, floats, start_word, start_float, start_id,
+                                                    exts, sources, ids_before, out, writes, objects):
+                self.confirmed += 1
+                return out
             cap = self._analyse(ints, words[start_word:], floats[start_float:], start_float, start_id,
-                                s._next_id - start_id, exts, sources, out, writes, _call_objects(args, kwargs),
-                                ids_before)
+                                s._next_id - start_id, exts, sources, out, writes, objects, ids_before)
         except _Ineligible:
             fam.failed = True
             fam.forget()
@@ -426,11 +433,61 @@ class Templates:
         if check is None:
             self._learn(fam, cap)
         elif not check.predicts(cap):
+            self.refuted += 1
             fam.symbolic = None
             fam.last = [cap]
             self._mismatch(fam)
         self._settle(fam)
         return out
+
+    def _confirms(self, tpl, ints, words, floats, start_word, start_float, start_id, exts, sources, ids_before, out,
+                  writes, objects):
+        """Whether a check capture of `tpl` recorded exactly what a replay
+        of it would have sent for this call (its words, floats and id count)
+        and left the program what a replay leaves it (results, writes, the
+        arguments changed in place, the phase): then it holds without the
+        analysis a capture needs. Records that go up as one RUN step then
+        go so, as a replay's would. False: the analysis decides."""
+        s = self.session
+        if tpl.draws or tpl.randoms or s._next_id - start_id != tpl.n_ids or \
+                len(words) - start_word != len(tpl.words) or tuple(floats[start_float:]) != tpl.floats or \
+                s.phase != tpl.phase_after or s.module_sid != tpl.sid_after or \
+                [(id(d), name, id(t)) for d, name, t in sources] != [(id(d), name, id(t)) for d, name, t in tpl.sources]:
+            return False
+        w = tpl.words.copy()
+        for p, r in tpl.internal:
+            w[p] = start_id + r
+        for p, e in tpl.ext_ids:
+            w[p] = ids_before[e]
+        for p, e in tpl.ext_storage:
+            w[p] = exts[e]._genie_storage
+        t = ints[tpl.t_index] if tpl.t_index is not None else 0
+        for p, a, b in tpl.affine:
+            w[p] = a * t + b
+        for p, k in tpl.float_pos:
+            w[p] = start_float + k
+        if words[start_word:] != w:
+            return False
+        updates, result_ids = [], set()
+        for e, (x, v) in enumerate(zip(exts, ids_before)):
+            if x._genie_id != v:
+                updates.append((e, x._genie_id - start_id))
+                result_ids.add(x._genie_id - start_id)
+        if tuple(updates) != tpl.updates:
+            return False
+        try:
+            result = _result(out, start_id, exts, tpl.out_pos, result_ids, objects)
+            written = tuple((path, _result(x, start_id, exts, tpl.out_pos, result_ids)) for path, x in writes)
+        except (_Ineligible, KeyError):
+            return False
+        if result != tpl.result or written != tpl.writes:
+            return False
+        if _RUN_STEPS and not (self.capturing or self.learning) and \
+                (tpl.wire is not None or s.templates_sent < codes.MAX_TEMPLATES):
+            del words[start_word:]
+            del floats[start_float:]
+            s.run_template(tpl, start_id, t, exts, ids_before)
+        return True
 
     def _proving(self, module, modules, run):
         """Runs `run()`, a call of `module` (whose modules() are `modules`),
