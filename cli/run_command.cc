@@ -144,7 +144,7 @@ bool IsTraceFile(const std::string& path) {
   return f && f.read(magic, sizeof(magic)) && std::memcmp(magic, traces::kTraceMagic, sizeof(magic)) == 0;
 }
 
-// The runtime a live program uses on `pool`: a loopback one for local, else
+// The runtime a live program uses on `pool`: one started beside it for local, else
 // the pool's first. `local` keeps a started local runtime alive.
 Status AddLiveEndpoint(const RunArgs& a, const replayer::Config& config, const std::string& pool,
                        std::unique_ptr<replayer::LocalRuntime>* local, replayer::LiveOptions* o) {
@@ -205,7 +205,7 @@ int RunLiveProgram(const RunArgs& a, const replayer::Config& config) {
                            store.value()->FindCovering(fingerprint, a.pool));
     if (!plan) return std::optional<replayer::LiveEndpoint>();
     GENIE_RETURN_IF_ERROR(store.value()->MarkUsed(plan->id));
-    replayer::LiveEndpoint e = o.endpoints.front();  // --pool local: the loopback runtime
+    replayer::LiveEndpoint e = o.endpoints.front();  // --pool local: the runtime started for it
     uint32_t runtime = plan->fragments.empty() ? 0 : plan->fragments.front().placement.runtime;
     if (a.pool != "local") {
       GENIE_ASSIGN_OR_RETURN(replayer::Pool pool, replayer::FindPool(config, a.pool));
@@ -406,7 +406,7 @@ int RunRun(const RunArgs& a) {
 // The options of `genie run`, on `cmd` (the subcommand, and the parser of
 // options that follow a TRACE).
 void AddRunOptions(CLI::App* cmd, RunArgs* a) {
-  cmd->add_option("--pool", a->pool, "Pool from genie.yaml, or local (a runtime on loopback for this command); required");
+  cmd->add_option("--pool", a->pool, "Pool from genie.yaml, or local (a runtime started beside it for this command); required");
   cmd->add_option("--config", a->config, "genie.yaml to read pools from");
   cmd->add_option("--device", a->device, "Device of the local runtime (--pool local)")->capture_default_str();
   cmd->add_flag("--json", a->json, "Print JSON");

@@ -52,9 +52,8 @@ int RunServe(ServeArgs& a) {
     if (token->empty()) return Fail("token file " + a.token_file + " is empty");
     a.options.token = token.value();
   }
-  std::string host = a.options.listen.substr(0, a.options.listen.rfind(':'));
-  Status st = server::Serve(a.options, [&](int port) {
-    std::printf("listening on %s:%d\n", host.c_str(), port);
+  Status st = server::Serve(a.options, [&](const std::string& address) {
+    std::printf("listening on %s\n", address.c_str());
     std::fflush(stdout);
   });
   if (!st.ok()) return Fail(st.message());
@@ -65,7 +64,10 @@ int RunServe(ServeArgs& a) {
 
 void AddServeOptions(CLI::App* cmd, Action* action) {
   auto a = std::make_shared<ServeArgs>();
-  cmd->add_option("--listen", a->options.listen, "HOST:PORT to listen on (port 0: any free port)")->capture_default_str();
+  cmd->add_option("--listen", a->options.listen,
+                  "HOST:PORT to listen on (port 0: any free port), or for clients on this host unix:PATH (a socket "
+                  "file) or unix:@NAME (abstract, no file)")
+      ->capture_default_str();
   cmd->add_option("--device", a->options.device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--token-file", a->token_file, "File holding the token clients must present");
   cmd->add_option("--max-memory", a->max_memory, "Bytes of cached tensors to keep (e.g. 8G); unpinned ones are evicted");
@@ -77,7 +79,7 @@ void AddServeOptions(CLI::App* cmd, Action* action) {
                "(default on; off spends no compute on steps that may not come)");
   cmd->add_option("--log-level", a->log_level,
                   "debug, info (a line per request), warn or error (default: $GENIE_LOG_LEVEL, else info)");
-  cmd->footer("Prints \"listening on HOST:PORT\" once it accepts connections. SIGTERM or SIGINT stop it cleanly.");
+  cmd->footer("Prints \"listening on ADDRESS\" once it accepts connections. SIGTERM or SIGINT stop it cleanly.");
   cmd->callback([a, action] { *action = [a] { return RunServe(*a); }; });
 }
 

@@ -25,6 +25,9 @@ Result<std::unique_ptr<LocalRuntime>> LocalRuntime::Start(const std::string& dev
   int out[2];
   if (::pipe2(out, O_CLOEXEC) != 0) return Status::IOError(std::string("pipe: ") + std::strerror(errno));
   pid_t parent = ::getpid();
+  // A unix socket in the abstract namespace: no TCP stack on each message, no file to leave behind.
+  static int started = 0;
+  std::string listen = "unix:@genie-local-" + std::to_string(parent) + "-" + std::to_string(started++);
   pid_t pid = ::fork();
   if (pid < 0) return Status::IOError(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {
@@ -32,7 +35,7 @@ Result<std::unique_ptr<LocalRuntime>> LocalRuntime::Start(const std::string& dev
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (::getppid() != parent) ::_exit(0);
     ::dup2(out[1], STDOUT_FILENO);
-    std::vector<std::string> args = {serve, "--listen", "127.0.0.1:0", "--device", device, "--log-level", "warn"};
+    std::vector<std::string> args = {serve, "--listen", listen, "--device", device, "--log-level", "warn"};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

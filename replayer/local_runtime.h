@@ -1,4 +1,4 @@
-// `--pool local`: a `genie serve` on a free loopback port for the length of
+// `--pool local`: a `genie serve` on a unix socket of its own for the length of
 // one command.
 #pragma once
 
@@ -13,7 +13,7 @@ namespace genie::replayer {
 
 class LocalRuntime {
  public:
-  // Starts genie-serve (beside this executable) on 127.0.0.1:0 with `device`, and waits
+  // Starts genie-serve (beside this executable) on unix:@genie-local-PID-N with `device`, and waits
   // until it listens.
   static Result<std::unique_ptr<LocalRuntime>> Start(const std::string& device);
   // Stops it (SIGTERM, then waits).

@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "runtime/transport/socket.h"
+
 namespace genie::replayer {
 namespace {
 
@@ -62,9 +64,16 @@ Result<Config> LoadConfig(const std::string& explicit_path) {
           return Status::InvalidArgument(Where(path, r) + ": each runtime needs an 'address'");
         RuntimeEndpoint e;
         e.address = r["address"].as<std::string>();
-        if (r["transport"]) e.transport = r["transport"].as<std::string>();
-        if (e.transport != "tcp")
-          return Status::InvalidArgument(Where(path, r) + ": transport '" + e.transport + "' is not available (tcp)");
+        // The address says which: HOST:PORT is tcp, unix:PATH or unix:@NAME a unix socket on this host.
+        std::string implied = transport::IsUnixAddress(e.address) ? "unix" : "tcp";
+        e.transport = r["transport"] ? r["transport"].as<std::string>() : implied;
+        if (e.transport != "tcp" && e.transport != "unix")
+          return Status::InvalidArgument(Where(path, r) + ": transport '" + e.transport +
+                                         "' is not available (tcp, unix)");
+        if (e.transport != implied)
+          return Status::InvalidArgument(Where(path, r) + ": address '" + e.address + "' is not a " + e.transport +
+                                         " address (" + (e.transport == "tcp" ? "HOST:PORT" : "unix:PATH or unix:@NAME") +
+                                         ")");
         if (r["token_file"]) e.token_file = r["token_file"].as<std::string>();
         if (YAML::Node d = r["devices"]) {
           if (!d.IsSequence() || d.size() == 0)

@@ -4,6 +4,7 @@
 //     gpu-pool-1:
 //       runtimes:
 //         - {address: 10.0.0.5:7070, transport: tcp, token_file: /etc/genie/token, devices: [cuda:0, cuda:1]}
+//         - {address: "unix:/run/genie/runtime.sock"}   # transport unix, from the address
 //       backup: gpu-pool-2
 //   store: ~/.local/share/genie/plans.db
 //   patterns: [my-patterns.yaml]      # pattern files for genie analyze/plan, relative to this file
@@ -22,8 +23,8 @@
 namespace genie::replayer {
 
 struct RuntimeEndpoint {
-  std::string address;           // host:port
-  std::string transport = "tcp";
+  std::string address;           // HOST:PORT, unix:PATH or unix:@NAME (transport/socket.h)
+  std::string transport = "tcp";  // "tcp" or "unix", as the address says
   std::string token_file;        // "" when the runtime takes no token
   std::vector<std::string> devices = {"default"};  // `devices: [cuda:0, cuda:1]`; "default": the runtime's own
 };

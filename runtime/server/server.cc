@@ -710,7 +710,7 @@ class Connection {
 
 }  // namespace
 
-Status Serve(const ServeOptions& options, const std::function<void(int port)>& on_listening) {
+Status Serve(const ServeOptions& options, const std::function<void(const std::string& address)>& on_listening) {
   GENIE_ASSIGN_OR_RETURN(auto rt, runtime::Runtime::Create(options.device, options.max_memory, options.tf32_conv));
   GENIE_ASSIGN_OR_RETURN(auto listener, transport::Listener::Listen(options.listen));
   struct sigaction sa{};
@@ -718,9 +718,8 @@ Status Serve(const ServeOptions& options, const std::function<void(int port)>& o
   ::sigaction(SIGTERM, &sa, nullptr);
   ::sigaction(SIGINT, &sa, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
-  Log(LogLevel::kInfo, "serving on port " + std::to_string(listener.port()) + ", device " + rt->device() + ", torch " +
-                           rt->torch_version());
-  on_listening(listener.port());
+  Log(LogLevel::kInfo, "serving on " + listener.address() + ", device " + rt->device() + ", torch " + rt->torch_version());
+  on_listening(listener.address());
 
   struct Worker {
     std::shared_ptr<Connection> conn;

@@ -22,7 +22,8 @@ struct ServeOptions {
 };
 
 // Serves until SIGTERM or SIGINT, then closes every connection and returns OK.
-// `on_listening` is called with the bound port once connections are accepted.
-Status Serve(const ServeOptions& options, const std::function<void(int port)>& on_listening);
+// `on_listening` is called with the address clients connect to (its port
+// bound) once connections are accepted.
+Status Serve(const ServeOptions& options, const std::function<void(const std::string& address)>& on_listening);
 
 }  // namespace genie::server

@@ -7,10 +7,13 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <memory>
 
@@ -19,9 +22,9 @@ namespace {
 
 constexpr int kBufferBytes = 4 << 20;
 
-void Tune(int fd) {
+void Tune(int fd, bool tcp) {
   int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  if (tcp) ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   int buf = kBufferBytes;
   ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
   ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
@@ -43,7 +46,58 @@ Result<AddrList> Resolve(const std::string& address, bool passive) {
   return AddrList(res, ::freeaddrinfo);
 }
 
+constexpr char kUnixPrefix[] = "unix:";
+
+// The sockaddr of "unix:PATH" or "unix:@NAME" and its length.
+Status UnixAddress(const std::string& address, sockaddr_un* out, socklen_t* len) {
+  std::string name = address.substr(sizeof(kUnixPrefix) - 1);
+  *out = sockaddr_un{};
+  out->sun_family = AF_UNIX;
+  if (name.empty() || name == "@" || name.size() >= sizeof(out->sun_path))
+    return Status::InvalidArgument("'" + address + "' is not unix:PATH or unix:@NAME of at most " +
+                                   std::to_string(sizeof(out->sun_path) - 1) + " bytes");
+  std::memcpy(out->sun_path, name.data(), name.size());
+  if (name[0] == '@') {
+    out->sun_path[0] = '\0';  // the abstract namespace: the name is the bytes that follow, unterminated
+    *len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name.size());
+  } else {
+    *len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name.size() + 1);
+  }
+  return Status::OK();
+}
+
+// Connects `fd` (non-blocking) to `addr`, waiting up to `timeout_ms`; 0 or -1 with errno set.
+int ConnectWithin(int fd, const sockaddr* addr, socklen_t len, int timeout_ms) {
+  int rc = ::connect(fd, addr, len);
+  if (rc != 0 && (errno == EINPROGRESS || errno == EAGAIN)) {
+    pollfd p{fd, POLLOUT, 0};
+    rc = ::poll(&p, 1, timeout_ms);
+    if (rc == 1) {
+      int err = 0;
+      socklen_t n = sizeof(err);
+      ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &n);
+      rc = err == 0 ? 0 : -1;
+      errno = err;
+    } else {
+      int saved = rc == 0 ? ETIMEDOUT : errno;
+      rc = -1;
+      errno = saved;
+    }
+  }
+  return rc;
+}
+
+Socket Connected(int fd, const std::string& address, bool tcp) {
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  Tune(fd, tcp);
+  Socket s(fd);
+  s.set_peer(address);
+  return s;
+}
+
 }  // namespace
+
+bool IsUnixAddress(const std::string& address) { return address.rfind(kUnixPrefix, 0) == 0; }
 
 Status SplitAddress(const std::string& address, std::string* host, int* port) {
   auto colon = address.rfind(':');
@@ -77,35 +131,24 @@ void Socket::Close() {
 }
 
 Result<Socket> Socket::Connect(const std::string& address, int timeout_ms) {
+  if (IsUnixAddress(address)) {
+    sockaddr_un addr;
+    socklen_t len;
+    GENIE_RETURN_IF_ERROR(UnixAddress(address, &addr, &len));
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) return Status::IOError(std::string("socket: ") + std::strerror(errno));
+    if (ConnectWithin(fd, reinterpret_cast<sockaddr*>(&addr), len, timeout_ms) == 0)
+      return Connected(fd, address, false);
+    std::string why = std::strerror(errno);
+    ::close(fd);
+    return Status::IOError("cannot reach runtime " + address + ": " + why);
+  }
   GENIE_ASSIGN_OR_RETURN(AddrList res, Resolve(address, false));
   std::string last = "no address";
-  int rc;
   for (addrinfo* ai = res.get(); ai; ai = ai->ai_next) {
     int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
     if (fd < 0) continue;
-    rc = ::connect(fd, ai->ai_addr, ai->ai_addrlen);
-    if (rc != 0 && errno == EINPROGRESS) {
-      pollfd p{fd, POLLOUT, 0};
-      rc = ::poll(&p, 1, timeout_ms);
-      if (rc == 1) {
-        int err = 0;
-        socklen_t len = sizeof(err);
-        ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-        rc = err == 0 ? 0 : -1;
-        errno = err;
-      } else {
-        int saved = rc == 0 ? ETIMEDOUT : errno;
-        rc = -1;
-        errno = saved;
-      }
-    }
-    if (rc == 0) {
-      ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-      Tune(fd);
-      Socket s(fd);
-      s.set_peer(address);
-      return s;
-    }
+    if (ConnectWithin(fd, ai->ai_addr, ai->ai_addrlen, timeout_ms) == 0) return Connected(fd, address, true);
     last = std::strerror(errno);
     ::close(fd);
   }
@@ -166,6 +209,28 @@ void Socket::SetRecvTimeout(int ms) {
 }
 
 Result<Listener> Listener::Listen(const std::string& address) {
+  if (IsUnixAddress(address)) {
+    sockaddr_un addr;
+    socklen_t len;
+    GENIE_RETURN_IF_ERROR(UnixAddress(address, &addr, &len));
+    Listener l;
+    l.address_ = address;
+    l.fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (l.fd_ < 0) return Status::IOError("cannot listen on " + address + ": " + std::strerror(errno));
+    bool file = addr.sun_path[0] != '\0';
+    int rc = ::bind(l.fd_, reinterpret_cast<sockaddr*>(&addr), len);
+    if (rc != 0 && errno == EADDRINUSE && file) {
+      // A socket file a listener left behind when it died: replaced, unless something still accepts on it.
+      struct stat st;
+      bool stale = ::stat(addr.sun_path, &st) == 0 && S_ISSOCK(st.st_mode) && !Socket::Connect(address, 1000).ok();
+      errno = EADDRINUSE;
+      if (stale && ::unlink(addr.sun_path) == 0) rc = ::bind(l.fd_, reinterpret_cast<sockaddr*>(&addr), len);
+    }
+    if (rc != 0 || ::listen(l.fd_, 64) != 0)
+      return Status::IOError("cannot listen on " + address + ": " + std::strerror(errno));
+    if (file) l.file_ = addr.sun_path;
+    return l;
+  }
   GENIE_ASSIGN_OR_RETURN(AddrList res, Resolve(address, true));
   Listener l;
   l.fd_ = ::socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
@@ -178,11 +243,13 @@ Result<Listener> Listener::Listen(const std::string& address) {
   ::getsockname(l.fd_, reinterpret_cast<sockaddr*>(&ss), &len);
   l.port_ = ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
                                            : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  l.address_ = address.substr(0, address.rfind(':')) + ":" + std::to_string(l.port_);
   return l;
 }
 
 Listener::~Listener() {
   if (fd_ >= 0) ::close(fd_);
+  if (!file_.empty()) ::unlink(file_.c_str());
 }
 
 Result<Socket> Listener::Accept() {
@@ -193,7 +260,12 @@ Result<Socket> Listener::Accept() {
     if (errno == EINTR) return Socket();
     return Status::IOError(std::string("accept: ") + std::strerror(errno));
   }
-  Tune(fd);
+  Tune(fd, ss.ss_family != AF_UNIX);
+  if (ss.ss_family == AF_UNIX) {
+    Socket s(fd);
+    s.set_peer(address_);
+    return s;
+  }
   char host[INET6_ADDRSTRLEN] = "?";
   int port = 0;
   if (ss.ss_family == AF_INET) {

@@ -1,5 +1,9 @@
-// TCP sockets for the wire protocol: blocking, TCP_NODELAY (small requests
-// never wait on Nagle), large buffers for bulk transfers.
+// Stream sockets for the wire protocol: blocking, large buffers for bulk
+// transfers. Addresses are "HOST:PORT" (TCP, with TCP_NODELAY: small
+// requests never wait on Nagle) or, for a runtime on the same host,
+// "unix:PATH" (a socket file) or "unix:@NAME" (Linux's abstract namespace:
+// no file, gone with the listener). A unix socket skips the TCP stack, which
+// on loopback costs each small message more than its wake-up does.
 #pragma once
 
 #include <cstddef>
@@ -25,7 +29,7 @@ class Socket {
   Socket& operator=(const Socket&) = delete;
   ~Socket() { Close(); }
 
-  // Connects to "host:port"; an unreachable address is IOError naming it.
+  // Connects to an address (above); an unreachable one is IOError naming it.
   static Result<Socket> Connect(const std::string& address, int timeout_ms = 5000);
 
   // Sends or receives exactly n bytes; a closed peer is IOError. Receives
@@ -54,20 +58,33 @@ class Socket {
 
 class Listener {
  public:
-  // Listens on "host:port" (port 0: any free port).
+  // Listens on an address (above; port 0: any free port). A socket file
+  // is removed when the listener closes; one there already (a listener's
+  // that died) is replaced only when nothing accepts on it.
   static Result<Listener> Listen(const std::string& address);
-  Listener(Listener&& o) noexcept : fd_(o.fd_), port_(o.port_) { o.fd_ = -1; }
+  Listener(Listener&& o) noexcept
+      : fd_(o.fd_), port_(o.port_), address_(std::move(o.address_)), file_(std::move(o.file_)) {
+    o.fd_ = -1;
+    o.file_.clear();
+  }
   ~Listener();
   // Waits for a connection; returns an invalid Socket when interrupted by a signal.
   Result<Socket> Accept();
-  int port() const { return port_; }
+  int port() const { return port_; }  // 0 for a unix socket
+  // The address clients connect to: HOST:PORT with the port bound, or the unix address.
+  const std::string& address() const { return address_; }
   int fd() const { return fd_; }
 
  private:
   Listener() = default;
   int fd_ = -1;
   int port_ = 0;
+  std::string address_;
+  std::string file_;  // the socket file to remove, if any
 };
+
+// Whether `address` names a unix socket ("unix:...").
+bool IsUnixAddress(const std::string& address);
 
 // Splits "host:port"; InvalidArgument when it is not one.
 Status SplitAddress(const std::string& address, std::string* host, int* port);

@@ -67,8 +67,8 @@ def eager(program, *args):
 
 
 class Runtime:
-    def __init__(self, tmp, token=None, extra=()):
-        cmd = [GENIE, "serve", "--listen", "127.0.0.1:0", "--device", "cpu", *extra]
+    def __init__(self, tmp, token=None, extra=(), listen="127.0.0.1:0"):
+        cmd = [GENIE, "serve", "--listen", listen, "--device", "cpu", *extra]
         if token:
             path = tmp / "token"
             path.write_text(token + "\n")
@@ -105,7 +105,8 @@ def runtime(tmp_path):
 
 def pool_config(tmp, address, token_file=None):
     cfg = tmp / "genie.yaml"
-    entry = f"{{address: {address}, transport: tcp" + (f", token_file: {token_file}" if token_file else "") + "}"
+    transport = "unix" if address.startswith("unix:") else "tcp"
+    entry = f"{{address: '{address}', transport: {transport}" + (f", token_file: {token_file}" if token_file else "") + "}"
     cfg.write_text(textwrap.dedent(f"""\
         pools:
           test-pool:

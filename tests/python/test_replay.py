@@ -62,11 +62,38 @@ def test_local_pool_starts_and_stops_its_own_runtime(genie):
     names = {e["name"] for e in events}
     assert {"upload", "execute"} <= names
     assert sum(e["name"] == "execute" for e in events) == 8
-    # The runtime it started (its address is in the first line) is gone with the command.
+    # The runtime it started (its address is in the first line: a unix
+    # socket in the abstract namespace) is gone with the command.
     address = r.stdout.splitlines()[0].split("(")[1].split(",")[0]
-    host, port = address.rsplit(":", 1)
-    with pytest.raises(ConnectionRefusedError):
-        socket.create_connection((host, int(port)), timeout=5).close()
+    assert address.startswith("unix:@genie-local-"), r.stdout
+    with socket.socket(socket.AF_UNIX) as s, pytest.raises(ConnectionRefusedError):
+        s.connect("\0" + address[len("unix:@"):])
+
+
+def test_a_runtime_on_a_unix_socket_file_serves_a_pool(genie, tmp_path):
+    rec, trace = genie.record(EXAMPLES / "gpt_decode.py", "--tokens", "3")
+    assert rec.returncode == 0, rec.stderr
+    path = tmp_path / "rt.sock"
+    rt = Runtime(tmp_path, listen=f"unix:{path}")
+    try:
+        assert rt.address == f"unix:{path}" and path.is_socket()
+        pool_config(genie.tmp, rt.address)
+        r = genie.run("run", "--pool", "test-pool", trace)
+        assert r.returncode == 0, r.stderr
+        assert "verification: 4 values match" in r.stdout
+    finally:
+        rt.stop()
+    assert not path.exists()  # the runtime removed its socket file
+    # Without a runtime there, the pool's runtime is named as unreachable.
+    r = genie.run("run", "--pool", "test-pool", trace)
+    assert r.returncode == 1 and f"cannot reach runtime unix:{path}" in r.stderr
+
+
+def test_a_pool_runtime_whose_transport_is_not_its_address_s_is_refused(genie):
+    (genie.tmp / "genie.yaml").write_text("pools:\n  p:\n    runtimes:\n      - {address: 'unix:@x', transport: tcp}\n")
+    r = genie.run("run", "--pool", "p", "nothing.gtrace")
+    assert r.returncode != 0
+    assert "address 'unix:@x' is not a tcp address (HOST:PORT)" in r.stderr
 
 
 def crc32c(data):

@@ -1,8 +1,10 @@
 #include "runtime/transport/socket.h"
 
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -73,4 +75,79 @@ TEST_CASE("receives read ahead: pipelined messages, a moved socket, and large bo
   genie::Status st = moved.RecvAll(more, 4);
   CHECK_FALSE(st.ok());
   CHECK(st.message().find("closed") != std::string::npos);
+}
+
+namespace {
+
+// Listens on `address`, connects to it and checks that bytes cross both ways; returns the listener's address.
+std::string RoundTrip(const std::string& address) {
+  auto listener = genie::transport::Listener::Listen(address);
+  REQUIRE(listener.ok());
+  auto client = Socket::Connect(listener->address());
+  REQUIRE(client.ok());
+  auto server = listener->Accept();
+  REQUIRE(server.ok());
+  std::string up = Pattern(100000, 'u'), down = Pattern(7, 'd');
+  bool sent = false;
+  std::thread writer([&c = *client, &up, &sent] { sent = c.SendAll(up.data(), up.size()).ok(); });
+  std::string got(up.size(), '\0');
+  REQUIRE(server->RecvAll(got.data(), got.size()).ok());
+  writer.join();
+  CHECK(sent);
+  CHECK(got == up);
+  REQUIRE(server->SendAll(down.data(), down.size()).ok());
+  std::string back(down.size(), '\0');
+  REQUIRE(client->RecvAll(back.data(), back.size()).ok());
+  CHECK(back == down);
+  return listener->address();
+}
+
+}  // namespace
+
+TEST_CASE("TCP and unix addresses: a listener, a connection, bytes both ways") {
+  std::string tcp = RoundTrip("127.0.0.1:0");
+  CHECK(tcp.rfind("127.0.0.1:", 0) == 0);
+  CHECK(tcp != "127.0.0.1:0");  // the port bound
+  std::string name = "unix:@genie-socket-test-" + std::to_string(::getpid());
+  CHECK(RoundTrip(name) == name);
+
+  char dir[] = "/tmp/genie-socket-test-XXXXXX";
+  REQUIRE(::mkdtemp(dir) != nullptr);
+  std::string path = std::string(dir) + "/runtime.sock";
+  CHECK(RoundTrip("unix:" + path) == "unix:" + path);
+  // The listener took its socket file with it, and a file a dead listener
+  // left (here: bound, never accepted on) is replaced.
+  CHECK(::access(path.c_str(), F_OK) != 0);
+  {
+    int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strcpy(addr.sun_path, path.c_str());
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    ::close(fd);
+  }
+  CHECK(RoundTrip("unix:" + path) == "unix:" + path);
+  {
+    // One still accepting is not.
+    auto live = genie::transport::Listener::Listen("unix:" + path);
+    REQUIRE(live.ok());
+    auto second = genie::transport::Listener::Listen("unix:" + path);
+    CHECK_FALSE(second.ok());
+  }
+  CHECK(::rmdir(dir) == 0);  // empty again
+}
+
+TEST_CASE("unix addresses that cannot work are one clear error") {
+  auto none = Socket::Connect("unix:@genie-socket-test-nobody-" + std::to_string(::getpid()));
+  REQUIRE_FALSE(none.ok());
+  CHECK(none.status().message().find("cannot reach runtime unix:@genie-socket-test-nobody") != std::string::npos);
+  auto missing = Socket::Connect("unix:/nonexistent/genie.sock");
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.status().message().find("No such file") != std::string::npos);
+  for (const std::string& bad : {std::string("unix:"), std::string("unix:@"), "unix:/" + std::string(200, 'x')}) {
+    auto c = Socket::Connect(bad);
+    REQUIRE_FALSE(c.ok());
+    CHECK(c.status().message().find("is not unix:PATH or unix:@NAME") != std::string::npos);
+    CHECK_FALSE(genie::transport::Listener::Listen(bad).ok());
+  }
 }
