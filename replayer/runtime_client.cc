@@ -22,19 +22,23 @@ Status RuntimeClient::SendCycle() {
   if (!cycle_due_) return Status::OK();
   wire::Envelope env;
   env.mutable_run_cycle();
-  GENIE_RETURN_IF_ERROR(wire::WriteFrame(sock_, env));
-  counters_.bytes_up += 4 + env.ByteSizeLong();
+  GENIE_RETURN_IF_ERROR(Send(env));
   cycle_due_ = false;
+  return Status::OK();
+}
+
+Status RuntimeClient::ReceivePush(wire::Envelope* push) {
+  push_due_ = false;
+  GENIE_RETURN_IF_ERROR(ReceiveOne(push));
+  if (!push->has_cycle_push()) return Status::Corruption("runtime " + address_ + " pushed nothing after offering a cycle");
   return Status::OK();
 }
 
 Status RuntimeClient::Receive(wire::Envelope* env) {
   if (push_due_) {
     // Not taken: the message it answered ahead of is not a RunCycle.
-    push_due_ = false;
     wire::Envelope push;
-    GENIE_RETURN_IF_ERROR(ReceiveOne(&push));
-    if (!push.has_cycle_push()) return Status::Corruption("runtime " + address_ + " pushed nothing after offering a cycle");
+    GENIE_RETURN_IF_ERROR(ReceivePush(&push));
     std::string skipped(std::min<uint64_t>(push.payload_bytes(), 1u << 16), '\0');
     for (uint64_t left = push.payload_bytes(); left > 0;) {
       size_t n = static_cast<size_t>(std::min<uint64_t>(left, skipped.size()));
@@ -47,10 +51,8 @@ Status RuntimeClient::Receive(wire::Envelope* env) {
 
 Result<std::optional<ExecuteReply>> RuntimeClient::TakePush(const std::vector<const traces::TensorMeta*>& recorded) {
   if (!push_due_) return std::optional<ExecuteReply>();
-  push_due_ = false;
   wire::Envelope push;
-  GENIE_RETURN_IF_ERROR(ReceiveOne(&push));
-  if (!push.has_cycle_push()) return Status::Corruption("runtime " + address_ + " pushed nothing after offering a cycle");
+  GENIE_RETURN_IF_ERROR(ReceivePush(&push));
   if (!push.cycle_push().has_answer()) {
     if (push.payload_bytes() != 0) return Status::Corruption("runtime " + address_ + " sent unannounced bytes");
     return std::optional<ExecuteReply>();

@@ -96,6 +96,8 @@ class RuntimeClient {
   // Reads the next message; a push still due is read (and dropped) first.
   Status Receive(wire::Envelope* env);
   Status ReceiveOne(wire::Envelope* env);
+  // Reads the CyclePush due (push_due_).
+  Status ReceivePush(wire::Envelope* push);
   // The fetched tensors `reply` announces (or `recorded` gives), sized, then their bytes from the socket.
   Status ReadFetched(const wire::ExecuteReply& reply, uint64_t payload_bytes, bool from_template,
                      const std::vector<const traces::TensorMeta*>& recorded, bool cycle, ExecuteReply* out);

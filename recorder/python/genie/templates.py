@@ -455,15 +455,8 @@ class Templates:
                 [(id(d), name, id(t)) for d, name, t in sources] != [(id(d), name, id(t)) for d, name, t in tpl.sources]:
             return False
         w = tpl.words.copy()
-        for p, r in tpl.internal:
-            w[p] = start_id + r
-        for p, e in tpl.ext_ids:
-            w[p] = ids_before[e]
-        for p, e in tpl.ext_storage:
-            w[p] = exts[e]._genie_storage
         t = ints[tpl.t_index] if tpl.t_index is not None else 0
-        for p, a, b in tpl.affine:
-            w[p] = a * t + b
+        _patch(tpl, w, start_id, ids_before, exts, t)
         for p, k in tpl.float_pos:
             w[p] = start_float + k
         if words[start_word:] != w:
@@ -857,14 +850,7 @@ class Templates:
                 else:
                     w[p] = a * t + b
         else:
-            for p, r in tpl.internal:
-                w[p] = base + r
-            for p, e in tpl.ext_ids:
-                w[p] = exts[e]._genie_id
-            for p, e in tpl.ext_storage:
-                w[p] = exts[e]._genie_storage
-            for p, a, b in tpl.affine:
-                w[p] = a * t + b
+            _patch(tpl, w, base, [x._genie_id for x in exts], exts, t)
             if tpl.float_pos and not run:
                 f0 = len(s.floats)
                 for p, k in tpl.float_pos:
@@ -1187,6 +1173,19 @@ def _build(spec, base, exts, values, w, made, call=None):
         built = [_build(x, base, exts, values, w, made, call) for x in specs]
         return cls(**dict(zip(names, built))) if by_field else cls(zip(names, built))
     return kind(_build(x, base, exts, values, w, made, call) for x in spec[1])
+
+
+def _patch(tpl, w, base, ids, exts, t):
+    """Patches `w`, a copy of `tpl`'s words, for a call whose first id is
+    `base`, on `exts` with ids `ids`, at T = `t` (its float indices aside)."""
+    for p, r in tpl.internal:
+        w[p] = base + r
+    for p, e in tpl.ext_ids:
+        w[p] = ids[e]
+    for p, e in tpl.ext_storage:
+        w[p] = exts[e]._genie_storage
+    for p, a, b in tpl.affine:
+        w[p] = a * t + b
 
 
 def _result_patches(tpl):
