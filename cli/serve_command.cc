@@ -77,6 +77,11 @@ void AddServeOptions(CLI::App* cmd, Action* action) {
   cmd->add_flag("--run-ahead,!--no-run-ahead", a->options.run_ahead,
                "Run a decode loop's next step before its requests come, once two steps showed the loop "
                "(default on; off spends no compute on steps that may not come)");
+  cmd->add_option("--run-ahead-steps", a->options.run_ahead_steps,
+                  "Steps of a decode loop run ahead: 1 runs the next once the one before is asked for; 2 also runs "
+                  "the one after, while the program works on the next's answer, which the runtime already sent")
+      ->check(CLI::Range(1, 2))
+      ->capture_default_str();
   cmd->add_option("--log-level", a->log_level,
                   "debug, info (a line per request), warn or error (default: $GENIE_LOG_LEVEL, else info)");
   cmd->footer("Prints \"listening on ADDRESS\" once it accepts connections. SIGTERM or SIGINT stop it cleanly.");

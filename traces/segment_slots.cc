@@ -199,13 +199,14 @@ Status Assign(const std::vector<int64_t>& ints, const std::vector<ContentHash>& 
   return Status::OK();
 }
 
-std::vector<int64_t> SlotPredictor::Prediction() const {
+std::vector<int64_t> SlotPredictor::Prediction(int64_t steps) const {
   if (before_.empty()) return last_;
   std::vector<int64_t> p(last_.size());
   // Unsigned arithmetic: wraps instead of overflowing on hostile input.
+  uint64_t k = static_cast<uint64_t>(steps);
   for (size_t i = 0; i < p.size(); ++i) {
     uint64_t l = static_cast<uint64_t>(last_[i]);
-    p[i] = static_cast<int64_t>(l + (l - static_cast<uint64_t>(before_[i])));
+    p[i] = static_cast<int64_t>(l + k * (l - static_cast<uint64_t>(before_[i])));
   }
   return p;
 }

@@ -63,8 +63,9 @@ class SlotPredictor {
   // past the end; the predictor is unchanged then.
   Status Decode(std::string_view diffs, std::vector<int64_t>* next);
 
-  // The vector expected next.
-  std::vector<int64_t> Prediction() const;
+  // The vector expected next; `steps` > 1: the one expected that many runs
+  // on (the run after the next, for a loop run two steps ahead).
+  std::vector<int64_t> Prediction(int64_t steps = 1) const;
 
  private:
 

@@ -115,7 +115,10 @@ class Connection {
     answered_ = pushed.ready && env.has_run_cycle() ? &pushed : nullptr;
     Status st = Dispatch(env);
     answered_ = nullptr;
-    if (st.ok() && push_due_) st = Push();
+    if (st.ok() && push_due_) {
+      st = Push();
+      if (st.ok() && pushed_.ready && opts_.run_ahead_steps > 1) RunDeeper();
+    }
     return st;
   }
 
@@ -420,6 +423,7 @@ class Connection {
     fetched_hash_ = ContentHash::Of(fetched_.data(), fetched_.size());
     repeat = repeat && ahead_.empty();
     offered_ = repeat && Feeds(result, last_cycle_) && DefinesOnly(last_cycle_);
+    if (!repeat) DropDeeper();
     return repeat;
   }
 
@@ -451,22 +455,61 @@ class Connection {
     offered_ = false;
   }
 
-  // Runs the next cycle ahead (see Seen), up to its first template that changes more than the values it defines.
+  // Runs the next cycle ahead (see Seen): the one RunDeeper ran already, or
+  // now, up to its first template that changes more than the values it defines.
   void RunAhead() {
+    if (!deeper_.empty()) {
+      ahead_.swap(deeper_);  // ahead_ is empty: EndCycle saw every run of it taken
+      // Its templates' segments hold the runs of the cycle just taken: Push
+      // reads the metas of the runs it answers for.
+      for (const Ahead& a : ahead_)
+        if (!traces::Assign(a.ints, a.hashes, &templates_.at(a.id)->seg).ok()) return DropAhead();
+      return;
+    }
+    RunCycleAhead(1, fetched_, fetched_hash_, &ahead_);
+  }
+
+  // With two steps of run-ahead (ServeOptions::run_ahead_steps): once the
+  // next cycle's answer is pushed, runs the cycle after it too, fed by what
+  // the next one fetched, while the program works on that answer. Its runs
+  // wait in deeper_ until the next cycle's requests have taken theirs
+  // (RunAhead); a request that does not match drops both (DropAhead).
+  void RunDeeper() {
+    if (!deeper_.empty() || ahead_.empty() || ahead_.size() != last_cycle_.size()) return;
+    const runtime::ExecuteResult& next = ahead_.back().result;
+    if (!Feeds(next, last_cycle_)) return;
+    std::string fed;
+    size_t n = 0;
+    for (const auto& f : next.fetched) n += f.bytes.size();
+    if (n <= wire::kMaxFedBytes)
+      for (const auto& f : next.fetched) fed += f.bytes;
+    RunCycleAhead(2, fed, ContentHash::Of(fed.data(), fed.size()), &deeper_);
+    if (deeper_.size() != last_cycle_.size()) {
+      DropDeeper();  // half a cycle would be taken for the whole
+      return;
+    }
+    if (LogEnabled(LogLevel::kInfo))
+      Log(LogLevel::kInfo, sock_.peer() + " ran the cycle after the next ahead (" + std::to_string(deeper_.size()) +
+                               (deeper_.size() == 1 ? " run)" : " runs)"));
+  }
+
+  // Runs last_cycle_ as it is predicted `steps` runs on into `into`, each
+  // payload it was fed taking `fed`, up to its first template that changes
+  // more than the values it defines.
+  void RunCycleAhead(int64_t steps, const std::string& fed, const ContentHash& fed_hash, std::deque<Ahead>* into) {
     for (const Seen& seen : last_cycle_) {
       auto it = templates_.find(seen.id);
       if (it == templates_.end()) break;
       Template& t = *it->second;
       if (t.defines_only < 0) t.defines_only = rt_->DefinesOnly(t.seg, strings_) ? 1 : 0;
       if (!t.defines_only) break;
-      Ahead a{seen.id, t.slots.Prediction(), t.hashes, {}, {}, {}, {}};
+      Ahead a{seen.id, t.slots.Prediction(steps), t.hashes, {}, {}, {}, {}};
       if (!seen.fed.empty()) {
-        const ContentHash& h = fetched_hash_;
-        if (!rt_->PutBlob(session_, h, runtime::BlobBuffer::Copy(fetched_), true).ok()) break;
+        if (!rt_->PutBlob(session_, fed_hash, runtime::BlobBuffer::Copy(fed), true).ok()) break;
         bool inside = true;
         for (uint32_t i : seen.fed) {
           if (i >= a.hashes.size()) inside = false;
-          else a.hashes[i] = h;
+          else a.hashes[i] = fed_hash;
         }
         if (!inside) break;
       }
@@ -495,13 +538,19 @@ class Connection {
         break;
       }
       a.result = std::move(*res);
-      ahead_.push_back(std::move(a));
+      into->push_back(std::move(a));
     }
   }
 
   void DropAhead() {
     for (const Ahead& a : ahead_) rt_->Release(session_, a.defined);
     ahead_.clear();
+    DropDeeper();
+  }
+
+  void DropDeeper() {
+    for (const Ahead& a : deeper_) rt_->Release(session_, a.defined);
+    deeper_.clear();
   }
 
   // Whether every id of `some` is in `all`.
@@ -695,6 +744,7 @@ class Connection {
   std::string fetched_;           // the bytes the last run that fetched fetched
   ContentHash fetched_hash_;      // and their hash
   std::deque<Ahead> ahead_;       // runs made ahead, in the order their requests are expected
+  std::deque<Ahead> deeper_;      // the cycle after those, run ahead too (RunDeeper)
   bool offered_ = false;          // the last reply offered last_cycle_ as one RunCycle
   bool push_due_ = false;         // and the push that follows it is not sent yet
   struct Pushed {

@@ -194,6 +194,33 @@ def test_decode_steps_after_warm_up_travel_as_one_cycle_of_a_few_bytes(genie):
     assert (more["bytes_up"] + more["bytes_down"]) / steps <= 2 * 16
 
 
+def test_a_runtime_runs_a_decode_loop_two_steps_ahead_unless_told_one(genie, tmp_path):
+    # Once a step's answer is pushed, the runtime runs the step after it
+    # too, while the program works on the answer: each later step's answer
+    # is ready when its RunCycle commits the step before. With
+    # --run-ahead-steps 1 it waits for that RunCycle. The output is eager's
+    # either way, and every step is pushed either way.
+    program = EXAMPLES / "gpt_decode.py"
+    want = eager(program, "--device", "cpu", "--tokens", "48")
+    assert want.returncode == 0, want.stderr
+    lines = {}
+    for steps in ("2", "1"):
+        rt = Runtime(tmp_path, extra=("--run-ahead-steps", steps))
+        try:
+            cfg = pool_config(tmp_path, rt.address)
+            r, report = live(genie, program, "--tokens", "48", pool="test-pool", config=str(cfg))
+        finally:
+            _, log = rt.stop()
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == want.stdout
+        assert report["pushed"] >= 30 and report["cycles"] == report["pushed"]
+        lines[steps] = log.count("ran the cycle after the next ahead (1 run)")
+    assert lines["2"] >= 30 and lines["1"] == 0
+    bad = subprocess.run([GENIE, "serve", "--listen", "127.0.0.1:0", "--run-ahead-steps", "3"],
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode != 0 and "--run-ahead-steps" in bad.stderr
+
+
 def test_a_decode_loop_run_three_times_in_one_session_prints_what_eager_prints(genie):
     # The later loops' steps come with other ids than predicted: each run
     # whose integers or releases are off the prediction goes up as it is,

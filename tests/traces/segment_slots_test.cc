@@ -137,6 +137,15 @@ TEST_CASE("steady decode steps are predicted exactly, so they cost no bytes") {
     REQUIRE(got == steps[t].ints);
   }
 
+  SECTION("the step after the next is predicted as exactly, for a loop run two steps ahead") {
+    SegmentSlots next, after;
+    Flatten(DecodeStep(st, 11, 124, 96 + 4 * 6 + 2, 1), &next);
+    Flatten(DecodeStep(st, 12, 128, 96 + 4 * 7 + 2, 1), &after);
+    REQUIRE(receiver.Prediction() == next.ints);
+    REQUIRE(receiver.Prediction(2) == after.ints);
+    REQUIRE(receiver.Prediction(1) == receiver.Prediction());
+  }
+
   SECTION("a step off the line costs only the slots that moved") {
     SegmentSlots odd;
     Flatten(DecodeStep(st, 11, 124 + 50, 96 + 4 * 6 + 2, 1), &odd);
