@@ -73,10 +73,11 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--device", default="remote_accelerator")
     p.add_argument("--tokens", type=int, default=12)
+    p.add_argument("--max-len", type=int, default=64, help="positions the model has: the prompt's 5 plus the tokens")
     args = p.parse_args()
     torch.manual_seed(0)
 
-    model = GPT().to(args.device).eval()
+    model = GPT(max_len=args.max_len).to(args.device).eval()
     prompt = torch.tensor([[1, 17, 42, 7, 99]], device=args.device)
     with torch.no_grad():
         logits, cache = model(prompt)

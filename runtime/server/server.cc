@@ -200,7 +200,9 @@ class Connection {
   // segment, the reply also offers the next cycle (ExecuteReply.cycle_runs):
   // the client may send it as one RunCycle, which stands for those runs
   // exactly as predicted (HandleCycle). Once the cycle has run ahead, its
-  // answer goes down before the RunCycle comes (Push).
+  // answer goes down before the RunCycle comes (Push), and the cycle after
+  // it runs as well (RunDeeper, two steps of run-ahead): the RunCycle then
+  // finds the answer it pushes next ready.
   struct Seen {
     uint32_t id;
     std::vector<uint32_t> fed;  // its payload changes that carried the bytes fetched before
