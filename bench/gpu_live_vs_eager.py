@@ -30,6 +30,8 @@ def main():
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--workloads", default="resnet50,gpt2")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--serve-args", default="", metavar="ARGS",
+                   help="more arguments for the runtime, as one string (\"--run-ahead-steps 1\")")
     args = p.parse_args()
     script = str(ROOT / "bench" / "gpu_workloads.py")
 
@@ -48,7 +50,7 @@ def main():
         return out
 
     serve = subprocess.Popen([args.genie, "serve", "--listen", "127.0.0.1:0", "--device", "cuda", "--tf32-conv",
-                              "--log-level", "warn"],
+                              "--log-level", "warn", *args.serve_args.split()],
                              stdout=subprocess.PIPE, text=True)
     try:
         address = serve.stdout.readline().split()[-1]
