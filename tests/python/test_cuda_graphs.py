@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import PYTHON
+from conftest import EXAMPLES, PYTHON, Runtime, pool_config
 from test_live import live
 
 
@@ -59,3 +59,25 @@ def test_a_segment_that_repeats_runs_as_a_cuda_graph_with_eager_results(genie):
 def test_a_segment_writing_in_place_to_an_earlier_value_runs_op_by_op(genie):
     report = run_both(genie, accumulate=True)
     assert report["segments"] == 10 and report["graph_segments"] == 0, report
+
+
+def test_a_decode_loop_run_two_steps_ahead_on_cuda_gives_what_one_step_ahead_gives(genie, tmp_path):
+    # Two steps ahead, the step after the next runs on the GPU while the
+    # next's values wait for their request (copied out of its graph where
+    # it ran as one).
+    program = EXAMPLES / "gpt_decode.py"
+    out = {}
+    for steps in ("1", "2"):
+        rt = Runtime(tmp_path, extra=("--device", "cuda", "--run-ahead-steps", steps))
+        try:
+            cfg = pool_config(tmp_path, rt.address)
+            r, report = live(genie, program, "--tokens", "48", pool="test-pool", config=str(cfg))
+        finally:
+            rt.stop()
+        assert r.returncode == 0, r.stderr
+        assert report["pushed"] >= 30, report
+        out[steps] = r.stdout
+    assert out["1"] == out["2"]
+    want = subprocess.run([PYTHON, str(program), "--device", "cuda", "--tokens", "48"], capture_output=True, text=True,
+                          check=True)
+    assert out["2"].splitlines()[0] == want.stdout.splitlines()[0]  # the tokens generated
