@@ -67,8 +67,8 @@ def eager(program, *args):
 
 
 class Runtime:
-    def __init__(self, tmp, token=None, extra=(), listen="127.0.0.1:0"):
-        cmd = [GENIE, "serve", "--listen", listen, "--device", "cpu", *extra]
+    def __init__(self, tmp, token=None, extra=(), listen="127.0.0.1:0", device="cpu"):
+        cmd = [GENIE, "serve", "--listen", listen, "--device", device, *extra]
         if token:
             path = tmp / "token"
             path.write_text(token + "\n")

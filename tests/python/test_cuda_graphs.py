@@ -68,7 +68,7 @@ def test_a_decode_loop_run_two_steps_ahead_on_cuda_gives_what_one_step_ahead_giv
     program = EXAMPLES / "gpt_decode.py"
     out = {}
     for steps in ("1", "2"):
-        rt = Runtime(tmp_path, extra=("--device", "cuda", "--run-ahead-steps", steps))
+        rt = Runtime(tmp_path, extra=("--run-ahead-steps", steps), device="cuda")
         try:
             cfg = pool_config(tmp_path, rt.address)
             r, report = live(genie, program, "--tokens", "48", pool="test-pool", config=str(cfg))
