@@ -7,6 +7,7 @@ import torch), and arranges for capture to activate right after the program
 imports torch, so nothing in the program has to change.
 """
 import atexit
+import gc
 import importlib.abc
 import importlib.util
 import os
@@ -55,6 +56,13 @@ def _activate():
     lazy.set_session(_session)
     device.install()
     phases.install()
+    # torch's import leaves about 100,000 objects (modules, functions,
+    # classes) that live as long as the program. Python's full collections
+    # walk all of them, and a capture makes a wrapper object for every
+    # value, so they come often: in a decode loop they took about 15% of the
+    # program's CPU. Frozen, they are never walked again (and garbage among
+    # them never freed: there is none to speak of right after an import).
+    gc.freeze()
 
 
 def _finish():
