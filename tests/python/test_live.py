@@ -63,6 +63,22 @@ def test_values_the_program_drops_are_freed_on_the_runtime(genie):
     assert report["released"] >= 2 * 49
 
 
+def test_the_frontend_freezes_what_torch_s_import_left_unless_told_not_to(genie, monkeypatch):
+    # Full collections would walk torch's ~100,000 objects again and again.
+    program = genie.script("""
+        import gc
+        import torch
+        print(gc.get_freeze_count() > 50000)
+    """)
+    r, _ = live(genie, program)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "True"
+    monkeypatch.setenv("GENIE_GC_FREEZE", "0")
+    r, _ = live(genie, program)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"
+
+
 def test_weights_go_up_once_per_runtime(genie, runtime, tmp_path):
     program = genie.script("""
         import torch
