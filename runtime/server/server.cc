@@ -417,16 +417,22 @@ class Connection {
     else last_cycle_.clear();
     cycle_.clear();
     cycle_fed_ = true;
-    fetched_.clear();
-    size_t n = 0;
-    for (const auto& f : result.fetched) n += f.bytes.size();
-    if (n <= wire::kMaxFedBytes)
-      for (const auto& f : result.fetched) fetched_ += f.bytes;
+    fetched_ = FedBytes(result);
     fetched_hash_ = ContentHash::Of(fetched_.data(), fetched_.size());
     repeat = repeat && ahead_.empty();
     offered_ = repeat && Feeds(result, last_cycle_) && DefinesOnly(last_cycle_);
     if (!repeat) DropDeeper();
     return repeat;
+  }
+
+  // The bytes `result` fetched, kept to feed the cycle run next: "" when they are above kMaxFedBytes.
+  static std::string FedBytes(const runtime::ExecuteResult& result) {
+    std::string bytes;
+    size_t n = 0;
+    for (const auto& f : result.fetched) n += f.bytes.size();
+    if (n <= wire::kMaxFedBytes)
+      for (const auto& f : result.fetched) bytes += f.bytes;
+    return bytes;
   }
 
   // Whether what `result` fetched can feed `cycle` run next: bytes kept to feed it, or a cycle fed nothing.
@@ -480,11 +486,7 @@ class Connection {
     if (!deeper_.empty() || ahead_.empty() || ahead_.size() != last_cycle_.size()) return;
     const runtime::ExecuteResult& next = ahead_.back().result;
     if (!Feeds(next, last_cycle_)) return;
-    std::string fed;
-    size_t n = 0;
-    for (const auto& f : next.fetched) n += f.bytes.size();
-    if (n <= wire::kMaxFedBytes)
-      for (const auto& f : next.fetched) fed += f.bytes;
+    std::string fed = FedBytes(next);
     RunCycleAhead(2, fed, ContentHash::Of(fed.data(), fed.size()), &deeper_);
     if (deeper_.size() != last_cycle_.size()) {
       DropDeeper();  // half a cycle would be taken for the whole
