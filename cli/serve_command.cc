@@ -82,6 +82,11 @@ void AddServeOptions(CLI::App* cmd, Action* action) {
                   "the one after, while the program works on the next's answer, which the runtime already sent")
       ->check(CLI::Range(1, 2))
       ->capture_default_str();
+  cmd->add_option("--spin-us", a->options.spin_us,
+                  "Microseconds a connection polls for a decode loop's next step before it sleeps, while the loop "
+                  "runs ahead and its steps came within that time (0: never)")
+      ->check(CLI::Range(0, 100000))
+      ->capture_default_str();
   cmd->add_option("--log-level", a->log_level,
                   "debug, info (a line per request), warn or error (default: $GENIE_LOG_LEVEL, else info)");
   cmd->footer("Prints \"listening on ADDRESS\" once it accepts connections. SIGTERM or SIGINT stop it cleanly.");

@@ -106,6 +106,12 @@ class Connection {
 
   Status Handle() {
     wire::Envelope env;
+    // While a loop's steps run ahead, the next request (its RunCycle) comes
+    // within a step's time: the connection polls for it before it sleeps
+    // (Socket::SetSpin). Other requests (a training step's parts, a
+    // program's start-up) are waited for asleep, leaving the CPU to the
+    // program that makes them.
+    sock_.SetSpin(offered_ ? opts_.spin_us : 0);
     GENIE_RETURN_IF_ERROR(wire::ReadEnvelope(sock_, &env, opts_.max_payload));
     // Any message withdraws the offer of a cycle (a cycle that runs renews
     // it) and voids the answer pushed for it.

@@ -20,6 +20,7 @@ struct ServeOptions {
   bool tf32_conv = false;     // convolutions on CUDA may use TF32 (eager PyTorch's default)
   bool run_ahead = true;      // run a fed loop's next step before it comes (server.cc, run-ahead)
   int run_ahead_steps = 2;    // how many steps: 2 also runs the one after it once the next's answer is pushed
+  int spin_us = 1000;         // while a loop runs ahead, a connection polls this long for its next request before it sleeps
 };
 
 // Serves until SIGTERM or SIGINT, then closes every connection and returns OK.

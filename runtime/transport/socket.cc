@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstddef>
 #include <cstring>
 #include <memory>
@@ -119,6 +120,8 @@ Socket& Socket::operator=(Socket&& o) noexcept {
     rbuf_ = std::move(o.rbuf_);
     rpos_ = o.rpos_;
     rend_ = o.rend_;
+    spin_us_ = o.spin_us_;
+    last_wait_us_ = o.last_wait_us_;
     o.fd_ = -1;
     o.rpos_ = o.rend_ = 0;
   }
@@ -182,7 +185,7 @@ Status Socket::RecvAll(void* data, size_t n) {
     // A large rest goes straight into `data`; a small one reads ahead.
     bool direct = n >= kReadAhead;
     if (!direct && !rbuf_) rbuf_ = std::make_unique<char[]>(kReadAhead);
-    ssize_t k = direct ? ::recv(fd_, p, n, 0) : ::recv(fd_, rbuf_.get(), kReadAhead, 0);
+    ssize_t k = direct ? Recv(p, n) : Recv(rbuf_.get(), kReadAhead);
     if (k == 0) return Status::IOError("connection to " + peer_ + " closed");
     if (k < 0) {
       if (errno == EINTR) continue;
@@ -201,6 +204,26 @@ Status Socket::RecvAll(void* data, size_t n) {
     n -= got;
   }
   return Status::OK();
+}
+
+ssize_t Socket::Recv(char* into, size_t want) {
+  if (spin_us_ <= 0) return ::recv(fd_, into, want, 0);
+  ssize_t k = ::recv(fd_, into, want, MSG_DONTWAIT);
+  if (k >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+    last_wait_us_ = 0;
+    return k;
+  }
+  auto start = std::chrono::steady_clock::now();
+  if (last_wait_us_ <= spin_us_) {
+    auto until = start + std::chrono::microseconds(spin_us_);
+    do {
+      k = ::recv(fd_, into, want, MSG_DONTWAIT);
+    } while (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && std::chrono::steady_clock::now() < until);
+  }
+  if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) k = ::recv(fd_, into, want, 0);
+  last_wait_us_ =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count();
+  return k;
 }
 
 void Socket::SetRecvTimeout(int ms) {

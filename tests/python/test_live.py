@@ -237,6 +237,31 @@ def test_a_runtime_runs_a_decode_loop_two_steps_ahead_unless_told_one(genie, tmp
     assert bad.returncode != 0 and "--run-ahead-steps" in bad.stderr
 
 
+def test_a_runtime_that_never_polls_for_requests_serves_what_a_polling_one_serves(genie, tmp_path):
+    # By default a connection polls for the next request before it sleeps
+    # (--spin-us); with 0 every wait sleeps. A decode loop, whose steps run
+    # ahead and are pushed, and a training loop, whose parts come while the
+    # runtime waits, give eager's output either way.
+    for spin in ("0", "5000"):
+        rt = Runtime(tmp_path, extra=("--spin-us", spin))
+        try:
+            cfg = pool_config(tmp_path, rt.address)
+            for program, args in ((EXAMPLES / "gpt_decode.py", ("--tokens", "40")),
+                                  (EXAMPLES / "mlp_train.py", ("--steps", "6"))):
+                want = eager(program, "--device", "cpu", *args)
+                assert want.returncode == 0, want.stderr
+                r, report = live(genie, program, *args, pool="test-pool", config=str(cfg))
+                assert r.returncode == 0, r.stderr
+                assert r.stdout == want.stdout
+                if program.name == "gpt_decode.py":
+                    assert report["pushed"] >= 20
+        finally:
+            rt.stop()
+    bad = subprocess.run([GENIE, "serve", "--listen", "127.0.0.1:0", "--spin-us", "-1"],
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode != 0 and "--spin-us" in bad.stderr
+
+
 def test_a_decode_loop_run_three_times_in_one_session_prints_what_eager_prints(genie):
     # The later loops' steps come with other ids than predicted: each run
     # whose integers or releases are off the prediction goes up as it is,

@@ -2,8 +2,10 @@
 
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -75,6 +77,66 @@ TEST_CASE("receives read ahead: pipelined messages, a moved socket, and large bo
   genie::Status st = moved.RecvAll(more, 4);
   CHECK_FALSE(st.ok());
   CHECK(st.message().find("closed") != std::string::npos);
+}
+
+namespace {
+
+// CPU time of the calling thread, in milliseconds.
+double ThreadCpuMs() {
+  timespec t{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+}  // namespace
+
+TEST_CASE("a spinning receive: bytes that come within the spin or after it, a quiet peer, errors kept") {
+  auto [a, b] = Pair();
+  b.SetSpin(20000);  // 20 ms
+  const std::string first = Pattern(70000, 'f'), second = Pattern(100, 's'), third = Pattern(3, 't');
+  bool sent = false;
+  std::thread writer([&a = a, &first, &second, &third, &sent] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));  // within the spin
+    bool ok = a.SendAll(first.data(), first.size()).ok();
+    std::this_thread::sleep_for(std::chrono::milliseconds(60));  // past it: the receive sleeps for the rest
+    ok = ok && a.SendAll(second.data(), second.size()).ok();
+    std::this_thread::sleep_for(std::chrono::milliseconds(60));  // the last wait was long: no spin at all
+    sent = ok && a.SendAll(third.data(), third.size()).ok();
+  });
+  std::string got(first.size(), '\0');
+  REQUIRE(b.RecvAll(got.data(), got.size()).ok());  // larger than the read-ahead: straight into place
+  CHECK(got == first);
+  double before = ThreadCpuMs();
+  got.assign(second.size(), '\0');
+  REQUIRE(b.RecvAll(got.data(), got.size()).ok());
+  CHECK(got == second);
+  double spun = ThreadCpuMs() - before;
+  Socket moved(std::move(b));  // the spin and the last wait move with the socket
+  before = ThreadCpuMs();
+  got.assign(third.size(), '\0');
+  REQUIRE(moved.RecvAll(got.data(), got.size()).ok());
+  CHECK(got == third);
+  double slept = ThreadCpuMs() - before;
+  writer.join();
+  CHECK(sent);
+  // The second wait polled for its 20 ms (on a loaded machine the thread may
+  // get part of them); the third, after a wait longer than the spin, slept.
+  CHECK(spun > 5);
+  CHECK(slept < 5);
+  // A closed peer is still an error, found while spinning.
+  a.Close();
+  char more[4];
+  genie::Status st = moved.RecvAll(more, 4);
+  CHECK_FALSE(st.ok());
+  CHECK(st.message().find("closed") != std::string::npos);
+
+  // And so is a receive that waits past its timeout.
+  auto [c, d] = Pair();
+  d.SetSpin(1000);
+  d.SetRecvTimeout(50);
+  st = d.RecvAll(more, 4);
+  CHECK_FALSE(st.ok());
+  CHECK(st.message().find("did not answer in time") != std::string::npos);
 }
 
 namespace {
