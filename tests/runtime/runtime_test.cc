@@ -26,19 +26,19 @@ std::string Floats(std::initializer_list<float> v) {
 }
 
 // %0 = input; %1 = aten::mul.Tensor(%0, 3); %2 = aten::add_.Tensor(%1, %0, alpha=2)
-Segment MulAdd(StringTable& st, const ContentHash& h) {
+Segment MulAdd(StringTable& st, const ContentHash& h, int64_t n = 3) {
   Segment seg;
   Step in;
   in.kind = Step::Kind::kInput;
   in.input.id = 0;
-  in.input.meta = Vec(3, 0);
+  in.input.meta = Vec(n, 0);
   in.input.payload = h;
   Step mul;
   mul.op.schema = st.Intern("aten::mul.Tensor");
   mul.op.args = {Arg::Tensor(0), Arg::Int(3)};
   Output o;
   o.id = 1;
-  o.meta = Vec(3, 1);
+  o.meta = Vec(n, 1);
   mul.op.outputs = {o};
   Step add;
   add.op.schema = st.Intern("aten::add_.Tensor");
@@ -46,7 +46,7 @@ Segment MulAdd(StringTable& st, const ContentHash& h) {
   add.op.kwargs = {{st.Intern("alpha"), Arg::Int(2)}};
   Output o2;
   o2.id = 2;
-  o2.meta = Vec(3, 1);
+  o2.meta = Vec(n, 1);
   add.op.outputs = {o2};
   seg.steps = {in, mul, add};
   return seg;
@@ -146,16 +146,35 @@ TEST_CASE("an op missing from this LibTorch is named with the torch version befo
 TEST_CASE("a blob whose bytes do not match its hash is never used, and is named") {
   auto rt = runtime::Runtime::Create("cpu", 0);
   REQUIRE(rt.ok());
-  std::string good = Floats({1, 2, 3});
-  ContentHash h = ContentHash::Of(good.data(), good.size());
-  std::string damaged = Floats({1, 2, 4});
-  uint64_t session = rt.value()->OpenSession();
-  REQUIRE(rt.value()->PutBlob(session, h, damaged).ok());
-  StringTable st;
-  auto res = rt.value()->Execute(session, MulAdd(st, h), st, {2});
-  REQUIRE_FALSE(res.ok());
-  REQUIRE(res.status().message().find("failed its hash check") != std::string::npos);
-  REQUIRE(res.status().message().find(h.Hex(16)) != std::string::npos);
+  // 3 floats are hashed as they are stored; 20,000 (80 KB) on a thread of their own.
+  for (int64_t n : {int64_t{3}, int64_t{20000}}) {
+    INFO(n << " floats");
+    std::string good(static_cast<size_t>(n) * 4, '\0');
+    for (int64_t i = 0; i < n; ++i) {
+      float v = static_cast<float>(i % 97);
+      std::memcpy(good.data() + 4 * i, &v, 4);
+    }
+    ContentHash h = ContentHash::Of(good.data(), good.size());
+    std::string damaged = good;
+    damaged[damaged.size() - 1] ^= 0x40;
+    uint64_t session = rt.value()->OpenSession();
+    REQUIRE(rt.value()->PutBlob(session, h, damaged).ok());
+    StringTable st;
+    auto res = rt.value()->Execute(session, MulAdd(st, h, n), st, {2});
+    REQUIRE_FALSE(res.ok());
+    REQUIRE(res.status().message().find("failed its hash check") != std::string::npos);
+    REQUIRE(res.status().message().find(h.Hex(16)) != std::string::npos);
+    // Found damaged, it counts as absent (a client uploads it again), though
+    // the session pins it; uploaded again, intact, it takes the damaged copy's place and runs.
+    REQUIRE_FALSE(rt.value()->HasBlob(session, h));
+    auto stored = rt.value()->PutBlob(session, h, good);
+    REQUIRE(stored.ok());
+    REQUIRE(stored.value());
+    res = rt.value()->Execute(session, MulAdd(st, h, n), st, {2});
+    INFO(res.status().message());
+    REQUIRE(res.ok());
+    rt.value()->CloseSession(session);
+  }
 }
 
 TEST_CASE("the memory limit evicts the least recently used blob no session pins") {
