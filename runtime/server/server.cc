@@ -434,17 +434,20 @@ class Connection {
   // The bytes `result` fetched, kept to feed the cycle run next: "" when they are above kMaxFedBytes.
   static std::string FedBytes(const runtime::ExecuteResult& result) {
     std::string bytes;
-    size_t n = 0;
-    for (const auto& f : result.fetched) n += f.bytes.size();
-    if (n <= wire::kMaxFedBytes)
+    if (FetchedBytes(result) <= wire::kMaxFedBytes)
       for (const auto& f : result.fetched) bytes += f.bytes;
     return bytes;
   }
 
-  // Whether what `result` fetched can feed `cycle` run next: bytes kept to feed it, or a cycle fed nothing.
-  static bool Feeds(const runtime::ExecuteResult& result, const std::vector<Seen>& cycle) {
+  static size_t FetchedBytes(const runtime::ExecuteResult& result) {
     size_t n = 0;
     for (const auto& f : result.fetched) n += f.bytes.size();
+    return n;
+  }
+
+  // Whether what `result` fetched can feed `cycle` run next: bytes kept to feed it, or a cycle fed nothing.
+  static bool Feeds(const runtime::ExecuteResult& result, const std::vector<Seen>& cycle) {
+    size_t n = FetchedBytes(result);
     return (n > 0 && n <= wire::kMaxFedBytes) ||
            std::all_of(cycle.begin(), cycle.end(), [](const Seen& s) { return s.fed.empty(); });
   }
