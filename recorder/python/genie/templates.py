@@ -68,8 +68,9 @@ holds already changes nothing.
 Families that do not settle stop capturing. One whose proving captures
 leave it without a template _UNSETTLED_LIMIT times in a row is given up;
 after _FREE_CAPTURES captures, one captures again only while it has a
-replay for every two captures (an embedding bag whose bags have random
-lengths). Its calls then run plainly, and the module calls inside them get
+replay for every two captures (a module over two embedding bags whose
+bags have random lengths: two sizes that vary apart, which one T cannot
+give). Its calls then run plainly, and the module calls inside them get
 their own templates.
 
 A call is never templated when its capture shows something a replay could
@@ -95,9 +96,16 @@ Grad mode (a training step's forward). The outermost module call becomes
 one node of the program's autograd graph, a custom autograd function
 (_GradFn) whose inputs are the call's arguments, parameters and buffers.
 Proving captures run the module inside it on aliases of the arguments with
-autograd on; its backward differentiates that inner graph, recorded. Two
-identical captures prove the forward (exact templates only), two identical
-backward captures for the same gradients prove its backward. A replay
+autograd on; its backward differentiates that inner graph, recorded. The
+forward is proven as outside grad mode: two identical captures, or lines in
+T through two captures that a third confirms. Its backward is proven per
+pattern of gradients (which results got one, their dtypes and ranks): two
+identical backward captures for the same gradients, or, for a template with
+a T, lines in T through the integers of the forward and of the gradients of
+two backward captures, confirmed by a third (an embedding bag whose bags
+have random lengths: the backward's offsets are as long as its indices).
+Such a template's checks capture the call's forward and its backward; a
+mismatch drops what it refutes. A replay
 appends the forward's records; its backward appends the backward's records
 for the gradients it gets. Other gradients (an output unused), or
 create_graph, run the call again with autograd and differentiate it, as
@@ -292,7 +300,7 @@ class Template:
 
 class _Family:
     __slots__ = ("module", "seen", "exact", "symbolic", "candidate", "last", "mismatches", "failed", "bwd_last",
-                 "unproven", "captures", "hits")
+                 "bwd_lines", "unproven", "captures", "hits")
 
     def __init__(self, module):
         self.module = weakref.ref(module)
@@ -304,6 +312,7 @@ class _Family:
         self.mismatches = 0
         self.failed = False
         self.bwd_last = {}     # grad mode: the latest backward capture per forward records and gradients
+        self.bwd_lines = {}    # grad mode: per gradient pattern, [candidate, latest backward captures] (_learn_lines)
         self.unproven = 0      # proving captures in a row after which it had no template
         self.captures = 0      # proving captures (see _earned)
         self.hits = 0          # replays
@@ -314,6 +323,7 @@ class _Family:
         self.candidate = None
         self.last = []
         self.bwd_last = {}
+        self.bwd_lines = {}
 
 
 class Templates:
@@ -722,20 +732,33 @@ class Templates:
         return internal, e_ids, e_storage, float_pos, program, out_pos, draws, randoms
 
     def _learn(self, fam, cap):
-        """Proves a template from this capture and the family's earlier ones."""
+        """Proves a template from this capture and the family's earlier ones.
+        In grad mode captures go on after a template is proven, until its
+        backward is (see _learn_backward): a template keeps its place, and
+        a capture it predicts changes nothing."""
         for prev in fam.last:
             if prev.ints == cap.ints:
-                if prev.masked == cap.masked and prev.rest == cap.rest:
-                    if len(fam.exact) < _EXACT_LIMIT:
+                if prev.masked == cap.masked and prev.rest == cap.rest and prev.grad_flags == cap.grad_flags:
+                    if cap.ints not in fam.exact and len(fam.exact) < _EXACT_LIMIT:
                         fam.exact[cap.ints] = self._template(cap, None, (), ())
                     fam.last = [cap]
                     return
                 self._mismatch(fam)
+        sym = fam.symbolic
+        if sym is not None and len(cap.ints) == len(sym.guards) and sym.fits(cap.ints):
+            if not (sym.predicts(cap) and sym.grad_flags == cap.grad_flags):
+                self.refuted += 1
+                fam.symbolic = None
+                fam.last = [cap]
+                self._mismatch(fam)
+                return
+            fam.last = (fam.last + [cap])[-2:]
+            return
         c = fam.candidate
         if c is not None:
             base, t_index, guards, affine = c
             if len(cap.ints) == len(base.ints) and _on_lines(cap.ints, t_index, guards):
-                if _predicts(base.masked, base.rest, t_index, affine, cap):
+                if _predicts(base.masked, base.rest, t_index, affine, cap) and base.grad_flags == cap.grad_flags:
                     fam.symbolic = self._template(base, t_index, guards, affine)
                     fam.candidate = None
                     fam.last = [cap]
@@ -748,7 +771,7 @@ class Templates:
     def _settle(self, fam):
         """Gives a family up after _UNSETTLED_LIMIT proving captures in a row
         that left it without a template: calls whose integers never repeat
-        and lie on no line (a bag of indices whose length is random). Its
+        and lie on no line (two bags of indices whose lengths are random). Its
         calls then run plainly, and the module calls inside them, which may
         repeat, get their own templates (in grad mode they could not: the
         outer call's proving capture runs them plainly)."""
@@ -904,9 +927,19 @@ class Templates:
         """A module call with autograd on (a training step's forward). Proved
         and replayed through _GradFn, a custom autograd function: its forward
         is the call's records, its backward the records of the call's
-        backward, proven the same way (two identical captures for the same
-        gradients). Exact templates only."""
+        backward, proven the same way: two identical captures for the same
+        gradients, or for a template with a T, lines in the forward's
+        integers and the gradients' through two backward captures that a
+        third one confirms (_learn_lines). Its checks capture forward and
+        backward."""
         tpl = fam.exact.get(ints) if fam.exact else None
+        if (tpl is None or not tpl.backward) and fam.symbolic is not None and fam.symbolic.backward and \
+                fam.symbolic.fits(ints):
+            tpl = fam.symbolic
+            tpl.calls += 1
+            if tpl.calls == tpl.next_check:
+                tpl.next_check += min(tpl.next_check, _RECHECK_MAX)
+                return self._grad_capture(fam, module, plain, args, kwargs, lazies, ints, check=tpl)
         if tpl is not None and tpl.backward:
             exts = self._exts(tpl, lazies)
             if exts is not _MISS:
@@ -927,7 +960,7 @@ class Templates:
             return out
         return self._grad_capture(fam, module, plain, args, kwargs, lazies, ints)
 
-    def _grad_capture(self, fam, module, plain, args, kwargs, lazies, ints):
+    def _grad_capture(self, fam, module, plain, args, kwargs, lazies, ints, check=None):
         s = self.session
         modules = list(module.modules())
         if _hooked(modules):
@@ -939,7 +972,9 @@ class Templates:
         if not any(flags):
             return plain(module, args, kwargs)  # nothing to differentiate
         call = _GradCapture(self, fam, module, plain, args, kwargs, lazies, exts, flags)
-        fam.captures += 1
+        call.check = check
+        if check is None:
+            fam.captures += 1
         out, opened, guard = self._proving(module, modules, call.run)
         ids_before = call.ids
         call.forwarded()
@@ -956,14 +991,16 @@ class Templates:
         cap.grad_flags = flags
         cap.guard = guard
         call.cap = cap
-        for prev in fam.last:
-            if prev.ints == cap.ints:
-                if prev.masked == cap.masked and prev.rest == cap.rest and prev.grad_flags == flags:
-                    if cap.ints not in fam.exact and len(fam.exact) < _EXACT_LIMIT:
-                        fam.exact[cap.ints] = self._template(cap, None, (), ())
-                else:
-                    self._mismatch(fam)
-        fam.last = (fam.last + [cap])[-2:]
+        if check is None:
+            self._learn(fam, cap)
+        elif not (check.predicts(cap) and check.grad_flags == flags):
+            self.refuted += 1
+            fam.symbolic = None
+            fam.last = [cap]
+            call.cap = None  # its backward has nothing to check or learn for
+            self._mismatch(fam)
+        else:
+            self.confirmed += 1
         self._settle(fam)
         return out
 
@@ -980,9 +1017,14 @@ class Templates:
         fwd = call.cap
         pattern, gints = _grad_pattern(grads)
         exts = given + list(call.exts) + _internals(fwd.out_pos, fwd.n_ids, fwd.raw[3], fwd.words, None)
-        cap = self._analyse(gints, words[start_word:], floats[start_float:], start_float, start_id,
+        # Its integers: the forward's, then the gradients' (lines in T reach both).
+        cap = self._analyse(fwd.ints + gints, words[start_word:], floats[start_float:], start_float, start_id,
                             s._next_id - start_id, exts, (), tuple(result), ())
         fam = call.fam
+        if SYMBOLIC and not fwd.draws and not fwd.randoms:
+            self._learn_lines(fam, fwd, pattern, cap, call.check)
+        if call.check is not None:
+            return
         key = (fwd.ints, fwd.masked, fwd.rest, pattern, gints)
         prev = fam.bwd_last.get(key)
         fam.bwd_last[key] = cap
@@ -994,12 +1036,52 @@ class Templates:
                 btpl.generation = None  # the forward's guards hold for its backward
                 tpl.backward[(pattern, gints)] = btpl
 
+    def _learn_lines(self, fam, fwd, pattern, cap, check):
+        """The backward of a grad-mode template with a T, for the gradients
+        `pattern`: lines through two backward captures whose forwards the
+        template predicts, proven by a third (as _learn proves a forward).
+        A check capture's backward (`check`: the template) must be what its
+        backward template predicts, or that is dropped."""
+        sym = fam.symbolic
+        holds = sym is not None and len(fwd.ints) == len(sym.guards) and sym.fits(fwd.ints) and \
+            sym.predicts(fwd) and sym.grad_flags == fwd.grad_flags
+        if check is not None:
+            btpl = check.backward.get(pattern)
+            if btpl is not None and len(cap.ints) == len(btpl.guards) and btpl.fits(cap.ints):
+                if holds and sym is check and btpl.predicts(cap):
+                    self.confirmed += 1
+                else:
+                    self.refuted += 1
+                    del check.backward[pattern]
+                    fam.bwd_lines.pop(pattern, None)
+            return
+        if not holds or pattern in sym.backward:
+            return
+        entry = fam.bwd_lines.get(pattern)
+        if entry is None:
+            entry = fam.bwd_lines[pattern] = [None, []]
+        c, last = entry
+        if c is not None:
+            base, t_index, guards, affine = c
+            if len(cap.ints) == len(base.ints) and _on_lines(cap.ints, t_index, guards) and \
+                    _predicts(base.masked, base.rest, t_index, affine, cap):
+                if len(sym.backward) < _EXACT_LIMIT:
+                    btpl = self._template(base, t_index, guards, affine)
+                    btpl.generation = None  # the forward's guards hold for its backward
+                    sym.backward[pattern] = btpl
+                fam.bwd_lines.pop(pattern)
+                return
+            entry[0] = None
+        if last and last[-1].ints != cap.ints:
+            entry[0] = _fit(last[-1], cap)
+        entry[1] = (last + [cap])[-2:]
+
 
 def _earned(fam):
     """Whether a call of `fam` that no template serves may be captured to
     prove one: always for its first _FREE_CAPTURES captures, then while it
     has a replay for every two captures. Calls whose integers seldom repeat
-    (an embedding bag whose bags have random lengths) run plainly rather
+    (two embedding bags whose bags have random lengths) run plainly rather
     than pay for captures that prove little, and the calls inside them get
     templates; once the templates it has earn enough, it captures again."""
     return fam.captures < _FREE_CAPTURES or 2 * fam.hits >= fam.captures
@@ -1751,6 +1833,7 @@ class _GradCapture(_GradCall):
         super().__init__(templates, module, plain, args, kwargs, lazies, exts, flags)
         self.fam = fam
         self.cap = None
+        self.check = None  # the template with a T this capture checks
 
     def forward(self):
         start = self.templates.session._next_id
@@ -1841,7 +1924,14 @@ class _GradReplay(_GradCall):
             raise RuntimeError("genie: one of the variables needed for gradient computation has been modified by an "
                                "inplace operation (an argument, parameter or buffer of a replayed module call)")
         pattern, gints = _grad_pattern(grads)
-        btpl = tpl.backward.get((pattern, gints))
+        if tpl.t_index is None:
+            btpl = tpl.backward.get((pattern, gints))
+        else:
+            # A template with a T: lines in the forward's integers and the gradients'.
+            gints = self.ints + gints
+            btpl = tpl.backward.get(pattern)
+            if btpl is not None and (len(gints) != len(btpl.guards) or not btpl.fits(gints)):
+                btpl = None
         if btpl is None or _grad_enabled() or any(type(g) is not LazyTensor for g in grads if g is not None):
             return self.recompute(grads)
         exts = [g for g in grads if g is not None] + self.exts + \
