@@ -16,8 +16,9 @@ def _stats():
     from genie import lazy
     t = lazy._session.templates
     if t is not None:
+        lines = sum(1 for f in t.families.values() if f.symbolic is not None and f.symbolic.backward)
         print(f"genie-templates replays={t.replays} ops={t.replayed_ops} runs={lazy._session.template_runs} "
-              f"confirmed={t.confirmed} refuted={t.refuted}", file=sys.stderr)
+              f"confirmed={t.confirmed} refuted={t.refuted} grad_lines={lines}", file=sys.stderr)
 atexit.register(_stats)
 """
 
@@ -724,13 +725,22 @@ class Bags(nn.Module):
         self.top = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
     def forward(self, idx, off):
         return self.top(self.bag(idx, off)).squeeze(1)
+
+class TwoBags(nn.Module):      # two inputs whose lengths vary apart: no one T gives both
+    def __init__(self, mode):
+        super().__init__()
+        self.a = nn.EmbeddingBag(50, 8, mode=mode)
+        self.b = nn.EmbeddingBag(30, 8, mode=mode)
+        self.top = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
+    def forward(self, i, j, off):
+        return self.top(self.a(i, off) + self.b(j, off)).squeeze(1)
 """
 
-UNSETTLED = BAGS + """
-net = Bags("sum").to(dev)     # its input's length differs every step: it never repeats its integers
+ONE_LENGTH = BAGS + """
+net = Bags("sum").to(dev)     # its input's length differs from step to step
 opt = torch.optim.Adam(net.parameters(), lr=0.01)
 losses = []
-for step in range(14):
+for step in range(24):
     lengths = torch.randint(1, 5, (6,))
     off = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)[:-1]]).to(dev)
     idx = torch.randint(0, 50, (int(lengths.sum()),)).to(dev)
@@ -743,13 +753,92 @@ print(losses)
 """
 
 
+def grad_lines(stderr):
+    m = re.search(r"grad_lines=(\d+)", stderr)
+    assert m, stderr
+    return int(m.group(1))
+
+
+@pytest.mark.parametrize("mode", ["record", "live"])
+def test_a_training_call_whose_input_length_varies_replays_forward_and_backward_with_a_t(genie, mode):
+    # The whole call gets a template with a T (the indices' length) and a
+    # backward template whose lines run through it: proven by its 4th step,
+    # it replays both from then on, and its 16th replay is checked against a
+    # capture of its forward and its backward, which hold.
+    r, out = run_like_eager(genie, ONE_LENGTH, mode)
+    assert grad_lines(r.stderr) == 1, r.stderr
+    replays, ops = replayed_ops(r.stderr)
+    # Forward and backward replays of the call and of the loss, 16 steps or more.
+    assert replays >= 4 * 16 and ops >= 16 * 20, r.stderr
+    stats = dict(re.findall(r"(confirmed|refuted)=(\d+)", r.stderr))
+    assert stats == {"confirmed": "2", "refuted": "0"}, r.stderr
+    assert_replayed_cleanly(genie, out, mode)
+
+
+GRAD_BRANCH = BAGS + """
+class Branch(Bags):
+    def forward(self, idx, off):
+        h = self.bag(idx, off)
+        if idx.shape[0] > FLIP:   # a branch on the length, which the template's lines cannot see
+            h = h + 0 * h         # more ops forward and backward, the same values
+        return self.top(h).squeeze(1)
+
+net = Branch("sum").to(dev)
+opt = torch.optim.SGD(net.parameters(), lr=0.05)
+off = torch.arange(0, 12, 2).to(dev)
+losses = []
+for step in range(30):
+    idx = torch.randint(0, 50, (12 + step,)).to(dev)   # one longer each step
+    opt.zero_grad()
+    loss = F.binary_cross_entropy_with_logits(net(idx, off), torch.ones(6).to(dev))
+    loss.backward()
+    opt.step()
+    losses.append(round(loss.item(), 5))
+print(losses)
+"""
+
+
+@pytest.mark.parametrize("mode", ["record", "live"])
+@pytest.mark.parametrize("flip, refuted", [(100, 0), (28, 1)])
+def test_a_check_capture_refutes_a_grad_mode_template_that_a_branch_on_its_length_made_wrong(genie, mode, flip,
+                                                                                             refuted):
+    # Proven by step 4 (length 16), checked at its 16th replay (step 20,
+    # length 32). Past length 28 the branch adds ops: the check's forward
+    # refutes the template, later captures prove another, with its backward.
+    r, out = run_like_eager(genie, GRAD_BRANCH.replace("FLIP", str(flip)), mode)
+    stats = dict(re.findall(r"(confirmed|refuted)=(\d+)", r.stderr))
+    assert int(stats["refuted"]) == refuted, r.stderr
+    assert int(stats["confirmed"]) >= 2 * (1 - refuted), r.stderr
+    assert grad_lines(r.stderr) == 1, r.stderr
+    assert_replayed_cleanly(genie, out, mode)
+
+
+UNSETTLED = BAGS + """
+net = TwoBags("sum").to(dev)  # its inputs' lengths differ every step: it never repeats its integers
+opt = torch.optim.Adam(net.parameters(), lr=0.01)
+off = torch.arange(0, 24, 4).to(dev)
+losses = []
+for step in range(24):
+    i = torch.randint(0, 50, (int(torch.randint(24, 40, ())),)).to(dev)
+    j = torch.randint(0, 30, (int(torch.randint(24, 40, ())),)).to(dev)
+    opt.zero_grad()
+    loss = F.binary_cross_entropy_with_logits(net(i, j, off), torch.ones(6).to(dev))
+    loss.backward()
+    opt.step()
+    losses.append(round(loss.item(), 5))
+print(losses)
+"""
+
+
 @pytest.mark.parametrize("mode", ["record", "live"])
 def test_a_call_whose_integers_never_repeat_leaves_its_inner_calls_to_templates(genie, mode):
-    # The outer call is given up after a few proving captures; the Sequential
-    # inside it, whose shapes stay the same, then replays forward and backward.
+    # The outer call is given up after a few proving captures; the calls
+    # inside it then replay forward and backward: each bag from a template
+    # with a T (its own length), the Sequential from an exact one.
     r, _ = run_like_eager(genie, UNSETTLED, mode)
+    assert grad_lines(r.stderr) == 2, r.stderr
     replays, ops = replayed_ops(r.stderr)
-    assert replays >= 4 and ops >= 4 * 3, r.stderr
+    assert replays >= 3 * 2 * 12 and ops >= 12 * 20, r.stderr
 
 
 DROPOUT = """
@@ -854,15 +943,15 @@ def test_a_call_that_updates_its_buffers_in_place_is_replayed_with_the_updates(g
 
 
 SELDOM_REPEATS = BAGS + """
-net = Bags("mean").to(dev)    # its input's length seldom repeats
+net = TwoBags("mean").to(dev)  # its inputs' lengths seldom repeat together
 opt = torch.optim.SGD(net.parameters(), lr=0.05)
 off = torch.arange(0, 24, 4).to(dev)
 losses = []
 for step in range(30):
-    n = int(torch.randint(24, 40, ()))
-    idx = torch.randint(0, 50, (n,)).to(dev)
+    i = torch.randint(0, 50, (int(torch.randint(24, 27, ())),)).to(dev)
+    j = torch.randint(0, 30, (int(torch.randint(24, 27, ())),)).to(dev)
     opt.zero_grad()
-    loss = F.binary_cross_entropy_with_logits(net(idx, off), torch.ones(6).to(dev))
+    loss = F.binary_cross_entropy_with_logits(net(i, j, off), torch.ones(6).to(dev))
     loss.backward()
     opt.step()
     losses.append(round(loss.item(), 5))
@@ -872,12 +961,13 @@ print(losses)
 
 @pytest.mark.parametrize("mode", ["record", "live"])
 def test_a_call_that_seldom_repeats_its_integers_stops_capturing_and_its_inner_calls_replay(genie, mode):
-    # Some lengths come again, so the outer call gets templates and is not
-    # given up; after 8 captures that earned too few replays it runs plainly,
-    # and the Sequential inside it replays forward and backward.
+    # Some pairs of lengths come again, so the outer call gets templates and
+    # is not given up; after 8 captures that earned too few replays it runs
+    # plainly, and the calls inside it replay forward and backward.
     r, _ = run_like_eager(genie, SELDOM_REPEATS, mode)
+    assert grad_lines(r.stderr) == 2, r.stderr
     replays, ops = replayed_ops(r.stderr)
-    assert replays >= 20, r.stderr
+    assert replays >= 60, r.stderr
 
 
 IN_PLACE = """

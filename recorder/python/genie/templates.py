@@ -749,6 +749,7 @@ class Templates:
             if not (sym.predicts(cap) and sym.grad_flags == cap.grad_flags):
                 self.refuted += 1
                 fam.symbolic = None
+                fam.bwd_lines = {}
                 fam.last = [cap]
                 self._mismatch(fam)
                 return
@@ -996,6 +997,7 @@ class Templates:
         elif not (check.predicts(cap) and check.grad_flags == flags):
             self.refuted += 1
             fam.symbolic = None
+            fam.bwd_lines = {}
             fam.last = [cap]
             call.cap = None  # its backward has nothing to check or learn for
             self._mismatch(fam)
