@@ -1,6 +1,10 @@
 #include "replayer/runtime_client.h"
 
+#include <poll.h>
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 
 #include "runtime/protocol/frame.h"
@@ -16,6 +20,26 @@ Status RuntimeClient::Send(wire::Envelope& env, const void* payload, uint64_t n)
   GENIE_RETURN_IF_ERROR(wire::WriteFrame(sock_, env, payload, n));
   counters_.bytes_up += 4 + env.ByteSizeLong() + n;
   return Status::OK();
+}
+
+RuntimeClient::~RuntimeClient() {
+  int fd = sock_.fd();
+  if (fd < 0 || !push_due_) return;
+  ::shutdown(fd, SHUT_WR);
+  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+  char buf[4096];
+  for (;;) {
+    int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    until - std::chrono::steady_clock::now()).count());
+    if (left <= 0) break;
+    pollfd p{fd, POLLIN, 0};
+    int r = ::poll(&p, 1, left);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    ssize_t k = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (k < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
+    if (k <= 0) break;  // the runtime closed its side (or the connection is gone)
+  }
 }
 
 Status RuntimeClient::SendCycle() {

@@ -42,6 +42,12 @@ class RuntimeClient {
   // a refused token or protocol: PermissionDenied-like InvalidArgument with
   // the runtime's reason.
   static Result<RuntimeClient> Connect(const std::string& address, const std::string& token);
+  RuntimeClient(RuntimeClient&&) = default;
+  RuntimeClient& operator=(RuntimeClient&&) = default;
+  // With a pushed answer still due, ends the connection in order: stops
+  // sending and reads what is left (at most 500 ms), so that the unread push
+  // does not make the close a reset, which the runtime would log as a drop.
+  ~RuntimeClient();
 
   const wire::HelloReply& hello() const { return hello_; }
   const std::string& address() const { return address_; }
@@ -92,6 +98,7 @@ class RuntimeClient {
   Status SendCycle();
 
  private:
+  RuntimeClient() = default;  // see Connect
   Status Send(wire::Envelope& env, const void* payload = nullptr, uint64_t n = 0);
   // Reads the next message; a push still due is read (and dropped) first.
   Status Receive(wire::Envelope* env);

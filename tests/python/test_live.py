@@ -237,6 +237,36 @@ def test_a_runtime_runs_a_decode_loop_two_steps_ahead_unless_told_one(genie, tmp
     assert bad.returncode != 0 and "--run-ahead-steps" in bad.stderr
 
 
+def test_a_program_that_ends_with_an_answer_pushed_ahead_ends_its_connection_in_order(genie, tmp_path):
+    # The loop's last step offers the runtime a cycle, whose answer it pushes
+    # ahead; the program ends without asking for it. genie closes the
+    # connection in order, reading the push, so the runtime logs a
+    # disconnection, not a dropped connection (a reset, before).
+    program = genie.script("""
+        import sys, torch
+        torch.manual_seed(0)
+        w = (torch.randn(8, 8) / 3).to(sys.argv[1])
+        x = torch.randn(1, 8).to(sys.argv[1])
+        with torch.no_grad():
+            for i in range(24):
+                x = torch.tanh(x @ w)
+                v = x.sum().item()
+        print(round(v, 5))
+    """)
+    want = eager(program, "cpu")
+    assert want.returncode == 0, want.stderr
+    rt = Runtime(tmp_path, extra=("--log-level", "info"))
+    try:
+        cfg = pool_config(tmp_path, rt.address)
+        r, report = live(genie, program, "remote_accelerator", pool="test-pool", config=str(cfg))
+    finally:
+        _, log = rt.stop()
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == want.stdout
+    assert report["pushed"] >= 10
+    assert "disconnected" in log and "dropped" not in log, log
+
+
 def test_a_runtime_that_never_polls_for_requests_serves_what_a_polling_one_serves(genie, tmp_path):
     # By default a connection polls for the next request before it sleeps
     # (--spin-us); with 0 every wait sleeps. A decode loop, whose steps run
