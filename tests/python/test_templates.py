@@ -813,6 +813,61 @@ def test_a_check_capture_refutes_a_grad_mode_template_that_a_branch_on_its_lengt
     assert_replayed_cleanly(genie, out, mode)
 
 
+LISTS_AND_CONSTANTS = """
+import sys
+import torch, torch.nn as nn
+dev = sys.argv[1]
+torch.manual_seed(0)
+
+class Towers(nn.Module):       # a list of tensors for an argument
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.ModuleList(nn.Linear(6, 12) for _ in range(3))
+    def forward(self, xs, scale):
+        z = sum(f(x) for f, x in zip(self.fc, xs)).view(-1, 4, 3) * scale[0]
+        inter = torch.bmm(z, z.transpose(1, 2))
+        i, j = torch.triu_indices(4, 4, offset=1)       # CPU constants the call makes, lifted by the index
+        return inter[:, i, j] * torch.tensor([1.0, 2, 3, 4, 5, 6])
+
+class Grow(nn.Module):         # puts a tensor in its list argument: never templated
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+    def forward(self, xs):
+        xs.append(self.fc(xs[0]))
+        return xs[-1]
+
+towers, grow = Towers().to(dev), Grow().to(dev)
+opt = torch.optim.SGD(list(towers.parameters()) + list(grow.parameters()), lr=0.05)
+out = []
+for step in range(12):
+    xs = [torch.randn(5, 6).to(dev) for _ in range(3)]
+    xs[1].requires_grad_(True)  # a gradient for a tensor in the list
+    held = [xs[0]]
+    opt.zero_grad()
+    loss = towers(xs, (0.5,)).pow(2).mean() + grow(held).sum()
+    loss.backward()
+    opt.step()
+    out.append((round(loss.item(), 5), len(held), round(xs[1].grad.sum().item(), 5)))
+with torch.no_grad():
+    out.append(round(towers(xs, (1.0,)).sum().item(), 5))
+print(out)
+"""
+
+
+@pytest.mark.parametrize("mode", ["record", "live"])
+def test_a_training_call_with_a_list_argument_and_constants_it_makes_replays_forward_and_backward(genie, mode):
+    # Towers replays from its third step on, forward and backward (about 40
+    # ops a step), its list's tensors inputs of the node like any argument
+    # (xs[1] gets eager's gradient), its constants named by the payloads the
+    # proving captures sent. Grow, which appends to its list, runs plainly:
+    # the program still sees the append.
+    r, out = run_like_eager(genie, LISTS_AND_CONSTANTS, mode)
+    replays, ops = replayed_ops(r.stderr)
+    assert replays >= 2 * 9 and ops >= 9 * 40, r.stderr
+    assert_replayed_cleanly(genie, out, mode)
+
+
 UNSETTLED = BAGS + """
 net = TwoBags("sum").to(dev)  # its inputs' lengths differ every step: it never repeats its integers
 opt = torch.optim.Adam(net.parameters(), lr=0.01)

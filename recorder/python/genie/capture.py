@@ -31,6 +31,9 @@ _PAYLOAD_HEAD = struct.Struct("<qQQ")  # payload id, total bytes, offset of this
 _QUIET_REPLIES = 3  # see RemoteSession.flush
 _TEMPLATE_HEAD = struct.Struct("<IIII")  # template id, word count, float count, patch count
 _PIECE = 32 << 20
+# Lifted constants up to this size go up once per content (see add_input_words); at most this many are kept.
+_CONSTANT_BYTES = 4096
+_CONSTANT_LIMIT = 4096
 _WHOLE = object()  # a foreach op recorded as itself
 
 DTYPE_CODE = {getattr(torch, name): code for code, name in enumerate(codes.DTYPE_NAMES)}
@@ -155,6 +158,7 @@ class Session:
     remote = False  # live mode (RemoteSession): values live on a runtime
     templates = None  # templates.Templates: module calls replayed without per-op capture
     drawn = None  # live mode: see RemoteSession
+    lifted = None  # while templates prove a call: input id -> the CPU value of a constant lifted in it
 
     def __init__(self, channel, payload_mode):
         self.channel = channel
@@ -167,6 +171,7 @@ class Session:
         self._layouts = {}  # a foreach call's form -> the records it makes (see _Layout)
         self._next_id = 0
         self._next_payload = 0
+        self._constants = {}  # (dtype, shape, bytes) of a small lifted constant -> its payload id
         self.words = []
         self.floats = array("d")
         self.weight = 0  # the record words that RUN steps among `words` stand for, beyond their own
@@ -225,13 +230,15 @@ class Session:
         w.append(value.storage_offset())
         w.append(storage_id)
 
-    def add_input(self, cpu_value, kind):
-        """Makes a LazyTensor holding a private contiguous copy of `cpu_value`."""
+    def add_input(self, cpu_value, kind, constant=False):
+        """Makes a LazyTensor holding a private contiguous copy of `cpu_value`
+        (`constant`: one lifted while encoding an op, see add_input_words)."""
         if cpu_value.dtype not in DTYPE_CODE:
             raise CaptureError(f"genie: tensors of dtype {cpu_value.dtype} cannot be moved to remote_accelerator")
         value = cpu_value.detach().clone(memory_format=torch.contiguous_format)
         vid = self._new_id()
-        payload = codes.NO_PAYLOAD if self.payload_mode == "none" else self._send_payload(value)
+        payload = codes.NO_PAYLOAD if self.payload_mode == "none" else \
+            self._constant_payload(value) if constant else self._send_payload(value)
         w = [codes.TAG_INPUT, vid, kind]
         self._meta_words(value, vid, w)
         w.append(payload)
@@ -317,15 +324,34 @@ class Session:
         raise CaptureError(f"genie: cannot capture an argument of type {t.__name__}")
 
     def add_input_words(self, cpu_value, pre):
-        """Like add_input, with the record going to `pre` (a constant lifted while encoding an op)."""
+        """Like add_input, with the record going to `pre` (a constant lifted
+        while encoding an op). A small constant whose bytes went up before
+        names that payload again (triu_indices' pairs at every call), so a
+        module call that lifts it records the same words each time."""
         saved = self.words
         self.words = []
         try:
-            lazy = self.add_input(cpu_value, codes.INPUT_CONSTANT)
+            lazy = self.add_input(cpu_value, codes.INPUT_CONSTANT, constant=True)
             pre.extend(self.words)
         finally:
             self.words = saved
+        t = self.templates
+        if self.lifted is not None and t is not None and (t.capturing or t.learning):
+            self.lifted[lazy._genie_id] = cpu_value.detach().clone()
         return lazy
+
+    def _constant_payload(self, value):
+        """The payload id of `value`, a contiguous lifted constant: sent once per content while small."""
+        n = value.numel() * value.element_size()
+        if n > _CONSTANT_BYTES or value.is_conj() or value.is_neg():
+            return self._send_payload(value)
+        key = (value.dtype, tuple(value.shape), ctypes.string_at(value.data_ptr(), n) if n else b"")
+        pid = self._constants.get(key)
+        if pid is None:
+            if len(self._constants) >= _CONSTANT_LIMIT:
+                self._constants.clear()
+            pid = self._constants[key] = self._send_payload(value)
+        return pid
 
     def dispatch(self, func, args, kwargs):
         info = self._infos.get(func)
@@ -1209,12 +1235,12 @@ class RemoteSession(Session):
         self._shapes = {}   # (op, argument signatures) -> how to make its meta results (see _recipe)
         self._no_meta = set()  # ops whose meta kernel is missing in this torch
 
-    def add_input(self, cpu_value, kind):
+    def add_input(self, cpu_value, kind, constant=False):
         if cpu_value.dtype not in DTYPE_CODE:
             raise CaptureError(f"genie: tensors of dtype {cpu_value.dtype} cannot be moved to remote_accelerator")
         value = cpu_value.detach().contiguous()
         vid = self._new_id()
-        payload = self._send_payload(value)
+        payload = self._constant_payload(value) if constant else self._send_payload(value)
         w = [codes.TAG_INPUT, vid, kind]
         self._meta_words(value, vid, w)
         w.append(payload)

@@ -75,7 +75,7 @@ their own templates.
 
 A call is never templated when its capture shows something a replay could
 not reproduce: a materialization or an input other than a random draw
-inside it, a random op the runtime draws, an op
+or a lifted constant inside it, a random op the runtime draws, an op
 result the program sees as a Python value, a new tensor put in place of an
 argument, parameter or buffer, a module attribute set during the call (Python state
 such as a cache kept on the module) or a change to its Python state (an
@@ -114,12 +114,24 @@ back to its state at the forward, so the call draws the same masks, then
 restored; what the call changes in place, and the modules' buffers, are
 put back once it is differentiated). An argument that requires grad and
 that the call changes in place is an error (GENIE_TEMPLATES=0 captures
-such a call op by op). Calls with argument state
-(lists, dicts, objects holding tensors), calls whose results are not
-tensors in tuples and lists, and nested calls run plainly.
+such a call op by op). Tensors in list and tuple arguments are inputs of
+the node like the others (a list of index tensors); proving captures run
+the call on copies of its lists, so one whose first call put a tensor in
+its list runs plainly. Calls with tensors in dicts or objects (a cache
+object), calls whose results are not tensors in tuples and lists, and
+nested calls run plainly.
+
+Lifted constants. A CPU tensor that an op inside the call reads (the pairs
+torch.triu_indices made, a torch.tensor of Python numbers) is lifted to a
+constant input; one of up to 4 KiB goes up once per content and later
+lifts name that payload again (Session.add_input_words), so its record is
+the same in every capture. Its bytes are part of what the proving captures
+must agree on, and a replay gives it those bytes: a template cannot see a
+CPU tensor the program changes in place between calls.
 """
 import builtins
 import collections
+import ctypes
 import dataclasses
 import enum
 import logging
@@ -370,7 +382,7 @@ class Templates:
             if self.grad_depth:
                 # Inside a grad-mode capture or recompute: the outer call is the one autograd node.
                 return plain(module, args, kwargs)
-            return self._grad_call(fam, module, plain, args, kwargs, lazies, ints, slots)
+            return self._grad_call(fam, module, plain, args, kwargs, lazies, ints, sig, slots)
         tpl = fam.exact.get(ints) if fam.exact else None
         if tpl is None and fam.symbolic is not None and fam.symbolic.fits(ints):
             tpl = fam.symbolic
@@ -505,8 +517,10 @@ class Templates:
         generation = _generation[0]
         watch = _Watch(modules)
         opened = (s.words, s.floats, len(s.words), len(s.floats), s._next_id)
-        if s.remote and not self.capturing:
-            s.drawn = {}  # the local draws of this call (see _parse)
+        if not self.capturing:
+            if s.remote:
+                s.drawn = {}  # the local draws of this call (see _parse)
+            s.lifted = {}  # the constants its ops lift
         self.capturing += 1
         try:
             out = run()
@@ -538,7 +552,7 @@ class Templates:
             ext_id.setdefault(v, i)
             ext_storage.setdefault(t._genie_storage, i)
         raw = (words, floats, start_float, start_id, len(exts), ext_id, ext_storage)
-        internal, e_ids, e_storage, float_pos, _, out_pos, draws, randoms = self._parse(raw, ())
+        internal, e_ids, e_storage, float_pos, _, out_pos, draws, randoms, constants = self._parse(raw, ())
         cap = _Capture()
         cap.ints = ints
         cap.words = words
@@ -580,7 +594,9 @@ class Templates:
         cap.masked = tuple(masked)
         cap.rest = (tuple(internal), tuple(e_ids), tuple(e_storage), tuple(float_pos), cap.floats, n_ids, cap.result,
                     cap.phase_after, cap.sid_after, tuple((id(d), name, id(t)) for d, name, t in sources), cap.writes,
-                    tuple(recipe for _, recipe in draws), cap.updates)
+                    tuple(recipe for _, recipe in draws), cap.updates,
+                    tuple((v.dtype, tuple(v.shape), ctypes.string_at(v.data_ptr(), v.numel() * v.element_size()))
+                          for v in constants))
         return cap
 
     def _parse(self, raw, varying):
@@ -593,12 +609,14 @@ class Templates:
         words, floats, start_float, start_id, n_ext, ext_id, ext_storage = raw
         s = self.session
         drawn = s.drawn
+        lifted = s.lifted
         draws, randoms = [], {}
         funcs = {info.sid: func for func, info in s._infos.items()}
         strings = None
         internal, e_ids, e_storage, float_pos = [], [], [], []
         program = []
         out_pos = {}
+        constants = []
 
         def slot_of_id(pos):
             v = words[pos]
@@ -656,7 +674,25 @@ class Templates:
                 # RemoteSession._random_locally): a replay draws them again.
                 # Record: input, id, kind, dtype, rank, sizes, strides, offset, storage, payload.
                 recipe = drawn.get(words[i + 1]) if drawn else None
-                if recipe is None or not _plain_recipe(recipe):
+                if recipe is None:
+                    # A constant an op lifted (a CPU tensor the call made): the
+                    # same bytes name the same payload (add_input_words), so its
+                    # record is the same in every capture. Its values are in the
+                    # capture's `rest`, for record mode, whose replay makes it.
+                    value = lifted.get(words[i + 1]) if lifted else None
+                    if value is None or words[i + 2] != codes.INPUT_CONSTANT:
+                        raise _Ineligible("a new input inside the call")
+                    slot = slot_of_id(i + 1)
+                    out_pos[slot - n_ext] = i + 2
+                    storage = i + 6 + 2 * words[i + 4]
+                    if slot < n_ext or words[storage] != words[i + 1]:
+                        raise _Ineligible("a new input inside the call")
+                    internal.append((storage, words[storage] - start_id))
+                    constants.append(value)
+                    program.append((value.clone, (), [], [], None, False, [slot], slot))
+                    i = storage + 2
+                    continue
+                if not _plain_recipe(recipe):
                     raise _Ineligible("a new input inside the call")
                 slot = slot_of_id(i + 1)
                 if slot < n_ext:
@@ -729,7 +765,7 @@ class Templates:
                 outs = []
             program.append((getattr(func, "_op", func), tuple(op_args), fast, slow, op_kwargs or None, kw_slow, outs,
                             outs[0] if len(outs) == 1 else None))
-        return internal, e_ids, e_storage, float_pos, program, out_pos, draws, randoms
+        return internal, e_ids, e_storage, float_pos, program, out_pos, draws, randoms, constants
 
     def _learn(self, fam, cap):
         """Proves a template from this capture and the family's earlier ones.
@@ -924,7 +960,7 @@ class Templates:
 
     # ---- grad mode ----------------------------------------------------------
 
-    def _grad_call(self, fam, module, plain, args, kwargs, lazies, ints, slots):
+    def _grad_call(self, fam, module, plain, args, kwargs, lazies, ints, sig, slots):
         """A module call with autograd on (a training step's forward). Proved
         and replayed through _GradFn, a custom autograd function: its forward
         is the call's records, its backward the records of the call's
@@ -949,7 +985,11 @@ class Templates:
                 fam.hits += 1
                 return _GradReplay(self, tpl, exts, ints, module, plain, args, kwargs, lazies).run()
             fam.forget()
-        if fam.failed or slots or not _earned(fam):
+        # Tensors in lists and tuples are inputs of the autograd node like
+        # the others (a list of index tensors); in dicts and objects (a
+        # cache object) they would not be: such calls run plainly.
+        if fam.failed or (slots and not all(_sequences(a) for a in args) or
+                          not all(_sequences(v) for v in kwargs.values())) or not _earned(fam):
             return plain(module, args, kwargs)
         fam.seen += 1
         if fam.seen < 2:
@@ -958,6 +998,14 @@ class Templates:
                 # A dict or an object: _GradFn could not hand its tensors out,
                 # and gradients through them would stop at the aliases.
                 fam.failed = True
+            if slots:
+                # Captures run the call on copies of its lists: one that
+                # changes its lists (puts a tensor in one) is never templated.
+                try:
+                    if _writes(args, kwargs, sig, slots):
+                        fam.failed = True
+                except _Ineligible:
+                    fam.failed = True
             return out
         return self._grad_capture(fam, module, plain, args, kwargs, lazies, ints)
 
@@ -1753,6 +1801,7 @@ class _GradCall:
             args = [_map_lazies(a, inner) for a in args]
             kwargs = {k: _map_lazies(v, inner) for k, v in kwargs.items()}
             inputs = [aliases[id(t)] if k < len(self.lazies) else t for k, t in enumerate(self.exts)]
+            lists = _lists(args, kwargs)
         self.templates.grad_depth += 1
         try:
             with torch.enable_grad():
@@ -1760,6 +1809,10 @@ class _GradCall:
         finally:
             self.templates.grad_depth -= 1
         if aliased:
+            if _lists(args, kwargs) != lists:
+                # The call ran on copies of the program's lists (its first call did not change them).
+                raise CaptureError(f"genie: {type(self.module).__name__} changed a list argument in grad mode; "
+                                   "GENIE_TEMPLATES=0 captures it op by op")
             for t in self.lazies:
                 a = aliases.get(id(t))
                 if a is not None and a._genie_id != t._genie_id:
@@ -1877,6 +1930,8 @@ class _GradCapture(_GradCall):
         words, floats = s.words, s.floats
         start_word, start_float, start_id = len(words), len(floats), s._next_id
         if self.cap is not None:
+            if not (t.capturing or t.learning):
+                s.lifted = {}  # the constants its ops lift (see _parse)
             t.learning += 1  # records parsed below: replays inside go up whole
         try:
             result = self.differentiate(self.inner_outs, self.inputs, grads)
@@ -1958,6 +2013,32 @@ class _Release:
             self.session.released.extend(self.ids)
         except AttributeError:
             pass
+
+
+def _lists(args, kwargs):
+    """The contents of the lists in a call's arguments, by identity."""
+    found = []
+
+    def walk(x):
+        t = type(x)
+        if t is tuple or t is list:
+            if t is list:
+                found.append((id(x), tuple(id(i) for i in x)))
+            for i in x:
+                walk(i)
+    for a in args:
+        walk(a)
+    for v in kwargs.values():
+        walk(v)
+    return found
+
+
+def _sequences(x):
+    """Whether the tensors in `x` are held by lists and tuples only."""
+    t = type(x)
+    if t is tuple or t is list:
+        return all(_sequences(i) for i in x)
+    return not (t is dict or _state_type(t))
 
 
 def _map_lazies(x, fn):
