@@ -305,13 +305,15 @@ class SegmentTranslator {
  private:
   // A RUN step: its template's records, patched, translated in its place.
   Status Run(traces::Segment* seg, std::vector<traces::ValueId>* released) {
-    uint64_t id, base, n;
-    int64_t t;
+    uint64_t id, base, k, n;
+    int64_t t[kMaxTemplateTs];
     GENIE_RETURN_IF_ERROR(w_.Count(&id, templates_->empty() ? 0 : templates_->size() - 1, "template id"));
     if (id >= templates_->size()) return Status::Corruption("a RUN names an unknown template");
     const WordTemplate& tpl = (*templates_)[id];
     GENIE_RETURN_IF_ERROR(ValueId(&base));
-    GENIE_RETURN_IF_ERROR(w_.Next(&t));
+    GENIE_RETURN_IF_ERROR(w_.Count(&k, kMaxTemplateTs, "template run T count"));
+    if (k < tpl.ts) return Status::Corruption("a RUN gives its template fewer Ts than it reads");
+    for (uint64_t i = 0; i < k; ++i) GENIE_RETURN_IF_ERROR(w_.Next(&t[i]));
     GENIE_RETURN_IF_ERROR(w_.Count(&n, w_.remaining() / 2, "template run argument count"));
     if (n < tpl.arguments) return Status::Corruption("a RUN gives its template fewer arguments than it reads");
     std::vector<int64_t> args(2 * n);
@@ -327,7 +329,13 @@ class SegmentTranslator {
         case WordTemplate::Patch::kArgumentStorage: v = args[2 * p.a + 1]; break;
         case WordTemplate::Patch::kAffine: {
           int64_t at;
-          if (__builtin_mul_overflow(p.a, t, &at) || __builtin_add_overflow(at, p.b, &v))
+          if (__builtin_mul_overflow(p.a, t[0], &at) || __builtin_add_overflow(at, p.b, &v))
+            return Status::Corruption("template run integer out of range");
+          break;
+        }
+        case WordTemplate::Patch::kTerm: {
+          int64_t at;
+          if (__builtin_mul_overflow(p.a, t[p.b], &at) || __builtin_add_overflow(v, at, &v))
             return Status::Corruption("template run integer out of range");
           break;
         }
@@ -373,7 +381,7 @@ Status FrontendStream::HandleTemplate(const uint8_t* body, size_t n) {
     GENIE_RETURN_IF_ERROR(in.Skip(32, &p));
     std::memcpy(f, p, 32);
     if (f[0] < 0 || f[0] >= static_cast<int64_t>(nwords)) return Status::Corruption("template patch position out of range");
-    if (f[1] < 0 || f[1] > WordTemplate::Patch::kFloat) return Status::Corruption("unknown template patch kind");
+    if (f[1] < 0 || f[1] > WordTemplate::Patch::kTerm) return Status::Corruption("unknown template patch kind");
     patch.position = static_cast<uint32_t>(f[0]);
     patch.kind = static_cast<WordTemplate::Patch::Kind>(f[1]);
     patch.a = f[2];
@@ -384,6 +392,10 @@ Status FrontendStream::HandleTemplate(const uint8_t* body, size_t n) {
     if (patch.kind == WordTemplate::Patch::kFloat && (f[2] < 0 || f[2] >= static_cast<int64_t>(nfloats)))
       return Status::Corruption("template patch float index out of range");
     if (argument) tpl.arguments = std::max<uint64_t>(tpl.arguments, f[2] + 1);
+    if (patch.kind == WordTemplate::Patch::kTerm && (f[3] < 0 || f[3] >= static_cast<int64_t>(kMaxTemplateTs)))
+      return Status::Corruption("template patch T out of range");
+    if (patch.kind == WordTemplate::Patch::kAffine) tpl.ts = std::max<uint64_t>(tpl.ts, 1);
+    if (patch.kind == WordTemplate::Patch::kTerm) tpl.ts = std::max<uint64_t>(tpl.ts, f[3] + 1);
   }
   templates_.push_back(std::move(tpl));
   return Status::OK();

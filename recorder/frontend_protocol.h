@@ -26,9 +26,10 @@
 //            larger than one frame arrives as several pieces in order.
 //              RELEASE 4, n, value id*n  (live mode: values the program
 //                     dropped; the runtime frees them after the segment)
-//              RUN    5, template id, first value id, T, n,
+//              RUN    5, template id, first value id, k, T_1 .. T_k, n,
 //                     (value id, storage value id)*n: a TEMPLATE's records
-//                     for one module call on n arguments (see TEMPLATE)
+//                     for one module call on n arguments whose sizes vary
+//                     with T_1 .. T_k (see TEMPLATE)
 //   PART     as SEGMENT, without MAT steps: live mode sends a long segment's
 //            ops ahead in parts at module-call boundaries; the genie process
 //            executes each without answering, and the SEGMENT that follows
@@ -42,9 +43,12 @@
 //            floats. A RUN step stands for them with the word at each patched
 //            position replaced by, per kind: 0 the run's first value id + a;
 //            1 the value id of its argument a; 2 the storage value id of its
-//            argument a; 3 a * T + b; 4 a (a float index). Ids are dense from
-//            0 in order of arrival; a RUN's segment translates exactly as if
-//            the patched words stood in its place.
+//            argument a; 3 a * T_1 + b; 4 a (a float index); 5 the word so
+//            far (set by the patches before it at that position) + a * T_(b+1).
+//            A RUN brings at least as many Ts as its template's patches read,
+//            at most kMaxTemplateTs. Ids are dense from 0 in order of
+//            arrival; a RUN's segment translates exactly as if the patched
+//            words stood in its place.
 //   END      empty: the program closed the connection cleanly.
 //   REPLY    genie -> frontend, live mode only: the answer to each SEGMENT.
 //            u8 0 or 2 | u32 n | (u8 dtype code, u8 rank, i64 sizes*rank,
@@ -71,11 +75,12 @@
 
 namespace genie::recorder {
 
-constexpr uint32_t kFrontendProtocolVersion = 1;
+constexpr uint32_t kFrontendProtocolVersion = 2;
 constexpr uint32_t kMaxFrameBody = 64u << 20;
 constexpr uint32_t kFrameHeadBytes = 5;
 constexpr uint32_t kMaxTemplates = 1u << 16;  // TEMPLATE frames per connection
 constexpr uint32_t kMaxTemplateArguments = 1u << 20;
+constexpr uint32_t kMaxTemplateTs = 16;  // the sizes a template's records vary with
 
 enum class FrameType : uint8_t { kHello = 1, kStrings = 2, kSegment = 3, kPayload = 4, kEnd = 5, kReply = 6, kPart = 7,
                                  kTemplate = 8 };
@@ -123,7 +128,7 @@ class TraceSink final : public FrontendSink {
 struct WordTemplate {
   struct Patch {
     // What a RUN puts at `position` (see TEMPLATE above).
-    enum Kind : uint8_t { kId = 0, kArgumentId = 1, kArgumentStorage = 2, kAffine = 3, kFloat = 4 };
+    enum Kind : uint8_t { kId = 0, kArgumentId = 1, kArgumentStorage = 2, kAffine = 3, kFloat = 4, kTerm = 5 };
     uint32_t position;
     Kind kind;
     int64_t a, b;
@@ -132,6 +137,7 @@ struct WordTemplate {
   std::vector<double> floats;
   std::vector<Patch> patches;
   uint64_t arguments = 0;  // the most arguments a patch reads: a RUN must bring as many
+  uint64_t ts = 0;         // the most Ts a patch reads: likewise
 };
 
 // A REPLY frame (header included) carrying `message` as a failure.

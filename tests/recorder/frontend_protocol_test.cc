@@ -27,7 +27,9 @@ std::string Strings(const std::vector<std::string>& v) {
   return s;
 }
 
-std::string HelloBody() { return Strings({"1", "0.1.0", "/usr/bin/python3", "3.11.2", "yes", "1234"}); }
+std::string HelloBody() {
+  return Strings({std::to_string(kFrontendProtocolVersion), "0.1.0", "/usr/bin/python3", "3.11.2", "yes", "1234"});
+}
 
 std::string SegmentBody(const std::vector<int64_t>& words, const std::vector<double>& floats = {}) {
   std::string s;
@@ -263,13 +265,41 @@ TEST_CASE("a RUN step translates as its template's records, patched, would") {
 
   REQUIRE(Feed(b, FrameType::kTemplate, TemplateBody(0, kScaleTemplate, {2.5}, kScalePatches)).ok());
   std::vector<int64_t> r = input;
-  r.insert(r.end(), {5, 0, 8, 4, 1, 7, 7, 5, 0, 9, 5, 1, 7, 7, 3, 9, 0, -1});
+  r.insert(r.end(), {5, 0, 8, 1, 4, 1, 7, 7, 5, 0, 9, 1, 5, 1, 7, 7, 3, 9, 0, -1});
   Status st = Feed(b, FrameType::kSegment, SegmentBody(r));
   INFO(st.message());
   REQUIRE(st.ok());
   auto want = Encoded(words), got = Encoded(runs);
   REQUIRE(want.size() == 1);
   REQUIRE(got == want);
+}
+
+TEST_CASE("a RUN step's word can add terms in several Ts") {
+  // The length word as 1 + 2 * T_2 (T_1 unread): patched to 1 (kind 3 with
+  // a = 0), then 2 * T_2 added (kind 5); RUNs with Ts (99, 4) and (99, 5).
+  const std::vector<int64_t> input = {1, 7, 1, 8, 1, 4, 1, 0, 7, 0};
+  auto patches = kScalePatches;
+  patches[3] = {16, 3, 0, 1};
+  patches.push_back({16, 5, 2, 1});
+  Fixture words, runs;
+  FrontendStream a(0, words.writer.get()), b(0, runs.writer.get());
+  REQUIRE(Open(a).ok());
+  REQUIRE(Open(b).ok());
+  std::vector<int64_t> w = input, r = input;
+  for (int64_t t : {4, 5}) {
+    std::vector<int64_t> op = kScaleTemplate;
+    op[7] = 7, op[9] = t - 4, op[13] = t + 4, op[16] = 1 + 2 * t, op[19] = t + 4;
+    w.insert(w.end(), op.begin(), op.end());
+    r.insert(r.end(), {5, 0, t + 4, 2, 99, t, 1, 7, 7});
+  }
+  w.insert(w.end(), {3, 9, 0, -1});
+  r.insert(r.end(), {3, 9, 0, -1});
+  REQUIRE(Feed(a, FrameType::kSegment, SegmentBody(w, {2.5, 2.5})).ok());
+  REQUIRE(Feed(b, FrameType::kTemplate, TemplateBody(0, kScaleTemplate, {2.5}, patches)).ok());
+  Status st = Feed(b, FrameType::kSegment, SegmentBody(r));
+  INFO(st.message());
+  REQUIRE(st.ok());
+  REQUIRE(Encoded(runs) == Encoded(words));
 }
 
 TEST_CASE("malformed templates and RUN steps are refused") {
@@ -292,6 +322,12 @@ TEST_CASE("malformed templates and RUN steps are refused") {
     REQUIRE(Feed(fs, FrameType::kTemplate, TemplateBody(0, kScaleTemplate, {2.5}, patches)).code() ==
             Status::Code::kCorruption);
   }
+  SECTION("a patch that adds a T past the limit") {
+    auto patches = kScalePatches;
+    patches[3] = {16, 5, 1, kMaxTemplateTs};
+    REQUIRE(Feed(fs, FrameType::kTemplate, TemplateBody(0, kScaleTemplate, {2.5}, patches)).code() ==
+            Status::Code::kCorruption);
+  }
   SECTION("a float patch past the floats") {
     REQUIRE(Feed(fs, FrameType::kTemplate, TemplateBody(0, kScaleTemplate, {}, kScalePatches)).code() ==
             Status::Code::kCorruption);
@@ -303,23 +339,27 @@ TEST_CASE("malformed templates and RUN steps are refused") {
   }
   SECTION("RUN steps that do not fit their template") {
     REQUIRE(Feed(fs, FrameType::kTemplate, TemplateBody(0, kScaleTemplate, {2.5}, kScalePatches)).ok());
-    SECTION("an unknown template") { REQUIRE(run({5, 1, 20, 4, 1, 7, 7}).code() == Status::Code::kCorruption); }
+    SECTION("an unknown template") { REQUIRE(run({5, 1, 20, 1, 4, 1, 7, 7}).code() == Status::Code::kCorruption); }
     SECTION("fewer arguments than its patches read") {
-      REQUIRE(run({5, 0, 20, 4, 0}).code() == Status::Code::kCorruption);
+      REQUIRE(run({5, 0, 20, 1, 4, 0}).code() == Status::Code::kCorruption);
+    }
+    SECTION("fewer Ts than its patches read, or more than a RUN may bring") {
+      REQUIRE(run({5, 0, 20, 0, 1, 7, 7}).code() == Status::Code::kCorruption);
+      REQUIRE(run({5, 0, 20, 17, 4, 1, 7, 7}).code() == Status::Code::kCorruption);
     }
     SECTION("an integer that overflows") {
-      REQUIRE(run({5, 0, 20, INT64_MAX, 1, 7, 7}).code() == Status::Code::kCorruption);
+      REQUIRE(run({5, 0, 20, 1, INT64_MAX, 1, 7, 7}).code() == Status::Code::kCorruption);
     }
-    SECTION("words cut inside the step") { REQUIRE(run({5, 0, 20, 4, 1, 7}).code() == Status::Code::kCorruption); }
+    SECTION("words cut inside the step") { REQUIRE(run({5, 0, 20, 1, 4, 1, 7}).code() == Status::Code::kCorruption); }
   }
   SECTION("a template whose records hold another RUN or a materialization") {
-    for (auto bad : {std::vector<int64_t>{5, 0, 20, 4, 0}, std::vector<int64_t>{3, 7, 0, -1}}) {
+    for (auto bad : {std::vector<int64_t>{5, 0, 20, 0, 0}, std::vector<int64_t>{3, 7, 0, -1}}) {
       Fixture g;
       FrontendStream other(0, g.writer.get());
       REQUIRE(Open(other).ok());
       REQUIRE(Feed(other, FrameType::kTemplate, TemplateBody(0, bad, {}, {})).ok());
       std::vector<int64_t> w = input;
-      w.insert(w.end(), {5, 0, 20, 4, 0});
+      w.insert(w.end(), {5, 0, 20, 0, 0});
       Status st = Feed(other, FrameType::kSegment, SegmentBody(w));
       REQUIRE(st.code() == Status::Code::kCorruption);
       REQUIRE(st.message().find("template") != std::string::npos);

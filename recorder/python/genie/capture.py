@@ -886,7 +886,7 @@ class Session:
         has run already (a check capture)."""
         if tpl.wire is None:
             self._send_template(tpl)
-        w = [codes.TAG_RUN, tpl.wire, base, t, len(exts)]
+        w = [codes.TAG_RUN, tpl.wire, base, len(t), *t, len(exts)]
         for k, e in enumerate(exts):
             w.append(e._genie_id if ids is None else ids[k])
             w.append(e._genie_storage)

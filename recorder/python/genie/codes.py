@@ -5,7 +5,7 @@ layout of each body is documented in frontend_protocol.h. Every code here has
 the same value there. This module imports nothing, so an interpreter
 without torch can still say hello.
 """
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAX_FRAME_BODY = 64 << 20  # larger payloads travel as several PAYLOAD frames
 MAX_TEMPLATES = 1 << 16    # TEMPLATE frames per connection
 
@@ -30,8 +30,9 @@ TAG_RUN = 5      # a TEMPLATE's records for one call
 PATCH_ID = 0          # the run's first value id + a
 PATCH_ARG_ID = 1      # the value id of argument a
 PATCH_ARG_STORAGE = 2 # the storage value id of argument a
-PATCH_AFFINE = 3      # a * T + b
+PATCH_AFFINE = 3      # a * T_1 + b
 PATCH_FLOAT = 4       # a, an index into the template's floats
+PATCH_TERM = 5        # the word so far + a * T_(b+1)
 
 # Argument kinds (traces/graph.h Arg::Kind).
 ARG_NONE = 0

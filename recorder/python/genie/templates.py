@@ -138,6 +138,7 @@ import logging
 import os
 import types
 import weakref
+from fractions import Fraction
 
 import torch
 
@@ -155,6 +156,8 @@ _EXACT_LIMIT = 64     # exact templates per family
 _MISMATCH_LIMIT = 4   # captures of one family that keep contradicting each other: give up on it
 _UNSETTLED_LIMIT = 6  # proving captures in a row that leave a family without templates: give up on it
 _FREE_CAPTURES = 8    # proving captures of a family before it must earn more: a replay for every two
+_WINDOW = 8           # the latest captures of a family that lines are fitted through (see _fit)
+_MAX_TS = 7           # Ts of one template (at most _WINDOW - 1; a RUN step brings at most 16)
 _RECHECK = 16         # a template with a T is checked against a capture after this many calls,
 _RECHECK_MAX = 256    # then after twice as many each time, up to this many
 _STATE_LIMIT = 4096   # containers and objects walked in one call's arguments
@@ -285,8 +288,10 @@ class _Capture:
 
 class Template:
     """A proven capture: what a replay copies and patches. `t_index` is None
-    for an exact template; else T = ints[t_index], `guards` (index, a, b) and
-    `affine` (record position, a, b) give every integer and word as a*T + b."""
+    for an exact template; else the positions of its Ts among the call's
+    integers (T_k = ints[t_index[k]]), and `guards` (index, b, terms) and
+    `affine` (record position, b, terms) give every integer and varying word
+    as b + the sum of a * T_k over its terms (k, a) (see _fit)."""
     __slots__ = ("words", "internal", "ext_ids", "ext_storage", "float_pos", "floats", "n_ids", "sources",
                  "generation", "program", "result", "writes", "dead", "phase_after", "sid_after", "t_index", "guards", "affine",
                  "masked", "rest", "calls", "next_check", "out_pos", "grad_flags", "backward", "guard", "draws",
@@ -305,7 +310,12 @@ class Template:
         out = [(p, codes.PATCH_ID, r, 0) for p, r in self.internal]
         out += [(p, codes.PATCH_ARG_ID, e, 0) for p, e in self.ext_ids]
         out += [(p, codes.PATCH_ARG_STORAGE, e, 0) for p, e in self.ext_storage]
-        out += [(p, codes.PATCH_AFFINE, a, b) for p, a, b in self.affine]
+        for p, b, terms in self.affine:
+            if len(terms) == 1 and terms[0][0] == 0:
+                out.append((p, codes.PATCH_AFFINE, terms[0][1], b))
+            else:  # b, then each term added
+                out.append((p, codes.PATCH_AFFINE, 0, b))
+                out += [(p, codes.PATCH_TERM, a, k) for k, a in terms]
         out += [(p, codes.PATCH_FLOAT, k, 0) for p, k in self.float_pos]
         return out
 
@@ -319,7 +329,7 @@ class _Family:
         self.seen = 0
         self.exact = {}        # ints -> Template
         self.symbolic = None   # Template with a T
-        self.candidate = None  # (capture, t_index, guards, affine) awaiting its proof
+        self.candidate = None  # (capture, t_index, guards, affine) awaiting its proof (see _fit)
         self.last = []         # the latest captures
         self.mismatches = 0
         self.failed = False
@@ -477,7 +487,7 @@ class Templates:
                 [(id(d), name, id(t)) for d, name, t in sources] != [(id(d), name, id(t)) for d, name, t in tpl.sources]:
             return False
         w = tpl.words.copy()
-        t = ints[tpl.t_index] if tpl.t_index is not None else 0
+        t = _ts(ints, tpl.t_index)
         _patch(tpl, w, start_id, ids_before, exts, t)
         for p, k in tpl.float_pos:
             w[p] = start_float + k
@@ -551,7 +561,10 @@ class Templates:
         for i, (t, v) in enumerate(zip(exts, ids)):
             ext_id.setdefault(v, i)
             ext_storage.setdefault(t._genie_storage, i)
-        raw = (words, floats, start_float, start_id, len(exts), ext_id, ext_storage)
+        # With the session's maps of the draws and constants in the call:
+        # _template parses it again, maybe after later captures made new ones.
+        raw = (words, floats, start_float, start_id, len(exts), ext_id, ext_storage, self.session.drawn,
+               self.session.lifted)
         internal, e_ids, e_storage, float_pos, _, out_pos, draws, randoms, constants = self._parse(raw, ())
         cap = _Capture()
         cap.ints = ints
@@ -606,10 +619,8 @@ class Templates:
         the random values a replay makes anew: live mode's local draws
         (payload position, recipe) and record mode's random ops (program
         index -> [(payload position, value slot)])."""
-        words, floats, start_float, start_id, n_ext, ext_id, ext_storage = raw
+        words, floats, start_float, start_id, n_ext, ext_id, ext_storage, drawn, lifted = raw
         s = self.session
-        drawn = s.drawn
-        lifted = s.lifted
         draws, randoms = [], {}
         funcs = {info.sid: func for func, info in s._infos.items()}
         strings = None
@@ -777,9 +788,10 @@ class Templates:
                 if prev.masked == cap.masked and prev.rest == cap.rest and prev.grad_flags == cap.grad_flags:
                     if cap.ints not in fam.exact and len(fam.exact) < _EXACT_LIMIT:
                         fam.exact[cap.ints] = self._template(cap, None, (), ())
-                    fam.last = [cap]
-                    return
-                self._mismatch(fam)
+                else:
+                    self._mismatch(fam)
+                fam.last = [c for c in fam.last if c is not prev] + [cap]
+                return
         sym = fam.symbolic
         if sym is not None and len(cap.ints) == len(sym.guards) and sym.fits(cap.ints):
             if not (sym.predicts(cap) and sym.grad_flags == cap.grad_flags):
@@ -789,7 +801,7 @@ class Templates:
                 fam.last = [cap]
                 self._mismatch(fam)
                 return
-            fam.last = (fam.last + [cap])[-2:]
+            fam.last = (fam.last + [cap])[-_WINDOW:]
             return
         c = fam.candidate
         if c is not None:
@@ -801,9 +813,9 @@ class Templates:
                     fam.last = [cap]
                     return
                 self._mismatch(fam)
-        if SYMBOLIC and fam.last and fam.last[-1].ints != cap.ints and not cap.draws and not cap.randoms:
-            fam.candidate = _fit(fam.last[-1], cap)
-        fam.last = (fam.last + [cap])[-2:]
+        fam.last = (fam.last + [cap])[-_WINDOW:]
+        if SYMBOLIC and not cap.draws and not cap.randoms:
+            fam.candidate = _fit(fam.last)
 
     def _settle(self, fam):
         """Gives a family up after _UNSETTLED_LIMIT proving captures in a row
@@ -890,7 +902,7 @@ class Templates:
         s = self.session
         base = s._next_id
         s._next_id = base + tpl.n_ids
-        t = ints[tpl.t_index] if tpl.t_index is not None else 0
+        t = _ts(ints, tpl.t_index)
         # A capture parses its records; draws and record mode's random results vary per call.
         # The genie process holds at most codes.MAX_TEMPLATES of them; later ones go word by word.
         run = _RUN_STEPS and not (self.capturing or self.learning or tpl.draws or tpl.randoms) and \
@@ -907,8 +919,10 @@ class Templates:
                     w[p] = exts[a]._genie_id
                 elif kind == codes.PATCH_ARG_STORAGE:
                     w[p] = exts[a]._genie_storage
-                else:
-                    w[p] = a * t + b
+                elif kind == codes.PATCH_AFFINE:
+                    w[p] = a * t[0] + b if a else b
+                else:  # PATCH_TERM, after its word's PATCH_AFFINE
+                    w[p] += a * t[b]
         else:
             _patch(tpl, w, base, [x._genie_id for x in exts], exts, t)
             if tpl.float_pos and not run:
@@ -1088,43 +1102,52 @@ class Templates:
 
     def _learn_lines(self, fam, fwd, pattern, cap, check):
         """The backward of a grad-mode template with a T, for the gradients
-        `pattern`: lines through two backward captures whose forwards the
-        template predicts, proven by a third (as _learn proves a forward).
+        `pattern`: lines through the family's latest backward captures (as
+        _fit fits a forward's), proven by a later one that they predict once
+        the forward template is proven and predicts the forwards of them all.
         A check capture's backward (`check`: the template) must be what its
         backward template predicts, or that is dropped."""
         sym = fam.symbolic
-        holds = sym is not None and len(fwd.ints) == len(sym.guards) and sym.fits(fwd.ints) and \
-            sym.predicts(fwd) and sym.grad_flags == fwd.grad_flags
+
+        def holds(f):
+            return sym is not None and len(f.ints) == len(sym.guards) and sym.fits(f.ints) and \
+                sym.predicts(f) and sym.grad_flags == f.grad_flags
         if check is not None:
             btpl = check.backward.get(pattern)
             if btpl is not None and len(cap.ints) == len(btpl.guards) and btpl.fits(cap.ints):
-                if holds and sym is check and btpl.predicts(cap):
+                if sym is check and holds(fwd) and btpl.predicts(cap):
                     self.confirmed += 1
                 else:
                     self.refuted += 1
                     del check.backward[pattern]
                     fam.bwd_lines.pop(pattern, None)
             return
-        if not holds or pattern in sym.backward:
+        if sym is not None and pattern in sym.backward:
             return
         entry = fam.bwd_lines.get(pattern)
         if entry is None:
             entry = fam.bwd_lines[pattern] = [None, []]
-        c, last = entry
+        c, pairs = entry  # the candidate, and (forward, backward) captures
         if c is not None:
             base, t_index, guards, affine = c
             if len(cap.ints) == len(base.ints) and _on_lines(cap.ints, t_index, guards) and \
                     _predicts(base.masked, base.rest, t_index, affine, cap):
-                if len(sym.backward) < _EXACT_LIMIT:
-                    btpl = self._template(base, t_index, guards, affine)
-                    btpl.generation = None  # the forward's guards hold for its backward
-                    sym.backward[pattern] = btpl
-                fam.bwd_lines.pop(pattern)
-                return
-            entry[0] = None
-        if last and last[-1].ints != cap.ints:
-            entry[0] = _fit(last[-1], cap)
-        entry[1] = (last + [cap])[-2:]
+                if holds(fwd) and all(holds(f) for f, _ in pairs):
+                    if len(sym.backward) < _EXACT_LIMIT:
+                        btpl = self._template(base, t_index, guards, affine)
+                        btpl.generation = None  # the forward's guards hold for its backward
+                        sym.backward[pattern] = btpl
+                    fam.bwd_lines.pop(pattern)
+                    return
+            else:
+                c = entry[0] = None
+        # Backward captures from before the forward was proven count too.
+        pairs = [(f, b) for f, b in pairs if b.ints != cap.ints] + [(fwd, cap)]
+        if sym is not None:
+            pairs = [(f, b) for f, b in pairs if holds(f)]
+        entry[1] = pairs[-_WINDOW:]
+        if c is None:
+            entry[0] = _fit([b for _, b in entry[1]])
 
 
 def _earned(fam):
@@ -1137,51 +1160,136 @@ def _earned(fam):
     return fam.captures < _FREE_CAPTURES or 2 * fam.hits >= fam.captures
 
 
+def _ts(ints, t_index):
+    """A call's Ts for a template whose Ts are at `t_index` (None: exact, no Ts)."""
+    return () if t_index is None else tuple(ints[i] for i in t_index)
+
+
 def _on_lines(ints, t_index, guards):
-    t = ints[t_index]
-    for i, a, b in guards:
-        if ints[i] != a * t + b:
+    t = tuple(ints[i] for i in t_index)
+    for i, b, terms in guards:
+        for k, a in terms:
+            b += a * t[k]
+        if ints[i] != b:
             return False
     return True
 
 
 def _predicts(masked, rest, t_index, affine, cap):
-    """Whether `cap` recorded the words (`masked`, `rest`) with the lines `affine` at cap's T."""
+    """Whether `cap` recorded the words (`masked`, `rest`) with the lines `affine` at cap's Ts."""
     if cap.rest != rest or len(cap.masked) != len(masked):
         return False
     predicted = list(masked)
-    t = cap.ints[t_index]
-    for p, a, b in affine:
-        predicted[p] = a * t + b
+    t = _ts(cap.ints, t_index)
+    for p, b, terms in affine:
+        for k, a in terms:
+            b += a * t[k]
+        predicted[p] = b
     return tuple(predicted) == cap.masked
 
 
-def _fit(a, b):
-    """The candidate lines through captures a and b (different integers), or None."""
-    if len(a.ints) != len(b.ints) or len(a.masked) != len(b.masked) or a.rest != b.rest:
-        return None
-    t_index = next(i for i, (x, y) in enumerate(zip(a.ints, b.ints)) if x != y)
-    ta, tb = a.ints[t_index], b.ints[t_index]
+def _fit(caps):
+    """The candidate lines through captures `caps` (the latest last; no two
+    with the same integers), or None: (base capture, t_index, guards, affine).
 
-    def line(x, y):
-        if (y - x) % (tb - ta):
+    Of the captures recorded like the latest (same words but for integers,
+    same ids and results), the integers that differ between them are taken
+    in order, and each whose values are not an affine function of the Ts
+    taken before becomes a T (a size of its own: the length of another
+    bag). Every integer and every word that differs must then be b + the
+    sum of a_k * T_k with integers b and a_k, through all of them. With n
+    Ts this takes n + 1 captures in general position: a proof (see _learn)
+    is a later capture the lines predict, so one T takes three captures and
+    three Ts (three bags whose lengths vary apart) five."""
+    last = caps[-1]
+    caps = [c for c in caps if len(c.ints) == len(last.ints) and c.rest == last.rest and
+            len(c.masked) == len(last.masked) and not c.draws and not c.randoms]
+    if len(caps) < 2:
+        return None
+    n = len(last.ints)
+    varying = [i for i in range(n) if any(c.ints[i] != last.ints[i] for c in caps)]
+    moving = set(varying)
+    if not varying:
+        return None
+    # The Ts: greedily, integers independent of the ones before (exact rationals).
+    t_index = []
+    rows = [[Fraction(1)] for _ in caps]
+    rank = 1
+    for i in varying:
+        if rank == len(caps) or len(t_index) == _MAX_TS:
+            break
+        trial = [r + [Fraction(c.ints[i])] for r, c in zip(rows, caps)]
+        if _rank(trial) > rank:
+            rows, rank = trial, rank + 1
+            t_index.append(i)
+    # A square system of rank rows: its inverse gives every line.
+    chosen = []
+    for r in range(len(caps)):
+        if _rank([rows[k] for k in chosen + [r]]) > len(chosen):
+            chosen.append(r)
+            if len(chosen) == rank:
+                break
+    inverse = _inverse([rows[k] for k in chosen])
+
+    def line(values):
+        x = [sum(inverse[j][k] * values[chosen[k]] for k in range(rank)) for j in range(rank)]
+        if any(v.denominator != 1 for v in x):
             return None
-        k = (y - x) // (tb - ta)
-        return k, x - k * ta
-    guards = []
-    for i, (x, y) in enumerate(zip(a.ints, b.ints)):
-        ab = line(x, y)
-        if ab is None:
-            return None
-        guards.append((i, *ab))
-    affine = []
-    for p, (x, y) in enumerate(zip(a.masked, b.masked)):
-        if x != y:
-            ab = line(x, y)
-            if ab is None:
+        x = [int(v) for v in x]
+        for r, v in zip(rows, values):
+            if sum(int(a) * b for a, b in zip(r, x)) != v:
                 return None
-            affine.append((p, *ab))
-    return a, t_index, guards, affine
+        return x[0], tuple((k, a) for k, a in enumerate(x[1:]) if a)
+    guards = []
+    for i in range(n):
+        if i not in moving:
+            guards.append((i, last.ints[i], ()))
+            continue
+        found = line([c.ints[i] for c in caps])
+        if found is None:
+            return None
+        guards.append((i, *found))
+    affine = []
+    for p, x in enumerate(last.masked):
+        if any(c.masked[p] != x for c in caps):
+            found = line([c.masked[p] for c in caps])
+            if found is None:
+                return None
+            affine.append((p, *found))
+    return caps[0], tuple(t_index), tuple(guards), tuple(affine)
+
+
+def _rank(rows):
+    """The rank of a small matrix of Fractions (rows: lists)."""
+    m = [list(r) for r in rows]
+    rank = 0
+    for col in range(len(m[0]) if m else 0):
+        pivot = next((r for r in range(rank, len(m)) if m[r][col] != 0), None)
+        if pivot is None:
+            continue
+        m[rank], m[pivot] = m[pivot], m[rank]
+        for r in range(rank + 1, len(m)):
+            f = m[r][col] / m[rank][col]
+            if f:
+                m[r] = [x - f * y for x, y in zip(m[r], m[rank])]
+        rank += 1
+    return rank
+
+
+def _inverse(rows):
+    """The inverse of a small invertible square matrix of Fractions."""
+    n = len(rows)
+    m = [list(r) + [Fraction(int(i == j)) for j in range(n)] for i, r in enumerate(rows)]
+    for col in range(n):
+        pivot = next(r for r in range(col, n) if m[r][col] != 0)
+        m[col], m[pivot] = m[pivot], m[col]
+        p = m[col][col]
+        m[col] = [x / p for x in m[col]]
+        for r in range(n):
+            if r != col and m[r][col]:
+                f = m[r][col]
+                m[r] = [x - f * y for x, y in zip(m[r], m[col])]
+    return [r[n:] for r in m]
 
 
 def _run(program, env, w, randoms=None, session=None):
@@ -1309,15 +1417,17 @@ def _build(spec, base, exts, values, w, made, call=None):
 
 def _patch(tpl, w, base, ids, exts, t):
     """Patches `w`, a copy of `tpl`'s words, for a call whose first id is
-    `base`, on `exts` with ids `ids`, at T = `t` (its float indices aside)."""
+    `base`, on `exts` with ids `ids`, at Ts `t` (its float indices aside)."""
     for p, r in tpl.internal:
         w[p] = base + r
     for p, e in tpl.ext_ids:
         w[p] = ids[e]
     for p, e in tpl.ext_storage:
         w[p] = exts[e]._genie_storage
-    for p, a, b in tpl.affine:
-        w[p] = a * t + b
+    for p, b, terms in tpl.affine:
+        for k, a in terms:
+            b += a * t[k]
+        w[p] = b
 
 
 def _result_patches(tpl):
