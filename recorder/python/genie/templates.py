@@ -17,15 +17,20 @@ shares storage with. The integers of a call (argument sizes, strides, storage
 offsets, int arguments) may differ within a family.
 - Two captures with the same integers and identical records prove an exact
   template for those integers.
-- Two captures with different integers give a candidate: with T the first
-  integer that differs, every integer and record word that differs must be
-  a*T + b with integer a and b (a KV cache of length T: sizes T, strides
-  16*T, a view of 4*(T+1)). A third capture whose records are exactly what
-  the candidate predicts for its T proves it; the template then serves every
-  call whose integers fit the same lines, except that its 16th, 32nd, 64th,
-  ... (then every 256th) call is captured and checked against it (a
-  mismatch drops it). A capture that recorded exactly the words a replay
-  would send, with the same results, holds without analysis (_confirms).
+- Captures with different integers give a candidate (_fit, through the
+  family's latest _WINDOW captures recorded alike): the integers that
+  differ are taken in order, and each that is no affine function of the
+  ones taken before is a T. Every integer and record word that differs
+  must be b + a_1*T_1 + ... + a_n*T_n with integers a and b (a KV cache of
+  length T: sizes T, strides 16*T, a view of 4*(T+1); three embedding bags
+  whose lengths vary apart: three Ts). The lines need n + 1 captures; a
+  later capture whose records are exactly what the candidate predicts for
+  its Ts proves it (one T: three captures; three Ts: five). The template
+  then serves every call whose integers fit the same lines, except that
+  its 16th, 32nd, 64th, ... (then every 256th) call is captured and checked
+  against it (a mismatch drops it). A capture that recorded exactly the
+  words a replay would send, with the same results, holds without
+  analysis (_confirms).
 Calls of a family seen only once are never analysed.
 
 Arguments may be tensors, Python scalars, tuples, lists, dicts and plain
@@ -55,7 +60,7 @@ mode the values a random op drew in the program's process are drawn again
 with the program's generator, in the capture's order, and sent up as that
 input's new payload; in record mode the replay runs the random op on the CPU
 values and records its values, as a capture does. So a replay draws what
-eager PyTorch draws. Such calls get exact templates only (no lines in T).
+eager PyTorch draws. Such calls get exact templates only (no lines in Ts).
 A call whose random ops the runtime draws (live mode, ops that read
 tensors' values) is never templated.
 
@@ -68,9 +73,8 @@ holds already changes nothing.
 Families that do not settle stop capturing. One whose proving captures
 leave it without a template _UNSETTLED_LIMIT times in a row is given up;
 after _FREE_CAPTURES captures, one captures again only while it has a
-replay for every two captures (a module over two embedding bags whose
-bags have random lengths: two sizes that vary apart, which one T cannot
-give). Its calls then run plainly, and the module calls inside them get
+replay for every two captures (a call that keeps half of its indices: a
+size that lies on no line in their length). Its calls then run plainly, and the module calls inside them get
 their own templates.
 
 A call is never templated when its capture shows something a replay could
@@ -98,12 +102,14 @@ one node of the program's autograd graph, a custom autograd function
 Proving captures run the module inside it on aliases of the arguments with
 autograd on; its backward differentiates that inner graph, recorded. The
 forward is proven as outside grad mode: two identical captures, or lines in
-T through two captures that a third confirms. Its backward is proven per
-pattern of gradients (which results got one, their dtypes and ranks): two
-identical backward captures for the same gradients, or, for a template with
-a T, lines in T through the integers of the forward and of the gradients of
-two backward captures, confirmed by a third (an embedding bag whose bags
-have random lengths: the backward's offsets are as long as its indices).
+Ts that a later capture confirms. Its backward is proven per pattern of
+gradients (which results got one, their dtypes and ranks): two identical
+backward captures for the same gradients, or, for a template with Ts,
+lines in Ts through the integers of the forward and of the gradients of the
+family's latest backward captures (those from before the forward's proof
+too), confirmed by a later one whose forward, like theirs, the forward
+template predicts (an embedding bag whose bags have random lengths: the
+backward's offsets are as long as its indices).
 Such a template's checks capture the call's forward and its backward; a
 mismatch drops what it refutes. A replay
 appends the forward's records; its backward appends the backward's records
@@ -820,7 +826,7 @@ class Templates:
     def _settle(self, fam):
         """Gives a family up after _UNSETTLED_LIMIT proving captures in a row
         that left it without a template: calls whose integers never repeat
-        and lie on no line (two bags of indices whose lengths are random). Its
+        and lie on no line (half of a random length). Its
         calls then run plainly, and the module calls inside them, which may
         repeat, get their own templates (in grad mode they could not: the
         outer call's proving capture runs them plainly)."""
@@ -1154,7 +1160,7 @@ def _earned(fam):
     """Whether a call of `fam` that no template serves may be captured to
     prove one: always for its first _FREE_CAPTURES captures, then while it
     has a replay for every two captures. Calls whose integers seldom repeat
-    (two embedding bags whose bags have random lengths) run plainly rather
+    (a bag of indices of random length, halved) run plainly rather
     than pay for captures that prove little, and the calls inside them get
     templates; once the templates it has earn enough, it captures again."""
     return fam.captures < _FREE_CAPTURES or 2 * fam.hits >= fam.captures
