@@ -985,10 +985,9 @@ class Templates:
         and replayed through _GradFn, a custom autograd function: its forward
         is the call's records, its backward the records of the call's
         backward, proven the same way: two identical captures for the same
-        gradients, or for a template with a T, lines in the forward's
-        integers and the gradients' through two backward captures that a
-        third one confirms (_learn_lines). Its checks capture forward and
-        backward."""
+        gradients, or for a template with Ts, lines in the forward's
+        integers and the gradients' that a later backward capture confirms
+        (_learn_lines). Its checks capture forward and backward."""
         tpl = fam.exact.get(ints) if fam.exact else None
         if (tpl is None or not tpl.backward) and fam.symbolic is not None and fam.symbolic.backward and \
                 fam.symbolic.fits(ints):
@@ -1008,8 +1007,8 @@ class Templates:
         # Tensors in lists and tuples are inputs of the autograd node like
         # the others (a list of index tensors); in dicts and objects (a
         # cache object) they would not be: such calls run plainly.
-        if fam.failed or (slots and not all(_sequences(a) for a in args) or
-                          not all(_sequences(v) for v in kwargs.values())) or not _earned(fam):
+        if fam.failed or not _earned(fam) or \
+                (slots and not (all(_sequences(a) for a in args) and all(_sequences(v) for v in kwargs.values()))):
             return plain(module, args, kwargs)
         fam.seen += 1
         if fam.seen < 2:
@@ -1087,7 +1086,7 @@ class Templates:
         fwd = call.cap
         pattern, gints = _grad_pattern(grads)
         exts = given + list(call.exts) + _internals(fwd.out_pos, fwd.n_ids, fwd.raw[3], fwd.words, None)
-        # Its integers: the forward's, then the gradients' (lines in T reach both).
+        # Its integers: the forward's, then the gradients' (lines in Ts reach both).
         cap = self._analyse(fwd.ints + gints, words[start_word:], floats[start_float:], start_float, start_id,
                             s._next_id - start_id, exts, (), tuple(result), ())
         fam = call.fam
