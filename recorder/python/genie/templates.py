@@ -1209,8 +1209,18 @@ def _fit(caps):
     last = caps[-1]
     caps = [c for c in caps if len(c.ints) == len(last.ints) and c.rest == last.rest and
             len(c.masked) == len(last.masked) and not c.draws and not c.randoms]
-    if len(caps) < 2:
-        return None
+    # Through as many of the latest as lines go (older ones may be from
+    # before a branch the program took since: a cache rebuilt past a length).
+    for k in range(len(caps), 1, -1):
+        found = _fit_all(caps[-k:])
+        if found is not None:
+            return found
+    return None
+
+
+def _fit_all(caps):
+    """_fit through every one of `caps`, recorded alike, or None."""
+    last = caps[-1]
     n = len(last.ints)
     varying = [i for i in range(n) if any(c.ints[i] != last.ints[i] for c in caps)]
     moving = set(varying)
