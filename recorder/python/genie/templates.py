@@ -141,6 +141,7 @@ import ctypes
 import dataclasses
 import enum
 import logging
+import math
 import os
 import types
 import weakref
@@ -1245,14 +1246,24 @@ def _fit_all(caps):
             if len(chosen) == rank:
                 break
     inverse = _inverse([rows[k] for k in chosen])
+    # In integers: the inverse times the common denominator of its entries.
+    denominator = 1
+    for r in inverse:
+        for v in r:
+            denominator = denominator * v.denominator // math.gcd(denominator, v.denominator)
+    scaled = [[int(v * denominator) for v in r] for r in inverse]
+    ints_rows = [[int(v) for v in r] for r in rows]
 
     def line(values):
-        x = [sum(inverse[j][k] * values[chosen[k]] for k in range(rank)) for j in range(rank)]
-        if any(v.denominator != 1 for v in x):
-            return None
-        x = [int(v) for v in x]
-        for r, v in zip(rows, values):
-            if sum(int(a) * b for a, b in zip(r, x)) != v:
+        picked = [values[k] for k in chosen]
+        x = []
+        for r in scaled:
+            v = sum(a * b for a, b in zip(r, picked))
+            if v % denominator:
+                return None
+            x.append(v // denominator)
+        for r, v in zip(ints_rows, values):
+            if sum(a * b for a, b in zip(r, x)) != v:
                 return None
         return x[0], tuple((k, a) for k, a in enumerate(x[1:]) if a)
     guards = []
