@@ -141,6 +141,46 @@ def test_a_check_capture_refutes_a_template_that_a_branch_on_its_length_made_wro
     assert int(stats["confirmed"]) >= 1, r.stderr
 
 
+SHIFT = """
+import sys
+import torch, torch.nn as nn
+dev = sys.argv[1]
+torch.manual_seed(0)
+
+class Step(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x, cache):
+        cache = torch.cat([cache, self.lin(x)], 0)
+        k = 1 if cache.shape[0] <= 4 else 2   # past length 4 the same ops, another integer
+        return cache[k:].sum(0), cache
+
+step = Step().to(dev)
+cache = torch.zeros(1, 4).to(dev)
+x = torch.randn(1, 4).to(dev)
+with torch.no_grad():
+    for i in range(40):
+        total, cache = step(x, cache)
+        print(i, [round(v, 4) for v in total.tolist()])
+"""
+
+
+@pytest.mark.parametrize("mode", ["record", "live"])
+def test_lines_are_fitted_through_the_captures_after_a_branch_not_those_before(genie, mode):
+    # The branch flips at the third proving capture (length 5), which refutes
+    # the candidate of the first two. Lines through every capture kept would
+    # fail until those two were forgotten, and the call would be given up;
+    # through the latest captures they hold, and the call replays whole.
+    r, out = run_like_eager(genie, SHIFT, mode)
+    replays, ops = replayed_ops(r.stderr)
+    # The whole call (cat, the linear layer, slice, sum: about 6 ops), not
+    # only the linear layer inside it (2 ops), which replays when it is given up.
+    assert replays >= 30 and ops >= 30 * 5, r.stderr
+    assert_replayed_cleanly(genie, out, mode)
+
+
 GUARDS = """
 import sys
 import torch, torch.nn as nn
