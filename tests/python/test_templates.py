@@ -940,6 +940,61 @@ def test_a_training_call_whose_inputs_lengths_vary_apart_replays_with_a_t_for_ea
     assert_replayed_cleanly(genie, out, mode)
 
 
+BACKWARD_BRANCH = """
+import sys
+import torch, torch.nn as nn, torch.nn.functional as F
+dev = sys.argv[1]
+torch.manual_seed(0)
+
+class Twice(torch.autograd.Function):   # its backward branches on the length; its forward does not
+    @staticmethod
+    def forward(ctx, x, n):
+        ctx.n = n
+        return x * 2
+    @staticmethod
+    def backward(ctx, g):
+        if ctx.n > FLIP:
+            return g * 2 + 0 * g, None   # more ops, the same values
+        return g * 2, None
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.bag = nn.EmbeddingBag(50, 8, mode="sum")
+        self.top = nn.Linear(8, 1)
+    def forward(self, idx, off):
+        return self.top(Twice.apply(self.bag(idx, off), idx.shape[0])).squeeze(1)
+
+net = Net().to(dev)
+opt = torch.optim.SGD(net.parameters(), lr=0.05)
+off = torch.arange(0, 12, 2).to(dev)
+losses = []
+for step in range(30):
+    idx = torch.randint(0, 50, (12 + step,)).to(dev)   # one longer each step
+    opt.zero_grad()
+    loss = F.binary_cross_entropy_with_logits(net(idx, off), torch.ones(6).to(dev))
+    loss.backward()
+    opt.step()
+    losses.append(round(loss.item(), 5))
+print(losses)
+"""
+
+
+@pytest.mark.parametrize("mode", ["record", "live"])
+@pytest.mark.parametrize("flip, refuted", [(100, 0), (28, 1)])
+def test_a_check_capture_refutes_a_backward_template_whose_backward_alone_branched(genie, mode, flip, refuted):
+    # The check at the 16th replay (length 31) captures forward and
+    # backward. Past length 28 only the backward has more ops: the forward
+    # holds, the backward template is dropped, and later captures prove
+    # another backward for the same forward template.
+    r, out = run_like_eager(genie, BACKWARD_BRANCH.replace("FLIP", str(flip)), mode)
+    stats = dict(re.findall(r"(confirmed|refuted)=(\d+)", r.stderr))
+    assert int(stats["refuted"]) == refuted, r.stderr
+    assert int(stats["confirmed"]) == 2 - refuted, r.stderr
+    assert grad_lines(r.stderr) == 1, r.stderr
+    assert_replayed_cleanly(genie, out, mode)
+
+
 UNSETTLED = BAGS + """
 net = Halves("sum").to(dev)   # its input's length differs every step and half of it lies on no line
 opt = torch.optim.Adam(net.parameters(), lr=0.01)
