@@ -778,22 +778,28 @@ class TwoBags(nn.Module):      # two inputs whose lengths vary apart: two Ts
 class Halves(Bags):            # keeps half of its indices: a size no line in the length gives
     def forward(self, idx, off):
         return super().forward(idx[: (idx.shape[0] + 1) // 2], off)
+
+def train(net, opt, steps, inputs):  # steps of net on inputs(step), its arguments; prints the losses
+    losses = []
+    for step in range(steps):
+        args = inputs(step)
+        opt.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(net(*args), torch.ones(6).to(dev))
+        loss.backward()
+        opt.step()
+        losses.append(round(loss.item(), 5))
+    print(losses)
 """
 
 ONE_LENGTH = BAGS + """
 net = Bags("sum").to(dev)     # its input's length differs from step to step
-opt = torch.optim.Adam(net.parameters(), lr=0.01)
-losses = []
-for step in range(24):
+
+def inputs(step):
     lengths = torch.randint(1, 5, (6,))
     off = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)[:-1]]).to(dev)
-    idx = torch.randint(0, 50, (int(lengths.sum()),)).to(dev)
-    opt.zero_grad()
-    loss = F.binary_cross_entropy_with_logits(net(idx, off), torch.ones(6).to(dev))
-    loss.backward()
-    opt.step()
-    losses.append(round(loss.item(), 5))
-print(losses)
+    return torch.randint(0, 50, (int(lengths.sum()),)).to(dev), off
+
+train(net, torch.optim.Adam(net.parameters(), lr=0.01), 24, inputs)
 """
 
 
@@ -828,17 +834,9 @@ class Branch(Bags):
         return self.top(h).squeeze(1)
 
 net = Branch("sum").to(dev)
-opt = torch.optim.SGD(net.parameters(), lr=0.05)
 off = torch.arange(0, 12, 2).to(dev)
-losses = []
-for step in range(30):
-    idx = torch.randint(0, 50, (12 + step,)).to(dev)   # one longer each step
-    opt.zero_grad()
-    loss = F.binary_cross_entropy_with_logits(net(idx, off), torch.ones(6).to(dev))
-    loss.backward()
-    opt.step()
-    losses.append(round(loss.item(), 5))
-print(losses)
+train(net, torch.optim.SGD(net.parameters(), lr=0.05), 30,
+      lambda step: (torch.randint(0, 50, (12 + step,)).to(dev), off))   # one longer each step
 """
 
 
@@ -914,18 +912,13 @@ def test_a_training_call_with_a_list_argument_and_constants_it_makes_replays_for
 
 TWO_LENGTHS = BAGS + """
 net = TwoBags("sum").to(dev)  # its inputs' lengths differ every step, apart
-opt = torch.optim.Adam(net.parameters(), lr=0.01)
 off = torch.arange(0, 24, 4).to(dev)
-losses = []
-for step in range(24):
+
+def inputs(step):
     i = torch.randint(0, 50, (int(torch.randint(24, 40, ())),)).to(dev)
-    j = torch.randint(0, 30, (int(torch.randint(24, 40, ())),)).to(dev)
-    opt.zero_grad()
-    loss = F.binary_cross_entropy_with_logits(net(i, j, off), torch.ones(6).to(dev))
-    loss.backward()
-    opt.step()
-    losses.append(round(loss.item(), 5))
-print(losses)
+    return i, torch.randint(0, 30, (int(torch.randint(24, 40, ())),)).to(dev), off
+
+train(net, torch.optim.Adam(net.parameters(), lr=0.01), 24, inputs)
 """
 
 
@@ -940,12 +933,7 @@ def test_a_training_call_whose_inputs_lengths_vary_apart_replays_with_a_t_for_ea
     assert_replayed_cleanly(genie, out, mode)
 
 
-BACKWARD_BRANCH = """
-import sys
-import torch, torch.nn as nn, torch.nn.functional as F
-dev = sys.argv[1]
-torch.manual_seed(0)
-
+BACKWARD_BRANCH = BAGS + """
 class Twice(torch.autograd.Function):   # its backward branches on the length; its forward does not
     @staticmethod
     def forward(ctx, x, n):
@@ -966,17 +954,9 @@ class Net(nn.Module):
         return self.top(Twice.apply(self.bag(idx, off), idx.shape[0])).squeeze(1)
 
 net = Net().to(dev)
-opt = torch.optim.SGD(net.parameters(), lr=0.05)
 off = torch.arange(0, 12, 2).to(dev)
-losses = []
-for step in range(30):
-    idx = torch.randint(0, 50, (12 + step,)).to(dev)   # one longer each step
-    opt.zero_grad()
-    loss = F.binary_cross_entropy_with_logits(net(idx, off), torch.ones(6).to(dev))
-    loss.backward()
-    opt.step()
-    losses.append(round(loss.item(), 5))
-print(losses)
+train(net, torch.optim.SGD(net.parameters(), lr=0.05), 30,
+      lambda step: (torch.randint(0, 50, (12 + step,)).to(dev), off))   # one longer each step
 """
 
 
@@ -997,17 +977,9 @@ def test_a_check_capture_refutes_a_backward_template_whose_backward_alone_branch
 
 UNSETTLED = BAGS + """
 net = Halves("sum").to(dev)   # its input's length differs every step and half of it lies on no line
-opt = torch.optim.Adam(net.parameters(), lr=0.01)
 off = torch.arange(0, 12, 2).to(dev)
-losses = []
-for step in range(24):
-    idx = torch.randint(0, 50, (24 + 3 * step,)).to(dev)
-    opt.zero_grad()
-    loss = F.binary_cross_entropy_with_logits(net(idx, off), torch.ones(6).to(dev))
-    loss.backward()
-    opt.step()
-    losses.append(round(loss.item(), 5))
-print(losses)
+train(net, torch.optim.Adam(net.parameters(), lr=0.01), 24,
+      lambda step: (torch.randint(0, 50, (24 + 3 * step,)).to(dev), off))
 """
 
 
@@ -1125,17 +1097,9 @@ def test_a_call_that_updates_its_buffers_in_place_is_replayed_with_the_updates(g
 
 SELDOM_REPEATS = BAGS + """
 net = Halves("mean").to(dev)  # its input's length seldom repeats, and half of it lies on no line
-opt = torch.optim.SGD(net.parameters(), lr=0.05)
 off = torch.arange(0, 12, 2).to(dev)
-losses = []
-for step in range(30):
-    idx = torch.randint(0, 50, (int(torch.randint(24, 40, ())),)).to(dev)
-    opt.zero_grad()
-    loss = F.binary_cross_entropy_with_logits(net(idx, off), torch.ones(6).to(dev))
-    loss.backward()
-    opt.step()
-    losses.append(round(loss.item(), 5))
-print(losses)
+train(net, torch.optim.SGD(net.parameters(), lr=0.05), 30,
+      lambda step: (torch.randint(0, 50, (int(torch.randint(24, 40, ())),)).to(dev), off))
 """
 
 
