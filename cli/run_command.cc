@@ -256,12 +256,13 @@ int RunLiveProgram(const RunArgs& a, const replayer::Config& config) {
     w.Key("median_segment_ms").Double(median).Key("median_runtime_ms").Double(replayer::Median(r.runtime_ms));
     w.Key("graph_segments").Uint(r.graph_segments).Key("template_runs").Uint(r.template_runs);
     w.Key("ran_ahead").Uint(r.ran_ahead).Key("cycles").Uint(r.cycles).Key("pushed").Uint(r.pushed).Key("answered_first").Uint(r.answered_first);
+    w.Key("answered_early").Uint(r.answered_early);
     if (plan) {
       w.Key("plan").BeginObject().Key("id").String(plan->id).Key("class").String(analyzer::WorkloadClassName(plan->klass));
       w.Key("from_store").Bool(followed.has_value()).Key("trace").String(r.trace_path).EndObject();
     }
     w.Key("plan_error").String(plan_error);
-    w.Key("error").String(r.error).EndObject();
+    w.Key("error").String(r.error).Key("late_error").String(r.late_error).EndObject();
     std::cerr << w.str() << "\n";
   } else {
     std::fprintf(stderr, "genie run: %s on %s (%s, %s, torch %s) %s\n", a.program.front().c_str(),
@@ -286,6 +287,9 @@ int RunLiveProgram(const RunArgs& a, const replayer::Config& config) {
     if (r.answered_first > 0)
       std::fprintf(stderr, "  %s values came back before the ops after them ran (answered first)\n",
                    FormatCount(r.answered_first).c_str());
+    if (r.answered_early > 0)
+      std::fprintf(stderr, "  %s values were answered from a fetch made early, with the step's first part (answered early)\n",
+                   FormatCount(r.answered_early).c_str());
     if (followed)
       std::fprintf(stderr, "  followed plan %s (%s) from the store %s\n", followed->id.c_str(),
                    analyzer::WorkloadClassName(followed->klass), store.value()->path().c_str());
@@ -296,6 +300,12 @@ int RunLiveProgram(const RunArgs& a, const replayer::Config& config) {
                    made->from_store ? "in" : "and stored it in", store.value()->path().c_str());
     if (!plan_error.empty()) std::fprintf(stderr, "  no plan was made: %s\n", plan_error.c_str());
     if (!r.error.empty()) std::fprintf(stderr, "  a segment failed (the program was told): %s\n", r.error.c_str());
+  }
+  if (!r.late_error.empty()) {
+    // Its last ops failed after its last answer: the program could not hear of it.
+    std::fprintf(stderr, "genie run: ops the program sent after its last answer failed on the runtime: %s\n",
+                 r.late_error.c_str());
+    return r.exit_status != 0 ? r.exit_status : 1;
   }
   return r.exit_status;
 }

@@ -77,6 +77,7 @@ Status FrontendStream::HandleFrame(FrameType type, const uint8_t* body, size_t n
     case FrameType::kPart: return HandleSegment(body, n, true);
     case FrameType::kPayload: return HandlePayload(body, n);
     case FrameType::kTemplate: return HandleTemplate(body, n);
+    case FrameType::kWrites: return HandleWrites(body, n);
     case FrameType::kEnd:
       if (n != 0) return Status::Corruption("END frame has a body");
       if (!partial_payload_.empty()) return Status::Corruption("END arrived inside a payload");
@@ -109,6 +110,26 @@ Status FrontendStream::HandleStrings(const uint8_t* body, size_t n) {
   std::vector<std::string> f;
   GENIE_RETURN_IF_ERROR(ReadStrings(body, n, &f));
   for (const auto& s : f) strings_.push_back(sink_->strings().Intern(s));
+  return Status::OK();
+}
+
+Status FrontendStream::HandleWrites(const uint8_t* body, size_t n) {
+  ByteReader in(body, n);
+  uint32_t count;
+  GENIE_RETURN_IF_ERROR(in.U32(&count));
+  if (static_cast<uint64_t>(count) * 12 != in.remaining())
+    return Status::Corruption("WRITES frame holds " + std::to_string(in.remaining()) + " bytes for " +
+                              std::to_string(count) + " entries");
+  for (uint32_t i = 0; i < count; ++i) {
+    uint32_t op, position, name;
+    GENIE_RETURN_IF_ERROR(in.U32(&op));
+    GENIE_RETURN_IF_ERROR(in.U32(&position));
+    GENIE_RETURN_IF_ERROR(in.U32(&name));
+    if (op >= strings_.size() || name >= strings_.size())
+      return Status::Corruption("WRITES names string " + std::to_string(std::max(op, name)) + " of " +
+                                std::to_string(strings_.size()));
+    GENIE_RETURN_IF_ERROR(sink_->AddWrite(strings_[op], position, strings_[name]));
+  }
   return Status::OK();
 }
 

@@ -49,6 +49,14 @@
 //            at most kMaxTemplateTs. Ids are dense from 0 in order of
 //            arrival; a RUN's segment translates exactly as if the patched
 //            words stood in its place.
+//   WRITES   u32 n | (u32 op sid, u32 argument position, u32 argument
+//            name sid)*n: the arguments that ops write in place, by their
+//            schemas (`Tensor(a!)`; on torch 1.13 also native_batch_norm's
+//            running statistics, which its schema leaves unmarked). Sent
+//            before the first SEGMENT or PART holding such an op; the
+//            position is the argument's in the schema, the name its name
+//            as a keyword argument. Live mode uses them (replayer/live.cc,
+//            early answers); a trace keeps none of them.
 //   END      empty: the program closed the connection cleanly.
 //   REPLY    genie -> frontend, live mode only: the answer to each SEGMENT.
 //            u8 0 or 2 | u32 n | (u8 dtype code, u8 rank, i64 sizes*rank,
@@ -75,7 +83,7 @@
 
 namespace genie::recorder {
 
-constexpr uint32_t kFrontendProtocolVersion = 2;
+constexpr uint32_t kFrontendProtocolVersion = 3;
 constexpr uint32_t kMaxFrameBody = 64u << 20;
 constexpr uint32_t kFrameHeadBytes = 5;
 constexpr uint32_t kMaxTemplates = 1u << 16;  // TEMPLATE frames per connection
@@ -83,7 +91,7 @@ constexpr uint32_t kMaxTemplateArguments = 1u << 20;
 constexpr uint32_t kMaxTemplateTs = 16;  // the sizes a template's records vary with
 
 enum class FrameType : uint8_t { kHello = 1, kStrings = 2, kSegment = 3, kPayload = 4, kEnd = 5, kReply = 6, kPart = 7,
-                                 kTemplate = 8 };
+                                 kTemplate = 8, kWrites = 9 };
 
 struct Hello {
   uint32_t protocol_version = 0;
@@ -106,6 +114,12 @@ class FrontendSink {
   // A segment, with the values released after it (live mode). `part`: a
   // PART frame's, which the next segment closes (live mode).
   virtual Status AddSegment(const traces::Segment& seg, const std::vector<traces::ValueId>& released, bool part) = 0;
+  // Op `op` writes its argument at schema position `position`, named `name`
+  // as a keyword argument (a WRITES frame's entry; ids are the sink's).
+  virtual Status AddWrite(traces::StringId op, uint32_t position, traces::StringId name) {
+    (void)op, (void)position, (void)name;
+    return Status::OK();
+  }
 };
 
 // The sink of `genie record`: payloads written once, segments appended.
@@ -166,6 +180,7 @@ class FrontendStream {
   Status HandlePayload(const uint8_t* body, size_t n);
   Status HandleSegment(const uint8_t* body, size_t n, bool part);
   Status HandleTemplate(const uint8_t* body, size_t n);
+  Status HandleWrites(const uint8_t* body, size_t n);
 
   uint32_t stream_;
   std::unique_ptr<FrontendSink> owned_sink_;

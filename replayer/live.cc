@@ -54,6 +54,7 @@ class LiveConnection final : public recorder::FrontendSink {
   recorder::FrameBuffer& frames() { return frames_; }
   recorder::FrontendStream& stream() { return stream_; }
   void Close() {
+    if (fd_ >= 0 && stream_.ended()) Ended();
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
     monitor_.reset();
@@ -79,13 +80,22 @@ class LiveConnection final : public recorder::FrontendSink {
     return Status::OK();
   }
 
+  Status AddWrite(traces::StringId op, uint32_t position, traces::StringId name) override {
+    writes_[op].push_back({position, name});
+    return Status::OK();
+  }
+
   Status AddSegment(const traces::Segment& seg, const std::vector<traces::ValueId>& released, bool part) override {
     report_->ops += seg.num_ops();
+    if (step_first_ == 0) step_first_ = traces::FirstDefined(seg);
+    if (early_) Watch(seg, 0, true);
     if (part) {
       // Sent ahead: nothing to answer now; the segment that closes it reports a failure.
       ++report_->parts;
       if (failure_.empty() && part_error_.empty()) {
+        asking_ = AskEarly(seg);
         auto done = Run(seg, released, true);
+        asking_ = 0;
         if (!done.ok()) part_error_ = Failed(done.status());
         else report_->released += released.size();
       }
@@ -95,8 +105,22 @@ class LiveConnection final : public recorder::FrontendSink {
     ++report_->segments;
     report_->materialized += seg.materialized.size();
     Status replied;
+    auto start = Clock::now();
     if (!failure_.empty()) {
       replied = Reply(recorder::EncodeErrorReply(failure_));
+    } else if (std::optional<std::string> frame = AnswerEarly(seg)) {
+      // The answer is out; the segment runs after it, as a part would.
+      replied = Reply(*frame);
+      ++report_->answered_early;
+      report_->segment_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+      report_->runtime_ms.push_back(parts_runtime_us_ / 1e3);
+      parts_runtime_us_ = 0;
+      in_order_ = true;  // its failure comes in its own reply, not with the next request's
+      auto done = Run(seg, released, true);
+      in_order_ = false;
+      if (!done.ok()) part_error_ = Failed(done.status());
+      else report_->released += released.size();
+      unsynced_ = false;
     } else {
       auto reply = Run(seg, released, false);
       if (!part_error_.empty()) {
@@ -110,11 +134,33 @@ class LiveConnection final : public recorder::FrontendSink {
         replied = Reply(reply.value());
       }
     }
+    Fetched(seg);
     // After the answer too: the RunCycle of an answer the runtime pushed
     // ahead. One not sent stays due: it fails the next message alike.
     if (client_) (void)client_->SendCycle();
     Trace(seg);  // after the answer: the program is not kept waiting for it
     return replied;
+  }
+
+  // The program ended cleanly. What it sent after its last answer (parts,
+  // a segment answered early) may still be running: their replies are
+  // read, and when the runtime answered the last segment before it ran,
+  // an empty segment asks for that segment's failure. A failure there is
+  // the session's late_error: the program was not told.
+  void Ended() {
+    if (!client_ || !failure_.empty()) return;
+    Status st = DrainParts();
+    if (st.ok() && part_error_.empty() && unsynced_) {
+      ByteWriter w;
+      if (traces::EncodeSegment(traces::Segment{}, &w).ok()) {
+        wire::Envelope env = WholeSegment(w.buffer(), {}, {});
+        auto r = Send(env, {});
+        if (!r.ok() && r.status().code() != Status::Code::kIOError) part_error_ = "genie: " + r.status().message();
+      }
+    }
+    if (part_error_.empty()) return;
+    report_->late_error = part_error_;
+    if (report_->error == part_error_) report_->error.clear();
   }
 
  private:
@@ -167,10 +213,112 @@ class LiveConnection final : public recorder::FrontendSink {
     return message;
   }
 
-  // Reads the replies of the parts sent ahead, oldest first. A part that
-  // failed is kept in part_error_ for the segment that closes it; only a
-  // lost connection is returned.
-  Status DrainParts() {
+  // Early answers. A training step's loss is computed in the step's first
+  // part (its forward, which goes ahead when backward() begins) and asked
+  // for at the step's end, after the backward and the optimizer step.
+  // Answered once the runtime reads that last segment, the program waits
+  // for everything before it. So when the program's last materialization
+  // fetched one value, the part of the next step that defines a value of
+  // the same dtype and sizes at the same distance past the step's first
+  // value asks for it too (Execute.fetch_early). A materialization of
+  // exactly that value is then answered from that part's reply, and its
+  // segment goes to the runtime as a part, unless something sent since may
+  // have written the value's storage (an argument that an op's schema marks
+  // written, frontend_protocol.h WRITES) or a part failed first. A failure
+  // of what runs after the answer is the answer to the next segment, as a
+  // part's is (Ended: or the session's error). Not while the runtime offers
+  // a cycle, nor while a journal keeps a backup's replay (it needs each
+  // failure with its own segment).
+  struct Early {
+    uint64_t id = 0;                       // the value asked for, which owns its storage
+    std::unordered_set<uint64_t> aliases;  // it and the values defined on its storage since
+    bool spoiled = false;                  // an op sent since may have written it
+    std::optional<FetchedTensor> value;    // from its part's reply, once read
+  };
+
+  // The value id `seg` (a part) asks for early, or 0.
+  uint64_t AskEarly(const traces::Segment& seg) {
+    if (!wanted_ || early_ || step_first_ == 0 || journaling() || !offered_.empty() || !held_.empty()) return 0;
+    const uint64_t id = step_first_ + wanted_->offset;
+    for (size_t i = 0; i < seg.steps.size(); ++i) {
+      const auto& step = seg.steps[i];
+      if (step.kind != traces::Step::Kind::kOp) continue;
+      for (const auto& out : step.op.outputs) {
+        if (!out.is_tensor || out.id != id) continue;
+        if (out.meta.storage != id || out.meta.dtype != wanted_->dtype || out.meta.sizes != wanted_->sizes) return 0;
+        early_ = Early{id, {id}, false, std::nullopt};
+        Watch(seg, i + 1, false);  // ops after it in its own part run before it is fetched
+        return id;
+      }
+    }
+    return 0;
+  }
+
+  // Follows `seg`'s steps from `from` for the early value: the values
+  // defined on its storage, and (`writes`) whether an op may write one.
+  void Watch(const traces::Segment& seg, size_t from, bool writes) {
+    Early& e = *early_;
+    for (size_t i = from; i < seg.steps.size() && !e.spoiled; ++i) {
+      const auto& step = seg.steps[i];
+      if (step.kind != traces::Step::Kind::kOp) continue;
+      const traces::Op& op = step.op;
+      if (writes) {
+        auto w = writes_.find(op.schema);
+        if (w != writes_.end()) {
+          for (const auto& [position, name] : w->second) {
+            if (position < op.args.size() && Reaches(op.args[position])) e.spoiled = true;
+            for (const auto& [kw, arg] : op.kwargs)
+              if (kw == name && Reaches(arg)) e.spoiled = true;
+          }
+        }
+      }
+      for (const auto& out : op.outputs)
+        if (out.is_tensor && e.aliases.count(out.meta.storage)) e.aliases.insert(out.id);
+    }
+  }
+
+  // Whether `a` is, or lists, a value on the early value's storage.
+  bool Reaches(const traces::Arg& a) const {
+    if (a.kind == traces::Arg::Kind::kTensor) return early_->aliases.count(a.tensor) > 0;
+    if (a.kind != traces::Arg::Kind::kList) return false;
+    for (const auto& item : a.list)
+      if (Reaches(item)) return true;
+    return false;
+  }
+
+  // The REPLY frame for materialization `seg` from the value fetched
+  // early, when it can be answered so (see Early); nullopt otherwise.
+  std::optional<std::string> AnswerEarly(const traces::Segment& seg) {
+    if (!early_ || early_->spoiled || seg.materialized.size() != 1 || seg.materialized[0].id != early_->id ||
+        !part_error_.empty() || !offered_.empty() || !held_.empty() || journaling() || !client_)
+      return std::nullopt;
+    for (const auto& step : seg.steps)
+      if (step.kind == traces::Step::Kind::kOp)
+        for (const auto& out : step.op.outputs)
+          if (!out.is_tensor) return std::nullopt;  // its scalars come with the answer
+    // The replies up to the part that asked (a lost connection: the segment
+    // goes as usual, and fails over or fails there).
+    if (!DrainParts(early_->id).ok() || !part_error_.empty() || !early_->value) return std::nullopt;
+    auto frame = ReplyFrame({*early_->value}, nullptr);
+    if (!frame.ok()) return std::nullopt;
+    return std::move(frame).value();
+  }
+
+  // After materialization `seg`: what the next step is expected to fetch.
+  void Fetched(const traces::Segment& seg) {
+    wanted_.reset();
+    early_.reset();
+    if (answered_ && seg.materialized.size() == 1 && step_first_ != 0 && seg.materialized[0].id >= step_first_)
+      wanted_ = Wanted{seg.materialized[0].id - step_first_, answered_->first, answered_->second};
+    answered_.reset();
+    step_first_ = 0;
+  }
+
+  // Reads the replies of the parts sent ahead, oldest first, all of them
+  // or (`through`) up to the one that asked for that value early. A part
+  // that failed is kept in part_error_ for the segment that closes it; only
+  // a lost connection is returned.
+  Status DrainParts(uint64_t through = 0) {
     while (!ahead_.empty()) {
       Ahead a = ahead_.front();
       ahead_.pop_front();
@@ -179,15 +327,17 @@ class LiveConnection final : public recorder::FrontendSink {
         parts_runtime_us_ += r->message.execute_us();
         if (r->message.graph()) ++report_->graph_segments;
         if (r->message.ran_ahead()) ++report_->ran_ahead;
-        continue;
-      }
-      if (r.status().code() == Status::Code::kIOError) {
+        if (a.early != 0 && early_ && early_->id == a.early && r->tensors.size() == 1)
+          early_->value = std::move(r->tensors[0]);
+      } else if (r.status().code() == Status::Code::kIOError) {
         ahead_.clear();
         return r.status();
+      } else {
+        templates_.Clear();
+        ForgetCycles();
+        if (part_error_.empty()) part_error_ = Failed(r.status());
       }
-      templates_.Clear();
-      ForgetCycles();
-      if (part_error_.empty()) part_error_ = Failed(r.status());
+      if (through != 0 && a.early == through) break;
     }
     return Status::OK();
   }
@@ -286,7 +436,8 @@ class LiveConnection final : public recorder::FrontendSink {
       env.mutable_execute()->set_as_template(plan.as_template);
     }
     // A journal records which segment failed: its runtime answers none first.
-    if (journaling()) env.mutable_execute()->set_in_order(true);
+    if (journaling() || in_order_) env.mutable_execute()->set_in_order(true);
+    if (asking_ != 0) env.mutable_execute()->add_fetch_early(asking_);
     auto reply = Send(env, payloads, inlined, recorded, ahead);
     if (!reply.ok()) {
       templates_.Clear();
@@ -462,7 +613,7 @@ class LiveConnection final : public recorder::FrontendSink {
     strings_sent_ = strings_.size();
     for (const auto& h : needed) Uploaded(h);
     if (ahead) {
-      ahead_.push_back({blobs.size(), from_template});
+      ahead_.push_back({blobs.size(), from_template, asking_});
       if (ahead_.size() >= kMaxPartsAhead) GENIE_RETURN_IF_ERROR(DrainParts());
       return ExecuteReply{};
     }
@@ -571,25 +722,34 @@ class LiveConnection final : public recorder::FrontendSink {
     if (reply->message.graph()) ++report_->graph_segments;
     if (reply->message.ran_ahead()) ++report_->ran_ahead;
     if (reply->message.answered_first()) ++report_->answered_first;
+    unsynced_ = reply->message.answered_first();
 
-    // The REPLY frame: u32 length | u8 type | u8 status | tensors | scalars.
-    // Status 2: the runtime offers to run the program's next step ahead
-    // (a cycle), so parts sent ahead would gain the program nothing.
+    return ReplyFrame(reply->tensors, &reply->message);
+  }
+
+  // The REPLY frame: u32 length | u8 type | u8 status | tensors | scalars
+  // (`message`'s, when given). Status 2: the runtime offers to run the
+  // program's next step ahead (a cycle), so parts sent ahead would gain the
+  // program nothing. Notes the answer's one tensor for Fetched.
+  Result<std::string> ReplyFrame(const std::vector<FetchedTensor>& tensors, const wire::ExecuteReply* message) {
+    answered_.reset();
     std::string out(5, '\0');
     out.push_back(offered_.empty() ? 0 : 2);
     auto u32 = [&](uint32_t v) { out.append(reinterpret_cast<const char*>(&v), 4); };
     auto i64 = [&](int64_t v) { out.append(reinterpret_cast<const char*>(&v), 8); };
-    u32(static_cast<uint32_t>(reply->tensors.size()));
-    for (const auto& t : reply->tensors) {
+    u32(static_cast<uint32_t>(tensors.size()));
+    for (const auto& t : tensors) {
       GENIE_ASSIGN_OR_RETURN(traces::DType dtype, traces::DTypeFromName(t.dtype));
       out.push_back(static_cast<char>(dtype));
       out.push_back(static_cast<char>(t.sizes.size()));
       for (int64_t s : t.sizes) i64(s);
       i64(static_cast<int64_t>(t.bytes.size()));
       out += t.bytes;
+      if (tensors.size() == 1) answered_ = std::make_pair(dtype, t.sizes);
     }
-    u32(static_cast<uint32_t>(reply->message.scalars_size()));
-    for (const auto& s : reply->message.scalars()) {
+    u32(static_cast<uint32_t>(message ? message->scalars_size() : 0));
+    for (int i = 0; message && i < message->scalars_size(); ++i) {
+      const wire::Scalar& s = message->scalars(i);
       if (s.value_case() == wire::Scalar::kB) {
         out.push_back(1);
         i64(s.b());
@@ -635,6 +795,7 @@ class LiveConnection final : public recorder::FrontendSink {
   struct Ahead {
     size_t blobs = 0;  // uploads sent with it, whose replies come first
     bool from_template = false;
+    uint64_t early = 0;  // the value it fetches early (Execute.fetch_early), or 0
   };
   std::deque<Ahead> ahead_;       // parts sent whose replies are not read yet
   std::string part_error_;        // the first failure of a part, for the segment that closes it
@@ -651,6 +812,20 @@ class LiveConnection final : public recorder::FrontendSink {
   std::vector<ContentHash> held_inlined_;  // payloads inside them
   ContentHash fetched_hash_;           // of the bytes fetched last,
   bool fed_ready_ = false;             // when they can feed a cycle
+  // Early answers (see Early).
+  std::unordered_map<traces::StringId, std::vector<std::pair<uint32_t, traces::StringId>>> writes_;  // WRITES
+  struct Wanted {
+    uint64_t offset = 0;  // past the first value of its step
+    traces::DType dtype = traces::DType::kFloat32;
+    std::vector<int64_t> sizes;
+  };
+  std::optional<Wanted> wanted_;  // what the last materialization fetched
+  uint64_t step_first_ = 0;       // the first value the open step defined; 0: none yet
+  std::optional<Early> early_;    // the value asked for early in this step
+  uint64_t asking_ = 0;           // the value the part being sent asks for
+  bool unsynced_ = false;         // the runtime answered the last segment before it ran (see Ended)
+  bool in_order_ = false;         // the segment being sent must not be answered before it runs
+  std::optional<std::pair<traces::DType, std::vector<int64_t>>> answered_;  // the last answer's one tensor
 };
 
 }  // namespace

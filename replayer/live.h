@@ -78,6 +78,10 @@ struct LiveReport {
   uint64_t cycles = 0;             // steps sent as one RunCycle (their template runs are counted above)
   uint64_t pushed = 0;             // of those, answered by the runtime before the RunCycle went (genie.proto CyclePush)
   uint64_t answered_first = 0;     // materializations answered before their segment ran (genie.proto ExecuteReply)
+  uint64_t answered_early = 0;     // materializations answered from a value fetched early (live.cc, early answers)
+  // A failure of ops the program sent after its last answer, found once it
+  // ended (live.cc Ended): the program was never told.
+  std::string late_error;
   std::string device, torch_version;
   std::string pool, address;  // where the last segment ran
   uint64_t failovers = 0;

@@ -240,6 +240,9 @@ class Connection {
     if (!st.ok()) return ReplyError(st.message());
     std::vector<uint64_t> fetch(ex.fetch().begin(), ex.fetch().end());
     std::vector<uint64_t> release(ex.release().begin(), ex.release().end());
+    bool early = ex.fetch_early_size() > 0;
+    if (early && !fetch.empty()) return ReplyError("fetch_early on a segment that fetches values itself");
+    fetch.insert(fetch.end(), ex.fetch_early().begin(), ex.fetch_early().end());
     if (uint32_t id = ex.as_template(); id != 0) {
       if (id > wire::kMaxTemplates)
         return ReplyError("template " + std::to_string(id) + " is out of range (1.." +
@@ -251,7 +254,7 @@ class Connection {
           Template{seg, release, traces::SlotPredictor(std::move(slots.ints)), std::move(slots.hashes),
                    traces::ReleasePredictor(release, traces::FirstDefined(seg)), std::move(ints)});
     }
-    if (!ex.in_order()) {
+    if (!ex.in_order() && !early) {
       GENIE_ASSIGN_OR_RETURN(bool answered, AnswerFirst(seg, fetch, release, ReplyKind::kWhole));
       if (answered) return Status::OK();
     }
@@ -300,6 +303,9 @@ class Connection {
     auto ran = RunTemplate(ex, true);
     if (!ran.ok()) return ReplyError(ran.status().message());
     if (ran->answered) return Status::OK();
+    // Values fetched early (Execute.fetch_early) close no cycle and are listed.
+    if (ex.fetch_early_size() > 0)
+      return ReplyResult(ran->t->seg, ran->fetch, ran->result, ReplyKind::kWhole, ran->ahead);
     bool ahead = !ran->fetch.empty() && opts_.run_ahead && EndCycle(ran->result);
     GENIE_RETURN_IF_ERROR(ReplyResult(ran->t->seg, ran->fetch, ran->result, ReplyKind::kTemplateRun, ran->ahead));
     if (ahead) RunAhead();
@@ -366,6 +372,15 @@ class Connection {
     ran.t = *found;
     Template& t = **found;
     for (const auto& m : t.seg.materialized) ran.fetch.push_back(m.id);
+    if (ex.fetch_early_size() > 0) {
+      if (!ran.fetch.empty()) {
+        DropAhead();
+        ForgetCycles();
+        return Status::InvalidArgument("fetch_early on a template run that fetches values itself");
+      }
+      ran.fetch.assign(ex.fetch_early().begin(), ex.fetch_early().end());
+      answer_first = false;
+    }
     if (opts_.run_ahead) NoteRun(ex);
     if (!ahead_.empty()) {
       Ahead& a = ahead_.front();

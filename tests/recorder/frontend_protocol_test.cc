@@ -366,3 +366,61 @@ TEST_CASE("malformed templates and RUN steps are refused") {
     }
   }
 }
+
+namespace {
+
+// A sink that keeps WRITES entries, in its own string ids.
+class WritesSink final : public FrontendSink {
+ public:
+  traces::StringTable& strings() override { return strings_; }
+  Status AddPayload(const ContentHash&, std::string) override { return Status::OK(); }
+  Status AddSegment(const traces::Segment&, const std::vector<traces::ValueId>&, bool) override { return Status::OK(); }
+  Status AddWrite(traces::StringId op, uint32_t position, traces::StringId name) override {
+    writes.push_back(strings_.Get(op) + " " + std::to_string(position) + " " + strings_.Get(name));
+    return Status::OK();
+  }
+  std::vector<std::string> writes;
+
+ private:
+  traces::StringTable strings_;
+};
+
+std::string WritesBody(const std::vector<std::array<uint32_t, 3>>& entries) {
+  std::string s;
+  PutU32(s, static_cast<uint32_t>(entries.size()));
+  for (const auto& e : entries)
+    for (uint32_t v : e) PutU32(s, v);
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("a WRITES frame names the arguments ops write, in the sink's string ids") {
+  WritesSink sink;
+  sink.strings().Intern("taken first");  // the stream's ids are re-interned
+  FrontendStream fs(0, &sink);
+  REQUIRE(Feed(fs, FrameType::kHello, HelloBody()).ok());
+  REQUIRE(Feed(fs, FrameType::kStrings, Strings({"aten::add_.Tensor", "self", "aten::native_batch_norm",
+                                                  "running_mean", "running_var"})).ok());
+  REQUIRE(Feed(fs, FrameType::kWrites, WritesBody({{0, 0, 1}, {2, 3, 3}, {2, 4, 4}})).ok());
+  REQUIRE(sink.writes == std::vector<std::string>{"aten::add_.Tensor 0 self", "aten::native_batch_norm 3 running_mean",
+                                                  "aten::native_batch_norm 4 running_var"});
+
+  SECTION("a trace keeps none of them") {
+    Fixture f;
+    FrontendStream to_trace(0, f.writer.get());
+    REQUIRE(Feed(to_trace, FrameType::kHello, HelloBody()).ok());
+    REQUIRE(Feed(to_trace, FrameType::kStrings, Strings({"aten::add_.Tensor", "self"})).ok());
+    REQUIRE(Feed(to_trace, FrameType::kWrites, WritesBody({{0, 0, 1}})).ok());
+  }
+  SECTION("a frame whose count disagrees with its size") {
+    std::string body = WritesBody({{0, 0, 1}});
+    body.pop_back();
+    REQUIRE(Feed(fs, FrameType::kWrites, body).code() == Status::Code::kCorruption);
+    REQUIRE(Feed(fs, FrameType::kWrites, WritesBody({{0, 0, 1}}) + "x").code() == Status::Code::kCorruption);
+  }
+  SECTION("a string id beyond the table") {
+    REQUIRE(Feed(fs, FrameType::kWrites, WritesBody({{5, 0, 1}})).code() == Status::Code::kCorruption);
+    REQUIRE(Feed(fs, FrameType::kWrites, WritesBody({{0, 0, 9}})).code() == Status::Code::kCorruption);
+  }
+}

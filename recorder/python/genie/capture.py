@@ -69,6 +69,7 @@ class _OpInfo:
         self.call = getattr(func, "_op", func)  # the C++ operator, without OpOverload.__call__'s Python frame
         self.name = schema.name if not schema.overload_name else f"{schema.name}.{schema.overload_name}"
         self.sid = session.intern(self.name)
+        session.note_writes(self.sid, schema)
         self.flags = codes.FLAG_RANDOM if schema.name in _RANDOM_OPS else 0
         # For each return: None, or (argument position, argument name, is_write)
         # of the argument it aliases.
@@ -154,6 +155,11 @@ def _foreach_plan(func, session):
     return None
 
 
+# Ops that write arguments their schemas do not mark written (torch 1.13:
+# native_batch_norm updates its running statistics in place).
+_UNMARKED_WRITES = {"aten::native_batch_norm": ("running_mean", "running_var")}
+
+
 class Session:
     remote = False  # live mode (RemoteSession): values live on a runtime
     templates = None  # templates.Templates: module calls replayed without per-op capture
@@ -167,6 +173,7 @@ class Session:
         self.exec_device = _CPU  # where ops run in the program's process
         self._strings = {}
         self._new_strings = []
+        self._new_writes = []  # (op sid, argument position, name sid) for the next WRITES frame
         self._infos = {}
         self._layouts = {}  # a foreach call's form -> the records it makes (see _Layout)
         self._next_id = 0
@@ -186,6 +193,15 @@ class Session:
         self.in_kernel = False  # live mode: inside a meta kernel, whose own factory calls are not the program's
 
     # ---- interning and ids ----------------------------------------------
+
+    def note_writes(self, sid, schema):
+        """Queues the WRITES entries of an op (frontend_protocol.h): the
+        arguments its schema marks written, and batch norm's running
+        statistics, which torch 1.13's schema leaves unmarked."""
+        for i, a in enumerate(schema.arguments):
+            if (a.alias_info is not None and a.alias_info.is_write) or \
+                    (schema.name in _UNMARKED_WRITES and a.name in _UNMARKED_WRITES[schema.name]):
+                self._new_writes.extend((sid, i, self.intern(a.name)))
 
     def intern(self, s):
         sid = self._strings.get(s)
@@ -867,6 +883,10 @@ class Session:
         if self._new_strings:
             self.channel.send(codes.FRAME_STRINGS, pack_strings(self._new_strings))
             self._new_strings = []
+        if self._new_writes:
+            writes = self._new_writes
+            self.channel.send(codes.FRAME_WRITES, struct.pack(f"<I{len(writes)}I", len(writes) // 3, *writes))
+            self._new_writes = []
         now = time.perf_counter_ns()
         words, floats = self.words, self.floats
         # struct packs a list of ints about 3x faster than array("q", words).

@@ -5,7 +5,7 @@ layout of each body is documented in frontend_protocol.h. Every code here has
 the same value there. This module imports nothing, so an interpreter
 without torch can still say hello.
 """
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 MAX_FRAME_BODY = 64 << 20  # larger payloads travel as several PAYLOAD frames
 MAX_TEMPLATES = 1 << 16    # TEMPLATE frames per connection
 
@@ -18,6 +18,7 @@ FRAME_END = 5
 FRAME_REPLY = 6  # genie -> frontend, live mode only: the answer to a SEGMENT
 FRAME_PART = 7   # live mode: a segment's ops sent ahead, executed without an answer
 FRAME_TEMPLATE = 8  # a replayed module call's records, which RUN steps name
+FRAME_WRITES = 9    # the arguments ops write in place (live mode's early answers)
 
 # Step tags inside a SEGMENT frame's word stream.
 TAG_INPUT = 1
