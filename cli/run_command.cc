@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <chrono>
@@ -183,6 +184,8 @@ int RunLiveProgram(const RunArgs& a, const replayer::Config& config) {
   replayer::LiveOptions o;
   o.argv = a.program;
   o.heartbeat_timeout = a.heartbeat_timeout;
+  const char* early = std::getenv("GENIE_EARLY_ANSWERS");
+  o.early_answers = !(early && std::string(early) == "0");
   o.notice = [](const std::string& line) { std::fprintf(stderr, "genie run: %s\n", line.c_str()); };
   std::unique_ptr<replayer::LocalRuntime> local;
   for (const auto& pool : PoolChain(config, a.pool)) {

@@ -238,7 +238,9 @@ class LiveConnection final : public recorder::FrontendSink {
 
   // The value id `seg` (a part) asks for early, or 0.
   uint64_t AskEarly(const traces::Segment& seg) {
-    if (!wanted_ || early_ || step_first_ == 0 || journaling() || !offered_.empty() || !held_.empty()) return 0;
+    if (!options_.early_answers || !wanted_ || early_ || step_first_ == 0 || journaling() || !offered_.empty() ||
+        !held_.empty())
+      return 0;
     const uint64_t id = step_first_ + wanted_->offset;
     for (size_t i = 0; i < seg.steps.size(); ++i) {
       const auto& step = seg.steps[i];

@@ -55,6 +55,9 @@ struct LiveOptions {
   // covers them, to plan from once it exits; "" for nowhere.
   std::string trace_path;
   traces::TraceHeader trace_header;
+  // Answer a materialization from the value its step's first part fetched
+  // early, when it can be (live.cc, early answers; GENIE_EARLY_ANSWERS=0: never).
+  bool early_answers = true;
 };
 
 struct LiveReport {

@@ -490,7 +490,7 @@ def test_long_segments_go_ahead_in_parts_and_a_failed_part_is_raised_at_its_mate
     assert "index" in report["error"]
 
 
-def test_a_training_step_goes_ahead_in_parts_and_its_loss_comes_back_before_the_optimizer_runs(genie):
+def test_a_training_step_goes_ahead_in_parts_and_its_loss_comes_back_before_the_optimizer_runs(genie, monkeypatch):
     # The runtime runs each step's forward and loss while the program's
     # Python captures the backward, and the backward while it captures the
     # optimizer step. The optimizer's ops go up with loss.item(), which the
@@ -508,6 +508,10 @@ def test_a_training_step_goes_ahead_in_parts_and_its_loss_comes_back_before_the_
     # first step made). Every later one, SGD's too, is answered early, by
     # the genie process, from the reply of the part that computed it.
     assert report["answered_first"] == 2 and report["answered_early"] == 2 * 4 - 2, report
+    # Turned off, the runtime answers them all first.
+    monkeypatch.setenv("GENIE_EARLY_ANSWERS", "0")
+    _, off = live_like_eager(genie, program, ("--device", "cpu", "--steps", "4"), "--steps", "4")
+    assert off["answered_first"] == 2 * 4 and off["answered_early"] == 0, off
 
 
 def test_a_session_journaled_for_a_backup_pool_is_answered_only_after_each_segment_ran(genie, runtime, tmp_path):
@@ -518,7 +522,7 @@ def test_a_session_journaled_for_a_backup_pool_is_answered_only_after_each_segme
         cfg = backup_config(tmp_path, runtime.address, backup.address)
         _, report = live_like_eager(genie, EXAMPLES / "mlp_train.py", ("--device", "cpu", "--steps", "2"),
                                     "--steps", "2", pool="main", config=str(cfg))
-        assert report["answered_first"] == 0 and report["failovers"] == 0, report
+        assert report["answered_first"] == 0 and report["answered_early"] == 0 and report["failovers"] == 0, report
     finally:
         backup.stop()
 
