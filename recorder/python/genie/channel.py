@@ -19,7 +19,7 @@ class RemoteError(RuntimeError):
 # Frames the genie process only stores until a segment names them: small ones
 # wait in the channel and go out with the next frame it acts on, in one write
 # (a decode step's token and its segment: one wake-up of the genie process, not three).
-_DEFERRED = frozenset((codes.FRAME_PAYLOAD, codes.FRAME_STRINGS, codes.FRAME_TEMPLATE))
+_DEFERRED = frozenset((codes.FRAME_PAYLOAD, codes.FRAME_STRINGS, codes.FRAME_TEMPLATE, codes.FRAME_WRITES))
 _BATCH_BYTES = 1 << 16
 
 # Waiting for a reply, the program first polls the socket for up to this
