@@ -65,7 +65,10 @@
 //            segment's MAT steps in order; scalars are the non-tensor op
 //            results (kind 0 none, 1 bool, 2 int: i64; 3 float: f64).
 //            2 rather than 0: the runtime runs the program's next step ahead
-//            (a cycle, replayer/live.cc), so the frontend sends no parts.
+//            (a cycle, replayer/live.cc), so the frontend sends no parts;
+//            3: answered from a value fetched early (replayer/live.cc, early
+//            answers), so the frontend sends a training step's backward with
+//            the step's materialization rather than ahead.
 //
 // strings* is u32 count, then u32 length | utf-8 bytes per string.
 // Codes are those of traces/graph.h; recorder/python/genie/codes.py mirrors them.

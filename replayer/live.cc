@@ -301,7 +301,7 @@ class LiveConnection final : public recorder::FrontendSink {
     // The replies up to the part that asked (a lost connection: the segment
     // goes as usual, and fails over or fails there).
     if (!DrainParts(early_->id).ok() || !part_error_.empty() || !early_->value) return std::nullopt;
-    auto frame = ReplyFrame({*early_->value}, nullptr);
+    auto frame = ReplyFrame({*early_->value}, nullptr, true);
     if (!frame.ok()) return std::nullopt;
     return std::move(frame).value();
   }
@@ -726,17 +726,20 @@ class LiveConnection final : public recorder::FrontendSink {
     if (reply->message.answered_first()) ++report_->answered_first;
     unsynced_ = reply->message.answered_first();
 
-    return ReplyFrame(reply->tensors, &reply->message);
+    return ReplyFrame(reply->tensors, &reply->message, false);
   }
 
   // The REPLY frame: u32 length | u8 type | u8 status | tensors | scalars
   // (`message`'s, when given). Status 2: the runtime offers to run the
   // program's next step ahead (a cycle), so parts sent ahead would gain the
-  // program nothing. Notes the answer's one tensor for Fetched.
-  Result<std::string> ReplyFrame(const std::vector<FetchedTensor>& tensors, const wire::ExecuteReply* message) {
+  // program nothing; 3: `early`, answered from a value fetched early, so a
+  // training step's backward need not go ahead (phases.py). Notes the
+  // answer's one tensor for Fetched.
+  Result<std::string> ReplyFrame(const std::vector<FetchedTensor>& tensors, const wire::ExecuteReply* message,
+                                 bool early) {
     answered_.reset();
     std::string out(5, '\0');
-    out.push_back(offered_.empty() ? 0 : 2);
+    out.push_back(!offered_.empty() ? 2 : early ? 3 : 0);
     auto u32 = [&](uint32_t v) { out.append(reinterpret_cast<const char*>(&v), 4); };
     auto i64 = [&](int64_t v) { out.append(reinterpret_cast<const char*>(&v), 8); };
     u32(static_cast<uint32_t>(tensors.size()));

@@ -83,6 +83,8 @@ class Walker {
     switch (a.kind) {
       case Arg::Kind::kInt: k_.Int(a.i); break;
       case Arg::Kind::kTensor: k_.Int(a.tensor); break;
+      // An optimizer's scalars change at every step (Adam's bias corrections).
+      case Arg::Kind::kFloat: k_.Float(a.f); break;
       case Arg::Kind::kList:
         k_.Tag(a.list.size());
         for (auto& item : a.list) Argument(item);
@@ -115,6 +117,11 @@ class Reader {
   void Int(const T& v) {
     out_->ints.push_back(static_cast<int64_t>(v));
   }
+  void Float(double f) {
+    int64_t bits;
+    std::memcpy(&bits, &f, 8);
+    out_->ints.push_back(bits);
+  }
   void Hash(const ContentHash& h) { out_->hashes.push_back(h); }
   std::string& skeleton() { return skeleton_.buffer(); }
 
@@ -130,6 +137,10 @@ class Writer {
   template <class T>
   void Int(T& v) {
     if (next_int_ < ints_.size()) v = static_cast<T>(ints_[next_int_]);
+    ++next_int_;
+  }
+  void Float(double& f) {
+    if (next_int_ < ints_.size()) std::memcpy(&f, &ints_[next_int_], 8);
     ++next_int_;
   }
   void Hash(ContentHash& h) {

@@ -5,11 +5,12 @@
 //
 // The *skeleton* is every part of a segment that is not an integer slot:
 // step kinds, schemas, module paths, phases, flags, dtypes, ranks, argument
-// kinds, list lengths, floats (bit for bit), strings, payload presence,
-// materialization kinds. The *slots* are, in one fixed walk order: the
-// segment's index, every value id (defined, referred to, aliased storage,
-// materialized), every size, stride and storage offset, every integer
-// argument. The *hashes* are the payload
+// kinds, list lengths, recorded scalar results (bit for bit), strings,
+// payload presence, materialization kinds. The *slots* are, in one fixed
+// walk order: the segment's index, every value id (defined, referred to,
+// aliased storage, materialized), every size, stride and storage offset,
+// every integer argument, and every float argument as its IEEE-754 bits (an
+// optimizer's step sizes, which change at every step). The *hashes* are the payload
 // hashes the segment names (inputs, recorded outputs, materializations), in
 // walk order. Two segments with equal skeletons have equally many slots and
 // hashes, one for one.

@@ -86,13 +86,29 @@ TEST_CASE("decode steps with other ids, lengths and tokens share a skeleton") {
   REQUIRE(a.hashes != b.hashes);
 }
 
-TEST_CASE("another op, float or rank makes another skeleton") {
+TEST_CASE("a float argument is a slot, as its bits: an optimizer's step sizes change at every step") {
   StringTable st;
   SegmentSlots base, other;
   Flatten(DecodeStep(st, 5, 100, 90, 1), &base);
-
   Flatten(DecodeStep(st, 5, 100, 90, 1, 0.25f), &other);
-  REQUIRE(other.skeleton != base.skeleton);
+  REQUIRE(other.skeleton == base.skeleton);
+  REQUIRE(other.ints.size() == base.ints.size());
+  REQUIRE(other.ints != base.ints);
+  // The template given the other's slots has the other's float, bit for bit.
+  Segment tmpl = DecodeStep(st, 5, 100, 90, 1);
+  REQUIRE(Assign(other.ints, other.hashes, &tmpl).ok());
+  Segment want = DecodeStep(st, 5, 100, 90, 1, 0.25f);
+  SegmentSlots again;
+  Flatten(tmpl, &again);
+  REQUIRE(again.ints == other.ints);
+  REQUIRE(Fingerprint(tmpl).value() == Fingerprint(want).value());
+  REQUIRE(Fingerprint(tmpl).value() != Fingerprint(DecodeStep(st, 5, 100, 90, 1)).value());
+}
+
+TEST_CASE("another op or rank makes another skeleton") {
+  StringTable st;
+  SegmentSlots base, other;
+  Flatten(DecodeStep(st, 5, 100, 90, 1), &base);
 
   Segment seg = DecodeStep(st, 5, 100, 90, 1);
   seg.steps[3].op.schema = st.Intern("aten::div.Scalar");

@@ -44,6 +44,7 @@ class Channel:
         self._pending_bytes = 0
         self._last_wait = 0.0  # seconds the previous reply took to arrive
         self.runs_ahead = False  # the last reply's (see recv_reply)
+        self.answered_early = False  # the last reply's (see recv_reply)
 
     def send(self, frame_type, *parts):
         """Sends one frame whose body is the concatenation of `parts`
@@ -108,6 +109,7 @@ class Channel:
         if body[0] == 1:
             raise RemoteError(bytes(view[1:]).decode("utf-8", "replace"))
         self.runs_ahead = body[0] == 2  # the runtime runs the program's next step ahead
+        self.answered_early = body[0] == 3  # answered from a value its step's first part fetched
         pos = 1
         (count,) = _U32.unpack_from(body, pos)
         pos += 4

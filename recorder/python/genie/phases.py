@@ -129,7 +129,14 @@ def _with_phase(phase, fn, capture_all=False):
         if session.remote and not _override:
             # What came before (a training step's forward and loss) goes
             # ahead too: the runtime runs it while the backward is captured.
-            session.send_ahead(_PHASE_PART_WORDS)
+            # While the genie process answers the loss early (see below),
+            # it goes however few its ops (the loss is fetched early only
+            # from a part), and nothing goes at an optimizer step.
+            early = session.channel.answered_early
+            if phase != codes.PHASE_OPTIMIZER:
+                session.send_ahead(1 if early else _PHASE_PART_WORDS)
+            elif not early:
+                session.send_ahead(_PHASE_PART_WORDS)
         saved_module = session.module_sid
         _override.append(phase)
         session.phase = phase
@@ -144,14 +151,18 @@ def _with_phase(phase, fn, capture_all=False):
             _override.pop()
             session.phase = _override[-1] if _override else codes.PHASE_NONE
             session.module_sid = saved_module
-        if session.remote and not _override and phase != codes.PHASE_OPTIMIZER:
+        if session.remote and not _override and phase != codes.PHASE_OPTIMIZER and not session.channel.answered_early:
             # A training step's backward goes ahead as a part: the runtime
             # runs it while the optimizer step is captured. The optimizer
             # step's ops stay open for the materialization that comes next
             # (the loss's): the runtime answers it before running them when
             # they cannot change what it fetches (server.cc AnswerFirst), and
             # runs them while the program goes on. Sent as a part, they would
-            # run before that answer.
+            # run before that answer. While the genie process answers the
+            # loss from the value its step's first part fetched (live.cc,
+            # early answers), the backward waits for that materialization
+            # too: nothing waits for it, and a part costs a write and a
+            # wake-up of the genie process and the runtime.
             session.send_ahead(_PHASE_PART_WORDS)
         return out
     run._genie_phase = True
