@@ -94,10 +94,8 @@ class LiveConnection final : public recorder::FrontendSink {
       ++report_->parts;
       if (failure_.empty() && part_error_.empty()) {
         asking_ = AskEarly(seg);
-        auto done = Run(seg, released, true);
+        RunAsPart(seg, released);
         asking_ = 0;
-        if (!done.ok()) part_error_ = Failed(done.status());
-        else report_->released += released.size();
       }
       Trace(seg);
       return Status::OK();
@@ -116,10 +114,8 @@ class LiveConnection final : public recorder::FrontendSink {
       report_->runtime_ms.push_back(parts_runtime_us_ / 1e3);
       parts_runtime_us_ = 0;
       in_order_ = true;  // its failure comes in its own reply, not with the next request's
-      auto done = Run(seg, released, true);
+      RunAsPart(seg, released);
       in_order_ = false;
-      if (!done.ok()) part_error_ = Failed(done.status());
-      else report_->released += released.size();
       unsynced_ = false;
     } else {
       auto reply = Run(seg, released, false);
@@ -140,6 +136,13 @@ class LiveConnection final : public recorder::FrontendSink {
     if (client_) (void)client_->SendCycle();
     Trace(seg);  // after the answer: the program is not kept waiting for it
     return replied;
+  }
+
+  // Sends `seg` ahead, unanswered: a failure is the next segment's answer.
+  void RunAsPart(const traces::Segment& seg, const std::vector<traces::ValueId>& released) {
+    auto done = Run(seg, released, true);
+    if (!done.ok()) part_error_ = Failed(done.status());
+    else report_->released += released.size();
   }
 
   // The program ended cleanly. What it sent after its last answer (parts,
@@ -725,7 +728,6 @@ class LiveConnection final : public recorder::FrontendSink {
     if (reply->message.ran_ahead()) ++report_->ran_ahead;
     if (reply->message.answered_first()) ++report_->answered_first;
     unsynced_ = reply->message.answered_first();
-
     return ReplyFrame(reply->tensors, &reply->message, false);
   }
 

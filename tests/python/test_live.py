@@ -530,22 +530,28 @@ def test_a_session_journaled_for_a_backup_pool_is_answered_only_after_each_segme
         backup.stop()
 
 
+# The second total.item() needs nothing of index_select, which fails where it
+# runs: the runtime answers it first, then runs index_select.
+ANSWERED_FIRST_THEN_FAILS = """
+import sys
+import torch
+dev = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+x = torch.arange(4.0, device=dev)
+total = x.sum()
+print(total.item())
+picked = x.index_select(0, torch.tensor([9], device=dev))  # out of range: fails where it runs
+print(total.item())
+"""
+
+
 def test_a_segment_answered_first_that_fails_is_raised_at_the_next_materialization(genie):
-    program = genie.script("""
-        import sys
-        import torch
-        dev = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
-        x = torch.arange(4.0, device=dev)
-        total = x.sum()
-        print(total.item())
-        picked = x.index_select(0, torch.tensor([9], device=dev))  # out of range: fails where it runs
-        print(total.item())  # needs nothing of the line above
-        try:
-            print(picked.item())
-        except Exception as e:
-            print("failed", "index" in str(e))
-        print((x * 2).sum().item())  # the runtime goes on
-    """)
+    program = genie.script(ANSWERED_FIRST_THEN_FAILS + """
+try:
+    print(picked.item())
+except Exception as e:
+    print("failed", "index" in str(e))
+print((x * 2).sum().item())  # the runtime goes on
+""")
     r, report = live(genie, program)
     assert r.returncode == 0, r.stderr
     # Eager raises at index_select; live mode raises where a value is next
@@ -591,16 +597,7 @@ def test_ops_that_fail_after_the_program_s_last_answer_fail_genie_run(genie):
     # index_select, which then fails. The program asks for nothing more and
     # exits 0: genie run reads the failure once the program has ended, and
     # exits non-zero.
-    program = genie.script("""
-        import sys
-        import torch
-        dev = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
-        x = torch.arange(4.0, device=dev)
-        total = x.sum()
-        print(total.item())
-        picked = x.index_select(0, torch.tensor([9], device=dev))  # out of range: fails where it runs
-        print(total.item())
-    """)
+    program = genie.script(ANSWERED_FIRST_THEN_FAILS)
     r, report = live(genie, program)
     assert r.stdout.split() == ["6.0", "6.0"], r.stdout
     assert report["exit_status"] == 0 and report["answered_first"] == 1, report
