@@ -300,7 +300,8 @@ class LiveConnection final : public recorder::FrontendSink {
     for (const auto& step : seg.steps)
       if (step.kind == traces::Step::Kind::kOp)
         for (const auto& out : step.op.outputs)
-          if (!out.is_tensor) return std::nullopt;  // its scalars come with the answer
+          if (!out.is_tensor && out.scalar.kind != traces::Arg::Kind::kNone)
+            return std::nullopt;  // its scalars come with the answer (a None, an undefined gradient, comes as nothing)
     // The replies up to the part that asked (a lost connection: the segment
     // goes as usual, and fails over or fails there).
     if (!DrainParts(early_->id).ok() || !part_error_.empty() || !early_->value) return std::nullopt;

@@ -592,6 +592,30 @@ def test_a_loss_written_after_its_part_is_not_answered_early_and_every_loss_is_e
     assert report["round_trips"] == report["segments"] + 1 - 5, report  # and Hello's
 
 
+def test_a_loss_whose_backward_has_a_gradient_nobody_needs_is_answered_early(genie):
+    # The convolution's input needs no gradient: its backward records an
+    # undefined one (Python's None), a result that is no tensor. The program
+    # never sees it, so it does not keep loss.item() from being answered early.
+    program = genie.script("""
+        import sys
+        import torch, torch.nn as nn, torch.nn.functional as F
+        dev = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv1d(4, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 14, 1)).to(dev)
+        x, y = torch.randn(16, 4, 16).to(dev), torch.randn(16, 1).to(dev)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        for step in range(9):
+            opt.zero_grad()
+            loss = F.mse_loss(model(x), y)
+            loss.backward()
+            opt.step()
+            print(f"{step} {loss.item():.6f}")
+    """)
+    want, report = live_like_eager(genie, program, ("cpu",))
+    # Steps 0 and 1 as in the test above; every later one is answered early.
+    assert report["answered_early"] == 7, report
+
+
 def test_ops_that_fail_after_the_program_s_last_answer_fail_genie_run(genie):
     # The runtime answers the second total.item() before it runs
     # index_select, which then fails. The program asks for nothing more and
