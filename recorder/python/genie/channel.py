@@ -16,11 +16,13 @@ class RemoteError(RuntimeError):
     """The genie process or the runtime could not execute a segment."""
 
 
-# Frames the genie process only stores until a segment names them: small ones
-# wait in the channel and go out with the next frame it acts on, in one write
-# (a decode step's token and its segment: one wake-up of the genie process, not three).
+# Frames the genie process only stores until a segment names them: those up
+# to _BATCH_BYTES in all wait in the channel and go out with the next frame it
+# acts on, in one write (a decode step's token and its segment, a training
+# step's dropout masks and its part: one wake-up of the genie process, not
+# several). A larger payload (a parameter's upload) goes at once, uncopied.
 _DEFERRED = frozenset((codes.FRAME_PAYLOAD, codes.FRAME_STRINGS, codes.FRAME_TEMPLATE, codes.FRAME_WRITES))
-_BATCH_BYTES = 1 << 16
+_BATCH_BYTES = 1 << 20
 
 # Waiting for a reply, the program first polls the socket for up to this
 # long (GENIE_SPIN_US microseconds; 0: never) when the previous reply came

@@ -108,8 +108,13 @@ def _wrap_call(orig):
             out = templates.call(self, plain, args, kwargs)
         else:
             out = plain(self, args, kwargs)
-        if session.remote:
+        if session.remote and (_stack or _override or not session.channel.answered_early):
             session.send_ahead()  # a module's ops go ahead once enough are open
+        # A training step's forward, while the genie process answers its
+        # loss early, waits for backward(), which sends it with the loss in
+        # one part (see _with_phase): only the loss's few ops come between,
+        # and a part costs a write and a wake-up of the genie process and
+        # the runtime. Inner modules of a long forward still send theirs.
         return out
     return call
 
