@@ -259,7 +259,7 @@ int RunLiveProgram(const RunArgs& a, const replayer::Config& config) {
     w.Key("median_segment_ms").Double(median).Key("median_runtime_ms").Double(replayer::Median(r.runtime_ms));
     w.Key("graph_segments").Uint(r.graph_segments).Key("template_runs").Uint(r.template_runs);
     w.Key("ran_ahead").Uint(r.ran_ahead).Key("cycles").Uint(r.cycles).Key("pushed").Uint(r.pushed).Key("answered_first").Uint(r.answered_first);
-    w.Key("answered_early").Uint(r.answered_early);
+    w.Key("answered_early").Uint(r.answered_early).Key("answered_pushed").Uint(r.answered_pushed);
     if (plan) {
       w.Key("plan").BeginObject().Key("id").String(plan->id).Key("class").String(analyzer::WorkloadClassName(plan->klass));
       w.Key("from_store").Bool(followed.has_value()).Key("trace").String(r.trace_path).EndObject();
@@ -291,8 +291,10 @@ int RunLiveProgram(const RunArgs& a, const replayer::Config& config) {
       std::fprintf(stderr, "  %s values came back before the ops after them ran (answered first)\n",
                    FormatCount(r.answered_first).c_str());
     if (r.answered_early > 0)
-      std::fprintf(stderr, "  %s values were answered from a fetch made early, with the step's first part (answered early)\n",
-                   FormatCount(r.answered_early).c_str());
+      std::fprintf(stderr,
+                   "  %s values were answered from a fetch made early, with the step's first part (answered early); "
+                   "%s of them in the program, from the value pushed to it before it asked\n",
+                   FormatCount(r.answered_early).c_str(), FormatCount(r.answered_pushed).c_str());
     if (followed)
       std::fprintf(stderr, "  followed plan %s (%s) from the store %s\n", followed->id.c_str(),
                    analyzer::WorkloadClassName(followed->klass), store.value()->path().c_str());

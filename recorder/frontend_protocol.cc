@@ -73,8 +73,9 @@ Status FrontendStream::HandleFrame(FrameType type, const uint8_t* body, size_t n
   switch (type) {
     case FrameType::kHello: return HandleHello(body, n);
     case FrameType::kStrings: return HandleStrings(body, n);
-    case FrameType::kSegment: return HandleSegment(body, n, false);
-    case FrameType::kPart: return HandleSegment(body, n, true);
+    case FrameType::kSegment: return HandleSegment(body, n, FrameType::kSegment);
+    case FrameType::kPart: return HandleSegment(body, n, FrameType::kPart);
+    case FrameType::kAnswered: return HandleSegment(body, n, FrameType::kAnswered);
     case FrameType::kPayload: return HandlePayload(body, n);
     case FrameType::kTemplate: return HandleTemplate(body, n);
     case FrameType::kWrites: return HandleWrites(body, n);
@@ -84,6 +85,7 @@ Status FrontendStream::HandleFrame(FrameType type, const uint8_t* body, size_t n
       ended_ = true;
       return Status::OK();
     case FrameType::kReply: return Status::Corruption("a REPLY frame from the frontend");
+    case FrameType::kEarly: return Status::Corruption("an EARLY frame from the frontend");
   }
   return Status::Corruption("unknown frame type " + std::to_string(static_cast<int>(type)));
 }
@@ -422,7 +424,7 @@ Status FrontendStream::HandleTemplate(const uint8_t* body, size_t n) {
   return Status::OK();
 }
 
-Status FrontendStream::HandleSegment(const uint8_t* body, size_t n, bool part) {
+Status FrontendStream::HandleSegment(const uint8_t* body, size_t n, FrameType type) {
   ByteReader in(body, n);
   uint64_t duration;
   uint32_t nwords, nfloats;
@@ -448,8 +450,13 @@ Status FrontendStream::HandleSegment(const uint8_t* body, size_t n, bool part) {
   SegmentTranslator t(&w, strings_, payloads_, &templates_);
   std::vector<traces::ValueId> released;
   while (!w.done()) GENIE_RETURN_IF_ERROR(t.Step(&seg, &released));
-  if (part && !seg.materialized.empty()) return Status::Corruption("a PART frame materializes a value");
-  GENIE_RETURN_IF_ERROR(sink_->AddSegment(seg, released, part));
+  if (type == FrameType::kPart && !seg.materialized.empty()) return Status::Corruption("a PART frame materializes a value");
+  if (type == FrameType::kAnswered) {
+    if (seg.materialized.size() != 1) return Status::Corruption("an ANSWERED frame materializes other than one value");
+    GENIE_RETURN_IF_ERROR(sink_->AddAnswered(seg, released));
+  } else {
+    GENIE_RETURN_IF_ERROR(sink_->AddSegment(seg, released, type == FrameType::kPart));
+  }
   ++next_segment_;
   return Status::OK();
 }

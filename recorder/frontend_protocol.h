@@ -57,6 +57,9 @@
 //            position is the argument's in the schema, the name its name
 //            as a keyword argument. Live mode uses them (replayer/live.cc,
 //            early answers); a trace keeps none of them.
+//   ANSWERED as SEGMENT, with one MAT step, whose value the frontend took
+//            from an EARLY frame: the genie process runs it as it would a
+//            segment it answered early, and sends no REPLY. Live mode only.
 //   END      empty: the program closed the connection cleanly.
 //   REPLY    genie -> frontend, live mode only: the answer to each SEGMENT.
 //            u8 0 or 2 | u32 n | (u8 dtype code, u8 rank, i64 sizes*rank,
@@ -69,6 +72,17 @@
 //            3: answered from a value fetched early (replayer/live.cc, early
 //            answers), so the frontend sends a training step's backward with
 //            the step's materialization rather than ahead.
+//   EARLY    genie -> frontend, live mode only, unasked: u64 value id |
+//            u64 parts | a REPLY body of status 3 with that one value. Sent
+//            as soon as the reply of the part that fetched the value early
+//            is in (replayer/live.cc, early answers), when no op the genie
+//            process has seen may have written it; `parts`: the PART frames
+//            it had read then. The frontend answers that value's
+//            materialization from it, with an ANSWERED frame and no wait,
+//            when it sent no PART since and no record since refers to the
+//            value's storage (a view, a write); else it is dropped, and the
+//            next SEGMENT asks as usual. One that comes while the frontend
+//            waits for a REPLY is dropped.
 //
 // strings* is u32 count, then u32 length | utf-8 bytes per string.
 // Codes are those of traces/graph.h; recorder/python/genie/codes.py mirrors them.
@@ -86,7 +100,7 @@
 
 namespace genie::recorder {
 
-constexpr uint32_t kFrontendProtocolVersion = 3;
+constexpr uint32_t kFrontendProtocolVersion = 4;
 constexpr uint32_t kMaxFrameBody = 64u << 20;
 constexpr uint32_t kFrameHeadBytes = 5;
 constexpr uint32_t kMaxTemplates = 1u << 16;  // TEMPLATE frames per connection
@@ -94,7 +108,7 @@ constexpr uint32_t kMaxTemplateArguments = 1u << 20;
 constexpr uint32_t kMaxTemplateTs = 16;  // the sizes a template's records vary with
 
 enum class FrameType : uint8_t { kHello = 1, kStrings = 2, kSegment = 3, kPayload = 4, kEnd = 5, kReply = 6, kPart = 7,
-                                 kTemplate = 8, kWrites = 9 };
+                                 kTemplate = 8, kWrites = 9, kEarly = 10, kAnswered = 11 };
 
 struct Hello {
   uint32_t protocol_version = 0;
@@ -117,6 +131,12 @@ class FrontendSink {
   // A segment, with the values released after it (live mode). `part`: a
   // PART frame's, which the next segment closes (live mode).
   virtual Status AddSegment(const traces::Segment& seg, const std::vector<traces::ValueId>& released, bool part) = 0;
+  // An ANSWERED frame's segment: its one value was answered from an EARLY
+  // frame (live mode; anywhere else it is refused).
+  virtual Status AddAnswered(const traces::Segment& seg, const std::vector<traces::ValueId>& released) {
+    (void)seg, (void)released;
+    return Status::Corruption("an ANSWERED frame, which only live mode's frontend sends");
+  }
   // Op `op` writes its argument at schema position `position`, named `name`
   // as a keyword argument (a WRITES frame's entry; ids are the sink's).
   virtual Status AddWrite(traces::StringId op, uint32_t position, traces::StringId name) {
@@ -181,7 +201,7 @@ class FrontendStream {
   Status HandleHello(const uint8_t* body, size_t n);
   Status HandleStrings(const uint8_t* body, size_t n);
   Status HandlePayload(const uint8_t* body, size_t n);
-  Status HandleSegment(const uint8_t* body, size_t n, bool part);
+  Status HandleSegment(const uint8_t* body, size_t n, FrameType type);
   Status HandleTemplate(const uint8_t* body, size_t n);
   Status HandleWrites(const uint8_t* body, size_t n);
 

@@ -86,12 +86,11 @@ class LiveConnection final : public recorder::FrontendSink {
   }
 
   Status AddSegment(const traces::Segment& seg, const std::vector<traces::ValueId>& released, bool part) override {
-    report_->ops += seg.num_ops();
-    if (step_first_ == 0) step_first_ = traces::FirstDefined(seg);
-    if (early_) Watch(seg, 0, true);
+    Received(seg);
     if (part) {
       // Sent ahead: nothing to answer now; the segment that closes it reports a failure.
       ++report_->parts;
+      ++parts_read_;
       if (failure_.empty() && part_error_.empty()) {
         asking_ = AskEarly(seg);
         RunAsPart(seg, released);
@@ -109,14 +108,8 @@ class LiveConnection final : public recorder::FrontendSink {
     } else if (std::optional<std::string> frame = AnswerEarly(seg)) {
       // The answer is out; the segment runs after it, as a part would.
       replied = Reply(*frame);
-      ++report_->answered_early;
       report_->segment_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
-      report_->runtime_ms.push_back(parts_runtime_us_ / 1e3);
-      parts_runtime_us_ = 0;
-      in_order_ = true;  // its failure comes in its own reply, not with the next request's
-      RunAsPart(seg, released);
-      in_order_ = false;
-      unsynced_ = false;
+      RunAnswered(seg, released);
     } else {
       auto reply = Run(seg, released, false);
       if (!part_error_.empty()) {
@@ -136,6 +129,50 @@ class LiveConnection final : public recorder::FrontendSink {
     if (client_) (void)client_->SendCycle();
     Trace(seg);  // after the answer: the program is not kept waiting for it
     return replied;
+  }
+
+  // An ANSWERED frame's segment: the frontend answered its value from the
+  // EARLY frame pushed for it (see MaybePush). The frontend checked the
+  // records it sent since; this checks them again, by the ops' written
+  // arguments: a frontend that took a value they may have changed is
+  // refused, and the program's connection closed.
+  Status AddAnswered(const traces::Segment& seg, const std::vector<traces::ValueId>& released) override {
+    Received(seg);
+    ++report_->segments;
+    report_->materialized += seg.materialized.size();
+    if (!early_ || !early_->pushed || early_->spoiled || seg.materialized[0].id != early_->id || !Answerable(seg))
+      return Status::Corruption("the frontend answered value " + std::to_string(seg.materialized[0].id) +
+                                " itself, but no early answer for it was sent or it may have been written since");
+    ++report_->answered_pushed;
+    RunAnswered(seg, released);
+    Fetched(seg);
+    Trace(seg);
+    return Status::OK();
+  }
+
+  // The runtime's socket, while the reply of the part that fetches a
+  // value early is awaited to push it (MaybePush); -1 otherwise.
+  int runtime_fd() const {
+    return client_ && early_ && !early_->value && !early_->pushed && !ahead_.empty() && Pushable() ? client_->fd() : -1;
+  }
+
+  // The runtime's socket is readable (runtime_fd): reads the oldest part's
+  // reply, then pushes the early value if it came.
+  void RuntimeReadable() {
+    if (runtime_fd() < 0) return;
+    if (!ReadAhead().ok()) return;  // the next segment fails over or fails
+    MaybePush();
+  }
+
+  // Sends `seg`, whose answer went out early, ahead as a part.
+  void RunAnswered(const traces::Segment& seg, const std::vector<traces::ValueId>& released) {
+    ++report_->answered_early;
+    report_->runtime_ms.push_back(parts_runtime_us_ / 1e3);
+    parts_runtime_us_ = 0;
+    in_order_ = true;  // its failure comes in its own reply, not with the next request's
+    RunAsPart(seg, released);
+    in_order_ = false;
+    unsynced_ = false;
   }
 
   // Sends `seg` ahead, unanswered: a failure is the next segment's answer.
@@ -237,7 +274,49 @@ class LiveConnection final : public recorder::FrontendSink {
     std::unordered_set<uint64_t> aliases;  // it and the values defined on its storage since
     bool spoiled = false;                  // an op sent since may have written it
     std::optional<FetchedTensor> value;    // from its part's reply, once read
+    bool pushed = false;                   // sent to the frontend in an EARLY frame
   };
+
+  // What every segment and part notes first.
+  void Received(const traces::Segment& seg) {
+    report_->ops += seg.num_ops();
+    if (step_first_ == 0) step_first_ = traces::FirstDefined(seg);
+    if (early_) Watch(seg, 0, true);
+  }
+
+  // Whether an early answer can be given now, but for its value.
+  bool Pushable() const {
+    return part_error_.empty() && failure_.empty() && offered_.empty() && held_.empty() && !journaling() && client_;
+  }
+
+  // Whether materialization `seg` holds no results but tensors and Nones
+  // (other scalars come with a REPLY).
+  static bool Answerable(const traces::Segment& seg) {
+    for (const auto& step : seg.steps)
+      if (step.kind == traces::Step::Kind::kOp)
+        for (const auto& out : step.op.outputs)
+          if (!out.is_tensor && out.scalar.kind != traces::Arg::Kind::kNone) return false;
+    return true;
+  }
+
+  // Sends the value fetched early to the frontend in an EARLY frame as
+  // soon as its part's reply is in, unless an op seen since may have
+  // written it: the program's materialization of it then waits for nothing.
+  void MaybePush() {
+    if (!early_ || !early_->value || early_->pushed || early_->spoiled || !Pushable() || fd_ < 0) return;
+    auto reply = ReplyFrame({*early_->value}, nullptr, true);
+    if (!reply.ok()) return;
+    std::string frame(5, '\0');
+    auto u64 = [&](uint64_t v) { frame.append(reinterpret_cast<const char*>(&v), 8); };
+    u64(early_->id);
+    u64(parts_read_);
+    frame.append(reply->data() + 5, reply->size() - 5);
+    if (frame.size() - 5 > recorder::kMaxFrameBody) return;
+    uint32_t len = static_cast<uint32_t>(frame.size() - 5);
+    std::memcpy(frame.data(), &len, 4);
+    frame[4] = static_cast<char>(recorder::FrameType::kEarly);
+    if (Reply(frame).ok()) early_->pushed = true;
+  }
 
   // The value id `seg` (a part) asks for early, or 0.
   uint64_t AskEarly(const traces::Segment& seg) {
@@ -295,13 +374,9 @@ class LiveConnection final : public recorder::FrontendSink {
   // early, when it can be answered so (see Early); nullopt otherwise.
   std::optional<std::string> AnswerEarly(const traces::Segment& seg) {
     if (!early_ || early_->spoiled || seg.materialized.size() != 1 || seg.materialized[0].id != early_->id ||
-        !part_error_.empty() || !offered_.empty() || !held_.empty() || journaling() || !client_)
+        !Pushable())
       return std::nullopt;
-    for (const auto& step : seg.steps)
-      if (step.kind == traces::Step::Kind::kOp)
-        for (const auto& out : step.op.outputs)
-          if (!out.is_tensor && out.scalar.kind != traces::Arg::Kind::kNone)
-            return std::nullopt;  // its scalars come with the answer (a None, an undefined gradient, comes as nothing)
+    if (!Answerable(seg)) return std::nullopt;
     // The replies up to the part that asked (a lost connection: the segment
     // goes as usual, and fails over or fails there).
     if (!DrainParts(early_->id).ok() || !part_error_.empty() || !early_->value) return std::nullopt;
@@ -326,24 +401,31 @@ class LiveConnection final : public recorder::FrontendSink {
   // a lost connection is returned.
   Status DrainParts(uint64_t through = 0) {
     while (!ahead_.empty()) {
-      Ahead a = ahead_.front();
-      ahead_.pop_front();
-      auto r = client_->ReadExecute(a.blobs, a.from_template, {}, false);
-      if (r.ok()) {
-        parts_runtime_us_ += r->message.execute_us();
-        if (r->message.graph()) ++report_->graph_segments;
-        if (r->message.ran_ahead()) ++report_->ran_ahead;
-        if (a.early != 0 && early_ && early_->id == a.early && r->tensors.size() == 1)
-          early_->value = std::move(r->tensors[0]);
-      } else if (r.status().code() == Status::Code::kIOError) {
-        ahead_.clear();
-        return r.status();
-      } else {
-        templates_.Clear();
-        ForgetCycles();
-        if (part_error_.empty()) part_error_ = Failed(r.status());
-      }
-      if (through != 0 && a.early == through) break;
+      const uint64_t early = ahead_.front().early;
+      GENIE_RETURN_IF_ERROR(ReadAhead());
+      if (through != 0 && early == through) break;
+    }
+    return Status::OK();
+  }
+
+  // Reads the reply of the oldest part sent ahead (see DrainParts).
+  Status ReadAhead() {
+    Ahead a = ahead_.front();
+    ahead_.pop_front();
+    auto r = client_->ReadExecute(a.blobs, a.from_template, {}, false);
+    if (r.ok()) {
+      parts_runtime_us_ += r->message.execute_us();
+      if (r->message.graph()) ++report_->graph_segments;
+      if (r->message.ran_ahead()) ++report_->ran_ahead;
+      if (a.early != 0 && early_ && early_->id == a.early && r->tensors.size() == 1)
+        early_->value = std::move(r->tensors[0]);
+    } else if (r.status().code() == Status::Code::kIOError) {
+      ahead_.clear();
+      return r.status();
+    } else {
+      templates_.Clear();
+      ForgetCycles();
+      if (part_error_.empty()) part_error_ = Failed(r.status());
     }
     return Status::OK();
   }
@@ -830,6 +912,7 @@ class LiveConnection final : public recorder::FrontendSink {
   std::optional<Wanted> wanted_;  // what the last materialization fetched
   uint64_t step_first_ = 0;       // the first value the open step defined; 0: none yet
   std::optional<Early> early_;    // the value asked for early in this step
+  uint64_t parts_read_ = 0;       // PART frames read from the frontend (an EARLY frame's count)
   uint64_t asking_ = 0;           // the value the part being sent asks for
   bool unsynced_ = false;         // the runtime answered the last segment before it ran (see Ended)
   bool in_order_ = false;         // the segment being sent must not be answered before it runs
@@ -854,6 +937,15 @@ Result<LiveReport> RunLive(const LiveOptions& options) {
     std::vector<pollfd> fds;
     fds.push_back({listener.fd(), POLLIN, 0});
     for (auto& c : conns) fds.push_back({c->fd(), POLLIN, 0});
+    // The runtimes whose reply brings a value to push early (LiveConnection::MaybePush).
+    std::vector<LiveConnection*> awaited;
+    for (auto& c : conns) {
+      if (int fd = c->runtime_fd(); fd >= 0) {
+        fds.push_back({fd, POLLIN, 0});
+        awaited.push_back(c.get());
+      }
+    }
+    const size_t polled = conns.size();
     int rc = ::poll(fds.data(), fds.size(), 100);
     if (rc < 0 && errno != EINTR) return Status::IOError(std::string("poll: ") + std::strerror(errno));
     if (rc > 0 && (fds[0].revents & POLLIN)) {
@@ -863,7 +955,9 @@ Result<LiveReport> RunLive(const LiveOptions& options) {
         ++report.connections;
       }
     }
-    for (size_t i = 1; rc > 0 && i < fds.size(); ++i) {
+    for (size_t i = 0; rc > 0 && i < awaited.size(); ++i)
+      if (fds[1 + polled + i].revents & (POLLIN | POLLHUP | POLLERR)) awaited[i]->RuntimeReadable();
+    for (size_t i = 1; rc > 0 && i <= polled; ++i) {
       if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
       LiveConnection* c = conns[i - 1].get();
       ssize_t n = ::read(c->fd(), readbuf.data(), readbuf.size());

@@ -82,6 +82,7 @@ struct LiveReport {
   uint64_t pushed = 0;             // of those, answered by the runtime before the RunCycle went (genie.proto CyclePush)
   uint64_t answered_first = 0;     // materializations answered before their segment ran (genie.proto ExecuteReply)
   uint64_t answered_early = 0;     // materializations answered from a value fetched early (live.cc, early answers)
+  uint64_t answered_pushed = 0;    // of those, answered by the frontend from an EARLY frame, with no wait
   // A failure of ops the program sent after its last answer, found once it
   // ended (live.cc Ended): the program was never told.
   std::string late_error;

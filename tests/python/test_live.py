@@ -592,6 +592,82 @@ def test_a_loss_written_after_its_part_is_not_answered_early_and_every_loss_is_e
     assert report["round_trips"] == report["segments"] + 1 - 5, report  # and Hello's
 
 
+# A training loop whose loss genie pushes to the program before loss.item()
+# asks (the program sleeps first), and which, at steps 4 and 6, doubles the
+# loss in place through a view after the optimizer step, and at step 7 reads
+# it in an op. PUSHED_PATCH goes before the loop.
+PUSHED = """
+import sys, time
+import torch, torch.nn as nn, torch.nn.functional as F
+dev = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1)).to(dev)
+x, y = torch.randn(32, 8).to(dev), torch.randn(32, 1).to(dev)
+opt = torch.optim.SGD(model.parameters(), lr=0.05)
+# PUSHED_PATCH
+for step in range(9):
+    opt.zero_grad()
+    loss = F.mse_loss(model(x), y)
+    loss.backward()
+    opt.step()
+    if step in (4, 6):
+        loss.detach().view(1).mul_(2)
+    if step == 7:
+        seen = loss * 3
+    time.sleep(0.2)
+    print(f"{step} {loss.item():.6f}")
+"""
+
+
+def test_a_loss_pushed_early_is_taken_without_a_wait_unless_a_view_of_it_was_written(genie):
+    # genie pushes each step's loss as soon as the runtime has computed it.
+    # The program takes it, sending the step's ops after it without waiting,
+    # but at steps 4 and 6, whose records make a view of the loss and write
+    # it: those ask, and the runtime answers once the write ran. Reading it
+    # (step 7) is no reason to ask. Steps 0 and 1 are answered by the
+    # runtime, as in the test above.
+    want, report = live_like_eager(genie, genie.script(PUSHED), ("cpu",))
+    assert report["answered_early"] == 5 and report["answered_pushed"] == 5, report
+    assert report["round_trips"] == report["segments"] + 1 - 5, report
+
+
+def test_a_frontend_that_takes_a_pushed_value_written_since_is_refused(genie):
+    # With its check of the records patched out, the frontend takes step 4's
+    # stale loss: genie, which checks the ops' written arguments, refuses
+    # that answer and closes the connection. The program fails at its next
+    # exchange, and genie run names what happened.
+    program = genie.script(PUSHED.replace("# PUSHED_PATCH", "import genie.capture\n"
+                                          "genie.capture._reads_only = lambda packed, vid, mat: True"))
+    r, report = live(genie, program)
+    assert r.returncode != 0
+    assert "answered value" in report["error"] and "written" in report["error"], report
+    assert r.stdout.splitlines()[:4] == eager(genie.script(PUSHED, "eager.py"), "cpu").stdout.splitlines()[:4]
+
+
+def test_the_frontend_s_check_of_a_pushed_value_reads_storage_words_not_just_ids(genie):
+    # _reads_only on record words made by hand: a value read by an op, or
+    # passed to a RUN, is still what was pushed; a view of it (its id as a
+    # result's storage, at offset 0 or 5) or a RUN on a view of it is not.
+    program = genie.script("""
+        import struct, torch
+        from genie.capture import _reads_only
+        X = 900
+        def check(words, vid=X):
+            words = words + [3, vid, 1, -1]
+            return _reads_only(struct.pack(f"<{len(words)}q", *words), vid, len(words) - 3)
+        read = [2, 7, 0, 2, 0, 1, 5, X, 0, 1, 1, 901, 8, 0, 0, 901, -1]
+        view = [2, 8, 0, 2, 0, 1, 5, X, 0, 1, 1, 902, 8, 1, 1, 1, 0, X, -1]
+        view5 = [2, 8, 0, 2, 0, 1, 5, X, 0, 1, 1, 903, 8, 1, 2, 1, 5, X, -1]
+        run_read = [5, 0, 950, 0, 1, X, X]
+        run_view = [5, 0, 950, 0, 1, 960, X]
+        print(check([]), check(read), check(run_read), check(read + run_read + read),
+              check(view), check(view5), check(run_view), check(read + view), check([5, 4], vid=4))
+    """)
+    r, _ = live(genie, program)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True"] * 4 + ["False"] * 5, r.stdout
+
+
 def test_a_loss_whose_backward_has_a_gradient_nobody_needs_is_answered_early(genie):
     # The convolution's input needs no gradient: its backward records an
     # undefined one (Python's None), a result that is no tensor. The program

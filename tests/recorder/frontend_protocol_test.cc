@@ -154,8 +154,19 @@ TEST_CASE("malformed segments are refused, never read out of bounds") {
     REQUIRE(st.code() == Status::Code::kCorruption);
     REQUIRE(st.message().find("PART") != std::string::npos);
   }
-  SECTION("a REPLY, which only the genie process sends") {
+  SECTION("a REPLY or an EARLY, which only the genie process sends") {
     REQUIRE(Feed(fs, FrameType::kReply, "").code() == Status::Code::kCorruption);
+    REQUIRE(Feed(fs, FrameType::kEarly, "").code() == Status::Code::kCorruption);
+  }
+  SECTION("an ANSWERED frame, which only live mode takes, and only for one value") {
+    Status st = Feed(fs, FrameType::kAnswered, SegmentBody(kReluWords));
+    REQUIRE(st.code() == Status::Code::kCorruption);
+    REQUIRE(st.message().find("live mode") != std::string::npos);
+    auto none = kReluWords;
+    none.resize(none.size() - 4);  // without its MAT step
+    st = Feed(fs, FrameType::kAnswered, SegmentBody(none));
+    REQUIRE(st.code() == Status::Code::kCorruption);
+    REQUIRE(st.message().find("one value") != std::string::npos);
   }
 }
 
@@ -394,6 +405,47 @@ std::string WritesBody(const std::vector<std::array<uint32_t, 3>>& entries) {
 }
 
 }  // namespace
+
+namespace {
+
+// A live sink's view of ANSWERED frames: which values they answered.
+class AnsweredSink final : public FrontendSink {
+ public:
+  traces::StringTable& strings() override { return strings_; }
+  Status AddPayload(const ContentHash&, std::string) override { return Status::OK(); }
+  Status AddSegment(const traces::Segment&, const std::vector<traces::ValueId>&, bool) override {
+    ++segments;
+    return Status::OK();
+  }
+  Status AddAnswered(const traces::Segment& seg, const std::vector<traces::ValueId>& released) override {
+    answered.push_back(seg.materialized.at(0).id);
+    released_after = released;
+    return Status::OK();
+  }
+  int segments = 0;
+  std::vector<uint64_t> answered;
+  std::vector<traces::ValueId> released_after;
+
+ private:
+  traces::StringTable strings_;
+};
+
+}  // namespace
+
+TEST_CASE("an ANSWERED frame goes to the sink as its own kind of segment") {
+  AnsweredSink sink;
+  FrontendStream fs(0, &sink);
+  REQUIRE(Feed(fs, FrameType::kHello, HelloBody()).ok());
+  REQUIRE(Feed(fs, FrameType::kStrings, Strings({"aten::relu", ""})).ok());
+  REQUIRE(Feed(fs, FrameType::kPayload, PayloadBody(0, "12345678", 8, 0)).ok());
+  auto words = kReluWords;
+  words.insert(words.end(), {4, 1, 0});  // RELEASE id 0 after the MAT step
+  REQUIRE(Feed(fs, FrameType::kAnswered, SegmentBody(words)).ok());
+  REQUIRE(sink.segments == 0);
+  REQUIRE(sink.answered == std::vector<uint64_t>{1});
+  REQUIRE(sink.released_after == std::vector<traces::ValueId>{0});
+  REQUIRE(fs.segments() == 1);
+}
 
 TEST_CASE("a WRITES frame names the arguments ops write, in the sink's string ids") {
   WritesSink sink;

@@ -27,6 +27,7 @@ _ARG_FLOAT = codes.ARG_FLOAT
 _CPU = torch.device("cpu")
 _make_wrapper = torch.Tensor._make_wrapper_subclass
 _SEGMENT_HEAD = struct.Struct("<QII")  # duration_ns, word count, float count
+_I64 = struct.Struct("<q")
 _PAYLOAD_HEAD = struct.Struct("<qQQ")  # payload id, total bytes, offset of this piece
 _QUIET_REPLIES = 3  # see RemoteSession.flush
 _TEMPLATE_HEAD = struct.Struct("<IIII")  # template id, word count, float count, patch count
@@ -183,6 +184,8 @@ class Session:
         self.floats = array("d")
         self.weight = 0  # the record words that RUN steps among `words` stand for, beyond their own
         self.templates_sent = 0
+        self.made_on = []  # per template sent: the arguments its records make values on the storage of
+        self.run_made = set()  # the storages the open segment's RUN steps make values on
         self.template_runs = 0  # RUN steps sent (see run_template)
         self._segment_start = time.perf_counter_ns()
         self.empty_sid = self.intern("")
@@ -878,7 +881,17 @@ class Session:
         """Sends the open segment (with any strings it introduced)."""
         self._send_segment(codes.FRAME_SEGMENT)
 
-    def _send_segment(self, frame_type):
+    def _send_segment(self, frame_type, unread=None):
+        """Sends the open segment as a `frame_type` frame. With `unread`
+        (value id, word index): only when _reads_only finds that the
+        segment reads that value but makes nothing on its storage (see
+        RemoteSession._answered); returns whether it was sent."""
+        words, floats = self.words, self.floats
+        packed = struct.pack(f"<{len(words)}q", *words)
+        if unread is not None and (unread[0] in self.run_made or not _reads_only(packed, *unread)):
+            return False
+        if self.run_made:
+            self.run_made = set()
         self.observed = False
         if self._new_strings:
             self.channel.send(codes.FRAME_STRINGS, pack_strings(self._new_strings))
@@ -888,14 +901,14 @@ class Session:
             self.channel.send(codes.FRAME_WRITES, struct.pack(f"<I{len(writes)}I", len(writes) // 3, *writes))
             self._new_writes = []
         now = time.perf_counter_ns()
-        words, floats = self.words, self.floats
         # struct packs a list of ints about 3x faster than array("q", words).
         self.channel.send(frame_type, _SEGMENT_HEAD.pack(now - self._segment_start, len(words), len(floats)),
-                          struct.pack(f"<{len(words)}q", *words), floats.tobytes())
+                          packed, floats.tobytes())
         self.words = []
         self.floats = array("d")
         self.weight = 0
         self._segment_start = time.perf_counter_ns()
+        return True
 
     def run_template(self, tpl, base, t, exts, ids=None):
         """Appends a RUN step for a replay of template `tpl` (templates.py)
@@ -906,6 +919,8 @@ class Session:
         has run already (a check capture)."""
         if tpl.wire is None:
             self._send_template(tpl)
+        for e in self.made_on[tpl.wire]:
+            self.run_made.add(exts[e]._genie_storage)
         w = [codes.TAG_RUN, tpl.wire, base, len(t), *t, len(exts)]
         for k, e in enumerate(exts):
             w.append(e._genie_id if ids is None else ids[k])
@@ -923,6 +938,9 @@ class Session:
                           struct.pack(f"<{len(patches)}q", *patches))
         tpl.wire = self.templates_sent
         self.templates_sent += 1
+        # The arguments it makes values on the storage of (views, writes): a
+        # patch puts only their storage in a result's metadata.
+        self.made_on.append(tuple(sorted({e for _, e in tpl.ext_storage})))
 
     def close(self):
         """Sends what is still open and the END frame. Safe to call twice."""
@@ -988,6 +1006,40 @@ def _draws_without_reading(schema):
     if schema.name == "aten::bernoulli_" and schema.overload_name == "float":
         return True
     return schema.name == "aten::normal" and schema.overload_name == "float_float"
+
+
+_TENSOR_ARG_WORD = _I64.pack(codes.ARG_TENSOR)
+_NO_PAYLOAD_WORD = _I64.pack(codes.NO_PAYLOAD)
+
+
+def _reads_only(packed, vid, mat):
+    """Whether the record words `packed` (i64s) name value `vid`, which owns
+    its storage, only where ops or RUN steps read it, and as word `mat`,
+    without parsing them. The value's id is its storage's, so a record of
+    a value made on that storage (a view, an in-place write to it or to a
+    view of it) names it as the storage of its result's metadata, which
+    the result's payload word follows: NO_PAYLOAD in live mode. Read by an
+    op, it follows ARG_TENSOR, and a kind code or a count follows it. A
+    RUN names it as an argument with its storage: twice, or after a
+    view's id (larger than its own); whether the template makes values
+    on it is RemoteSession.run_made's to say. Any other word equal to it
+    (a size, a match across words) counts as a view."""
+    if vid <= codes.ARG_TENSOR:
+        return False  # a RUN's view of it could have ARG_TENSOR's value for its id
+    key = _I64.pack(vid)
+    pair = key + key
+    pos = packed.find(key)
+    while pos != -1:
+        after = packed[pos + 8:pos + 16]
+        if pos % 8:
+            return False
+        if pos == mat * 8 or (packed[pos - 8:pos] == _TENSOR_ARG_WORD and after != _NO_PAYLOAD_WORD):
+            pos = packed.find(key, pos + 8)
+        elif after == key and packed[pos + 16:pos + 24] != _NO_PAYLOAD_WORD:
+            pos = packed.find(key, pos + 16)  # a RUN's argument: its id and storage
+        else:
+            return False
+    return True
 
 
 def _kept_meta(t):
@@ -1252,6 +1304,7 @@ class RemoteSession(Session):
         self.part_words = int(os.environ.get("GENIE_PART_WORDS", "2048"))
         self.hold_parts = False  # see flush
         self._quiet = 0
+        self.parts_sent = 0  # PART frames sent (see materialize)
         self._shapes = {}   # (op, argument signatures) -> how to make its meta results (see _recipe)
         self._no_meta = set()  # ops whose meta kernel is missing in this torch
 
@@ -1320,9 +1373,31 @@ class RemoteSession(Session):
         self.released.append(old_id)
 
     def materialize(self, lazy, how):
-        self.words.extend((codes.TAG_MATERIALIZE, lazy._genie_id, how, codes.NO_PAYLOAD))
+        vid = lazy._genie_id
+        self.words.extend((codes.TAG_MATERIALIZE, vid, how, codes.NO_PAYLOAD))
+        early = self.channel.take_early(vid)
+        if early is not None and early[0] == self.parts_sent and self._answered(vid):
+            return self._host_tensor(early[1])
         tensors, _ = self.flush()
         return self._host_tensor(tensors[0])
+
+    def _answered(self, vid):
+        """Sends the open segment, which materializes `vid` last, as an
+        ANSWERED frame: its value came in an EARLY frame, which the genie
+        process sent when no op it had read could have changed it (it had
+        read every PART sent since: see materialize). Unless a record of
+        this segment makes a value on `vid`'s storage (a view of it, a write
+        to it or to a view; _reads_only): then False, and nothing is sent."""
+        mat = len(self.words) - 3  # the MAT step's value id word
+        self._add_released()
+        sent = self._send_segment(codes.FRAME_ANSWERED, (vid, mat))
+        if sent:
+            # As a REPLY of status 3 would (see flush).
+            self.channel.answered_early, self.channel.runs_ahead = True, False
+            if self.hold_parts:
+                self._quiet += 1
+                self.hold_parts = self._quiet < _QUIET_REPLIES
+        return sent
 
     def _host_tensor(self, fetched):
         dtype, sizes, data = fetched
@@ -1366,6 +1441,7 @@ class RemoteSession(Session):
         for them (an error in a part is raised there)."""
         self._add_released()
         self._send_segment(codes.FRAME_PART)
+        self.parts_sent += 1
 
     def _add_released(self):
         released, self.released = self.released, []

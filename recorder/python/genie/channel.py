@@ -10,6 +10,8 @@ _FRAME_HEAD = struct.Struct("<IB")
 _U32 = struct.Struct("<I")
 _I64 = struct.Struct("<q")
 _F64 = struct.Struct("<d")
+_EARLY_HEAD = struct.Struct("<QQ")  # an EARLY frame's value id and PART count
+_EARLY_READ = 1 << 16  # bytes take_early reads at once
 
 
 class RemoteError(RuntimeError):
@@ -47,6 +49,8 @@ class Channel:
         self._last_wait = 0.0  # seconds the previous reply took to arrive
         self.runs_ahead = False  # the last reply's (see recv_reply)
         self.answered_early = False  # the last reply's (see recv_reply)
+        self._early = None  # (value id, parts, tensor) of the last EARLY frame (see take_early)
+        self._ahead = bytearray()  # bytes take_early read past the EARLY frames
 
     def send(self, frame_type, *parts):
         """Sends one frame whose body is the concatenation of `parts`
@@ -74,9 +78,18 @@ class Channel:
             self._sock.sendall(b"".join(pending))
 
     def _recv_exact(self, n, spin=0.0):
-        buf = bytearray(n)
+        if self._ahead:  # read by take_early
+            buf = self._ahead[:n]
+            del self._ahead[:n]
+            if len(buf) == n:
+                return buf
+            got = len(buf)
+            buf.extend(bytes(n - got))
+            spin = 0.0
+        else:
+            buf = bytearray(n)
+            got = 0
         view = memoryview(buf)
-        got = 0
         if spin:
             until = _now() + spin
             while _now() < until:
@@ -99,54 +112,91 @@ class Channel:
         """Reads one REPLY frame: returns (tensors, scalars), where tensors are
         (dtype code, sizes, bytearray) and scalars are Python values. A failed
         segment raises RemoteError with the genie process's message. Sets
-        `runs_ahead` (see frontend_protocol.h, REPLY)."""
+        `runs_ahead` (see frontend_protocol.h, REPLY). An EARLY frame before
+        it is dropped: the segment asked for its value already."""
+        self._early = None
         start = _now()
         spin = _SPIN if self._last_wait <= _SPIN else 0.0
-        size, frame_type = _FRAME_HEAD.unpack(self._recv_exact(_FRAME_HEAD.size, spin))
+        while True:
+            size, frame_type = _FRAME_HEAD.unpack(self._recv_exact(_FRAME_HEAD.size, spin))
+            if frame_type != codes.FRAME_EARLY:
+                break
+            self._recv_exact(size)
         self._last_wait = _now() - start
         if frame_type != codes.FRAME_REPLY:
             raise RemoteError(f"genie: expected a reply frame, got frame type {frame_type}")
         body = self._recv_exact(size)
-        view = memoryview(body)
         if body[0] == 1:
-            raise RemoteError(bytes(view[1:]).decode("utf-8", "replace"))
+            raise RemoteError(bytes(memoryview(body)[1:]).decode("utf-8", "replace"))
         self.runs_ahead = body[0] == 2  # the runtime runs the program's next step ahead
         self.answered_early = body[0] == 3  # answered from a value its step's first part fetched
-        pos = 1
-        (count,) = _U32.unpack_from(body, pos)
-        pos += 4
-        tensors = []
-        for _ in range(count):
-            dtype, rank = body[pos], body[pos + 1]
-            pos += 2
-            sizes = [_I64.unpack_from(body, pos + 8 * i)[0] for i in range(rank)]
-            pos += 8 * rank
-            (nbytes,) = _I64.unpack_from(body, pos)
-            pos += 8
-            tensors.append((dtype, sizes, body[pos:pos + nbytes]))
-            pos += nbytes
-        (count,) = _U32.unpack_from(body, pos)
-        pos += 4
-        scalars = []
-        for _ in range(count):
-            kind = body[pos]
-            pos += 1
-            if kind == 0:
-                scalars.append(None)
-                continue
-            if kind == 3:
-                scalars.append(_F64.unpack_from(body, pos)[0])
-            else:
-                v = _I64.unpack_from(body, pos)[0]
-                scalars.append(bool(v) if kind == 1 else v)
-            pos += 8
-        return tensors, scalars
+        return _reply_values(body, 1)
+
+    def take_early(self, vid):
+        """The value `vid` from an EARLY frame the genie process pushed (see
+        frontend_protocol.h), as (parts, tensor): `parts` the PART frames it
+        had read then, `tensor` as recv_reply's; None when none came for it.
+        Reads only frames there already, without waiting."""
+        try:
+            data = self._sock.recv(_EARLY_READ, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            data = None
+        else:
+            if not data:
+                raise RemoteError("genie: the genie process closed the connection (it exited or was killed)")
+            self._ahead += data
+        ahead = self._ahead
+        # Whole EARLY frames only (nothing else comes unasked); the rest waits for recv_reply.
+        while len(ahead) >= _FRAME_HEAD.size:
+            size, frame_type = _FRAME_HEAD.unpack_from(ahead, 0)
+            end = _FRAME_HEAD.size + size
+            if frame_type != codes.FRAME_EARLY or len(ahead) < end:
+                break
+            early_id, parts = _EARLY_HEAD.unpack_from(ahead, _FRAME_HEAD.size)
+            tensors, _ = _reply_values(ahead[:end], _FRAME_HEAD.size + _EARLY_HEAD.size + 1)
+            self._early = (early_id, parts, tensors[0])
+            del ahead[:end]
+        early, self._early = self._early, None
+        if early is None or early[0] != vid:
+            return None
+        return early[1], early[2]
 
     def close(self):
         try:
             self._write_pending()
         finally:
             self._sock.close()
+
+
+def _reply_values(body, pos):
+    """The tensors and scalars of a REPLY body from `pos`, past its status byte."""
+    (count,) = _U32.unpack_from(body, pos)
+    pos += 4
+    tensors = []
+    for _ in range(count):
+        dtype, rank = body[pos], body[pos + 1]
+        pos += 2
+        sizes = [_I64.unpack_from(body, pos + 8 * i)[0] for i in range(rank)]
+        pos += 8 * rank
+        (nbytes,) = _I64.unpack_from(body, pos)
+        pos += 8
+        tensors.append((dtype, sizes, body[pos:pos + nbytes]))
+        pos += nbytes
+    (count,) = _U32.unpack_from(body, pos)
+    pos += 4
+    scalars = []
+    for _ in range(count):
+        kind = body[pos]
+        pos += 1
+        if kind == 0:
+            scalars.append(None)
+        elif kind == 3:
+            scalars.append(_F64.unpack_from(body, pos)[0])
+        else:
+            v = _I64.unpack_from(body, pos)[0]
+            scalars.append(bool(v) if kind == 1 else v)
+        pos += 8
+    return tensors, scalars
 
 
 def pack_strings(strings):
