@@ -1,6 +1,7 @@
 #include "recorder/launcher.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -52,6 +53,19 @@ Status ListenSocket::Open() {
   if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || ::listen(fd_, 16) != 0)
     return Status::IOError("cannot listen on " + path_ + ": " + std::strerror(errno));
   return Status::OK();
+}
+
+void SchedHelper(bool batch) {
+  // -1: not yet asked; 0: left as it was (off, or the user's policy); 1: default; 2: batch.
+  static int state = -1;
+  if (state == -1) {
+    const char* env = std::getenv("GENIE_SCHED_BATCH");
+    state = (env && std::strcmp(env, "0") == 0) || ::sched_getscheduler(0) != SCHED_OTHER ? 0 : 1;
+  }
+  if (state == 0 || (state == 2) == batch) return;
+  sched_param p{};
+  // Best effort: either policy works.
+  if (::sched_setscheduler(0, batch ? SCHED_BATCH : SCHED_OTHER, &p) == 0) state = batch ? 2 : 1;
 }
 
 Result<pid_t> Spawn(const std::vector<std::string>& argv, const std::string& ipc_path,

@@ -42,6 +42,16 @@ class ListenSocket {
 Result<pid_t> Spawn(const std::vector<std::string>& argv, const std::string& ipc_path,
                     const std::vector<std::pair<std::string, std::string>>& env);
 
+// genie run's own process, beside the program it serves: `batch` takes the
+// calling thread from the default scheduling policy to SCHED_BATCH, and
+// back. Batch, a frame from the program or a runtime's reply that wakes it
+// does not preempt the program where they share a core: a training step's
+// Python goes on while genie reads its parts (live.cc sets it while it
+// answers early). A decode loop, which waits on each answer, wants genie to
+// run at once. A policy the user chose (chrt) is kept, and so is the
+// default with GENIE_SCHED_BATCH=0.
+void SchedHelper(bool batch);
+
 // While alive: the terminal's SIGINT and SIGQUIT go to the program alone
 // (genie ignores them), and a SIGTERM to genie is forwarded to `child`.
 class ChildSignals {

@@ -111,6 +111,7 @@ class LiveConnection final : public recorder::FrontendSink {
       report_->segment_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
       RunAnswered(seg, released);
     } else {
+      recorder::SchedHelper(false);
       auto reply = Run(seg, released, false);
       if (!part_error_.empty()) {
         // A part's failure came first in the program: it is the one the program hears of.
@@ -167,6 +168,7 @@ class LiveConnection final : public recorder::FrontendSink {
   // Sends `seg`, whose answer went out early, ahead as a part.
   void RunAnswered(const traces::Segment& seg, const std::vector<traces::ValueId>& released) {
     ++report_->answered_early;
+    recorder::SchedHelper(true);  // until an answer is not early
     report_->runtime_ms.push_back(parts_runtime_us_ / 1e3);
     parts_runtime_us_ = 0;
     in_order_ = true;  // its failure comes in its own reply, not with the next request's

@@ -1375,7 +1375,9 @@ class RemoteSession(Session):
     def materialize(self, lazy, how):
         vid = lazy._genie_id
         self.words.extend((codes.TAG_MATERIALIZE, vid, how, codes.NO_PAYLOAD))
-        early = self.channel.take_early(vid)
+        # Only while the genie process answers early does it push values (a
+        # training loop's, not a decode loop's): no read is tried otherwise.
+        early = self.channel.take_early(vid) if self.channel.answered_early else None
         if early is not None and early[0] == self.parts_sent and self._answered(vid):
             return self._host_tensor(early[1])
         tensors, _ = self.flush()
