@@ -627,7 +627,11 @@ def test_a_loss_pushed_early_is_taken_without_a_wait_unless_a_view_of_it_was_wri
     # (step 7) is no reason to ask. Steps 0 and 1 are answered by the
     # runtime, as in the test above.
     want, report = live_like_eager(genie, genie.script(PUSHED), ("cpu",))
-    assert report["answered_early"] == 5 and report["answered_pushed"] == 5, report
+    assert report["answered_early"] == 5, report
+    # A part's reply that genie reads only with the program's next request
+    # (seen after a step answered so) leaves that step's loss to be answered
+    # from genie's reply, early all the same.
+    assert 1 <= report["answered_pushed"] <= 5, report
     assert report["round_trips"] == report["segments"] + 1 - 5, report
 
 
@@ -636,12 +640,14 @@ def test_a_frontend_that_takes_a_pushed_value_written_since_is_refused(genie):
     # stale loss: genie, which checks the ops' written arguments, refuses
     # that answer and closes the connection. The program fails at its next
     # exchange, and genie run names what happened.
-    program = genie.script(PUSHED.replace("# PUSHED_PATCH", "import genie.capture\n"
-                                          "genie.capture._reads_only = lambda packed, vid, mat: True"))
+    # Every step from 2 on writes its loss: step 2's is the first pushed.
+    every = PUSHED.replace("if step in (4, 6):", "if step >= 2:")
+    program = genie.script(every.replace("# PUSHED_PATCH", "import genie.capture\n"
+                                         "genie.capture._reads_only = lambda packed, vid, mat: True"))
     r, report = live(genie, program)
     assert r.returncode != 0
     assert "answered value" in report["error"] and "written" in report["error"], report
-    assert r.stdout.splitlines()[:4] == eager(genie.script(PUSHED, "eager.py"), "cpu").stdout.splitlines()[:4]
+    assert r.stdout.splitlines()[:2] == eager(genie.script(every, "eager.py"), "cpu").stdout.splitlines()[:2]
 
 
 def test_the_frontend_s_check_of_a_pushed_value_reads_storage_words_not_just_ids(genie):

@@ -30,6 +30,7 @@ _SEGMENT_HEAD = struct.Struct("<QII")  # duration_ns, word count, float count
 _I64 = struct.Struct("<q")
 _PAYLOAD_HEAD = struct.Struct("<qQQ")  # payload id, total bytes, offset of this piece
 _QUIET_REPLIES = 3  # see RemoteSession.flush
+_KEPT_PART_BYTES = 4 << 20  # see RemoteSession._sent_part
 _TEMPLATE_HEAD = struct.Struct("<IIII")  # template id, word count, float count, patch count
 _PIECE = 32 << 20
 # Lifted constants up to this size go up once per content (see add_input_words); at most this many are kept.
@@ -890,6 +891,8 @@ class Session:
         packed = struct.pack(f"<{len(words)}q", *words)
         if unread is not None and (unread[0] in self.run_made or not _reads_only(packed, *unread)):
             return False
+        if frame_type == codes.FRAME_PART:
+            self._sent_part(packed)
         if self.run_made:
             self.run_made = set()
         self.observed = False
@@ -909,6 +912,9 @@ class Session:
         self.weight = 0
         self._segment_start = time.perf_counter_ns()
         return True
+
+    def _sent_part(self, packed):
+        """A PART went with these words (live mode keeps them: RemoteSession)."""
 
     def run_template(self, tpl, base, t, exts, ids=None):
         """Appends a RUN step for a replay of template `tpl` (templates.py)
@@ -1305,6 +1311,9 @@ class RemoteSession(Session):
         self.hold_parts = False  # see flush
         self._quiet = 0
         self.parts_sent = 0  # PART frames sent (see materialize)
+        self._mat_parts = 0  # parts_sent at the last materialization
+        self._parts = []  # (index, words, run_made) of the PARTs sent since, or None (see _sent_part)
+        self._parts_bytes = 0
         self._shapes = {}   # (op, argument signatures) -> how to make its meta results (see _recipe)
         self._no_meta = set()  # ops whose meta kernel is missing in this torch
 
@@ -1375,13 +1384,36 @@ class RemoteSession(Session):
     def materialize(self, lazy, how):
         vid = lazy._genie_id
         self.words.extend((codes.TAG_MATERIALIZE, vid, how, codes.NO_PAYLOAD))
-        # Only while the genie process answers early does it push values (a
-        # training loop's, not a decode loop's): no read is tried otherwise.
-        early = self.channel.take_early(vid) if self.channel.answered_early else None
-        if early is not None and early[0] == self.parts_sent and self._answered(vid):
+        # A value is pushed only from a part's reply (a training loop's, not
+        # a decode loop's, which sends none): no read is tried otherwise.
+        parts, self._mat_parts = self._mat_parts, self.parts_sent
+        early = self.channel.take_early(vid) if parts != self.parts_sent else None
+        kept, self._parts, self._parts_bytes = self._parts, [], 0
+        if early is not None and self._unwritten(vid, early[0], kept) and self._answered(vid):
             return self._host_tensor(early[1])
         tensors, _ = self.flush()
         return self._host_tensor(tensors[0])
+
+    def _sent_part(self, packed):
+        # Kept until the next materialization, for _unwritten; a step's
+        # parts, unless they grow past _KEPT_PART_BYTES (then none is).
+        if self._parts is not None:
+            self._parts.append((self.parts_sent, packed, self.run_made))
+            self._parts_bytes += len(packed)
+            if self._parts_bytes > _KEPT_PART_BYTES:
+                self._parts = None
+
+    def _unwritten(self, vid, seen, kept):
+        """Whether the parts sent since the last materialization that the
+        genie process had not read when it pushed `vid` (it had read `seen`
+        PART frames) make no value on its storage (see _reads_only): genie
+        checked those it had read."""
+        if kept is None:
+            return seen == self.parts_sent
+        for index, packed, run_made in kept:
+            if index >= seen and (vid in run_made or not _reads_only(packed, vid, -1)):
+                return False
+        return True
 
     def _answered(self, vid):
         """Sends the open segment, which materializes `vid` last, as an
