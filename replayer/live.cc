@@ -158,12 +158,18 @@ class LiveConnection final : public recorder::FrontendSink {
   }
 
   // The runtime's socket is readable (runtime_fd): reads the oldest part's
-  // reply, then pushes the early value if it came.
+  // reply, then pushes the early value if it came; again while the
+  // socket's read-ahead holds more (a poll does not see those bytes).
   void RuntimeReadable() {
-    if (runtime_fd() < 0) return;
-    if (!ReadAhead().ok()) return;  // the next segment fails over or fails
-    MaybePush();
+    while (runtime_fd() >= 0) {
+      if (!ReadAhead().ok()) return;  // the next segment fails over or fails
+      MaybePush();
+      if (!client_ || !client_->buffered()) return;
+    }
   }
+
+  // Whether the reply awaited for the early value may be read ahead already.
+  bool RuntimeBuffered() const { return runtime_fd() >= 0 && client_->buffered(); }
 
   // Sends `seg`, whose answer went out early, ahead as a part.
   void RunAnswered(const traces::Segment& seg, const std::vector<traces::ValueId>& released) {
@@ -936,6 +942,8 @@ Result<LiveReport> RunLive(const LiveOptions& options) {
   uint32_t next_stream = 0;
   std::vector<char> readbuf(kReadBytes);
   while (true) {
+    for (auto& c : conns)
+      if (c->RuntimeBuffered()) c->RuntimeReadable();
     std::vector<pollfd> fds;
     fds.push_back({listener.fd(), POLLIN, 0});
     for (auto& c : conns) fds.push_back({c->fd(), POLLIN, 0});

@@ -63,6 +63,8 @@ class RuntimeClient {
   Status Heartbeat(uint64_t nonce, int timeout_ms);
   // The connection's socket (to shut it down from another thread).
   int fd() const { return sock_.fd(); }
+  // Whether bytes of the runtime's next messages were read ahead already (see Socket::buffered).
+  bool buffered() const { return sock_.buffered() > 0; }
 
   // Runs one segment record (one round trip). `blobs` go up first, pipelined
   // with the segment; `release` names values the runtime frees after it.

@@ -62,6 +62,8 @@ class Socket {
   void Close();
   bool valid() const { return fd_ >= 0; }
   int fd() const { return fd_; }
+  // Bytes received ahead and not yet taken: a poll of fd() does not see them.
+  size_t buffered() const { return rend_ - rpos_; }
   const std::string& peer() const { return peer_; }
   void set_peer(std::string p) { peer_ = std::move(p); }
 
