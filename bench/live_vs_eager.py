@@ -13,7 +13,12 @@ that the targets name is measured apart: each program at two lengths (its
 `--steps` or `--tokens`, SHORT and LONG below); per step = the difference of
 the two runs' times / the difference of the lengths, eager and live alike,
 in `--rounds` alternating rounds (medians, and the range of the per-round
-ratios: on a 2-core machine one round can be 50% off).
+ratios: on a 2-core machine one round can be 50% off). Both lengths are past
+the captures that prove the templates and their first checks: a template
+with a T is checked against a capture after 16 calls, then after twice as
+many each time up to every 256 (templates.py, _RECHECK), and a check
+captures the call op by op. Between SHORT and LONG the checks at calls 64
+and 128 fall, more than the one per 256 calls of a longer run.
 
 Beside each steady-state ratio: the CPU time per step, from the same runs,
 as the difference of the two lengths' per-run CPU (medians over runs 2-4,
@@ -47,7 +52,7 @@ TARGET = {"gpt_decode": 1.0}
 # enough (with room in the model for them) that the difference is not noise.
 LENGTH = {"gpt_decode": ("--tokens", 16, 400)}
 EXTRA = {"gpt_decode": ("--max-len", "512")}
-SHORT, LONG = 4, 24
+SHORT, LONG = 40, 200
 
 
 def timing(stderr):
