@@ -20,6 +20,7 @@
 #include "replayer/live.h"
 #include "traces/trace_file.h"
 #include "replayer/local_runtime.h"
+#include "recorder/launcher.h"
 #include "common/token_file.h"
 #include "common/utc_time.h"
 #include "replayer/pool_config.h"
@@ -148,11 +149,12 @@ bool IsTraceFile(const std::string& path) {
 // The runtime a live program uses on `pool`: one started beside it for local, else
 // the pool's first. `local` keeps a started local runtime alive.
 Status AddLiveEndpoint(const RunArgs& a, const replayer::Config& config, const std::string& pool,
-                       std::unique_ptr<replayer::LocalRuntime>* local, replayer::LiveOptions* o) {
+                       const cpu_set_t* local_cpus, std::unique_ptr<replayer::LocalRuntime>* local,
+                       replayer::LiveOptions* o) {
   replayer::LiveEndpoint e;
   e.pool = pool;
   if (pool == "local") {
-    GENIE_ASSIGN_OR_RETURN(*local, replayer::LocalRuntime::Start(a.device));
+    GENIE_ASSIGN_OR_RETURN(*local, replayer::LocalRuntime::Start(a.device, local_cpus));
     e.address = (*local)->address();
     o->endpoints.push_back(e);
     return Status::OK();
@@ -187,9 +189,12 @@ int RunLiveProgram(const RunArgs& a, const replayer::Config& config) {
   const char* early = std::getenv("GENIE_EARLY_ANSWERS");
   o.early_answers = !(early && std::string(early) == "0");
   o.notice = [](const std::string& line) { std::fprintf(stderr, "genie run: %s\n", line.c_str()); };
+  // On a machine of few CPUs, the program apart from a local runtime (recorder::SplitCpus).
+  const std::optional<recorder::CpuSplit> split = recorder::SplitCpus();
+  if (split) o.program_cpus = split->program;
   std::unique_ptr<replayer::LocalRuntime> local;
   for (const auto& pool : PoolChain(config, a.pool)) {
-    Status ready = AddLiveEndpoint(a, config, pool, &local, &o);
+    Status ready = AddLiveEndpoint(a, config, pool, split ? &split->helper : nullptr, &local, &o);
     if (!ready.ok()) return Fail(ready.message());
   }
   // The stored plan: found from the program's first segment; without one,

@@ -68,8 +68,50 @@ void SchedHelper(bool batch) {
   if (::sched_setscheduler(0, batch ? SCHED_BATCH : SCHED_OTHER, &p) == 0) state = batch ? 2 : 1;
 }
 
+namespace {
+// SplitCpus's answer, for HelperBesideRuntime: all the CPUs genie run may
+// use, and the runtime's. `beside`: where the calling thread is now.
+struct Placement {
+  bool split = false;
+  bool beside = false;
+  cpu_set_t all;
+  cpu_set_t helper;
+};
+Placement placement;
+}  // namespace
+
+std::optional<CpuSplit> SplitCpus() {
+  const char* env = std::getenv("GENIE_CPU_SPLIT");
+  const bool forced = env && std::strcmp(env, "1") == 0;
+  if (env && std::strcmp(env, "0") == 0) return std::nullopt;
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (::sched_getaffinity(0, sizeof(allowed), &allowed) != 0) return std::nullopt;
+  const int count = CPU_COUNT(&allowed);
+  if (count < 2 || (count > 3 && !forced)) return std::nullopt;
+  int last = -1;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+    if (CPU_ISSET(cpu, &allowed)) last = cpu;
+  CpuSplit split;
+  CPU_ZERO(&split.helper);
+  CPU_SET(last, &split.helper);
+  split.program = allowed;
+  CPU_CLR(last, &split.program);
+  placement.split = true;
+  placement.all = allowed;
+  placement.helper = split.helper;
+  return split;
+}
+
+void HelperBesideRuntime(bool beside) {
+  if (!placement.split || placement.beside == beside) return;
+  // Best effort, like SchedHelper: a refusal leaves the thread where it was.
+  const cpu_set_t& cpus = beside ? placement.helper : placement.all;
+  if (::sched_setaffinity(0, sizeof(cpus), &cpus) == 0) placement.beside = beside;
+}
+
 Result<pid_t> Spawn(const std::vector<std::string>& argv, const std::string& ipc_path,
-                    const std::vector<std::pair<std::string, std::string>>& env) {
+                    const std::vector<std::pair<std::string, std::string>>& env, const cpu_set_t* cpus) {
   if (argv.empty()) return Status::InvalidArgument("no program given");
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0) return Status::IOError(std::string("pipe: ") + std::strerror(errno));
@@ -87,6 +129,7 @@ Result<pid_t> Spawn(const std::vector<std::string>& argv, const std::string& ipc
     ::setenv("GENIE_IPC", ipc_path.c_str(), 1);
     for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
     ::setenv("PYTHONPATH", pythonpath.c_str(), 1);
+    if (cpus) ::sched_setaffinity(0, sizeof(*cpus), cpus);
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);

@@ -7,6 +7,9 @@
 
 #include <signal.h>
 
+#include <sched.h>
+
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -38,9 +41,33 @@ class ListenSocket {
 };
 
 // Starts argv with the frontend on its import path, GENIE_IPC set to
-// `ipc_path` and `env` added. Returns the pid, or why exec failed.
+// `ipc_path` and `env` added; with `cpus`, the program may run on those CPUs
+// only (see SplitCpus). Returns the pid, or why exec failed.
 Result<pid_t> Spawn(const std::vector<std::string>& argv, const std::string& ipc_path,
-                    const std::vector<std::pair<std::string, std::string>>& env);
+                    const std::vector<std::pair<std::string, std::string>>& env,
+                    const cpu_set_t* cpus = nullptr);
+
+// genie run on a machine of two or three CPUs (those it may run on): the
+// program, genie run and a local runtime are three busy processes. When the
+// scheduler puts the program on the CPU of one of the others (it favours
+// waking a process beside the one that woke it), a training step's Python
+// waits for them instead of running beside them. SplitCpus keeps the last
+// CPU for the runtime (`helper`: LocalRuntime::Start) and the others for
+// the program (`program`: Spawn); genie run itself goes beside the runtime
+// only while it answers a training loop early (HelperBesideRuntime), and a
+// decode loop, whose steps wait on genie, runs it anywhere. Nothing is moved
+// here. nullopt: four CPUs or more (there is room), one, or
+// GENIE_CPU_SPLIT=0; GENIE_CPU_SPLIT=1 splits at any count from two.
+struct CpuSplit {
+  cpu_set_t program;
+  cpu_set_t helper;
+};
+std::optional<CpuSplit> SplitCpus();
+
+// With a split (SplitCpus, which must come first): `beside` moves the calling
+// thread to the runtime's CPU, false back to all of them; one system call
+// per change. Without one, nothing.
+void HelperBesideRuntime(bool beside);
 
 // genie run's own process, beside the program it serves: `batch` takes the
 // calling thread from the default scheduling policy to SCHED_BATCH, and

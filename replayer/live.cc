@@ -112,6 +112,7 @@ class LiveConnection final : public recorder::FrontendSink {
       RunAnswered(seg, released);
     } else {
       recorder::SchedHelper(false);
+      recorder::HelperBesideRuntime(false);
       auto reply = Run(seg, released, false);
       if (!part_error_.empty()) {
         // A part's failure came first in the program: it is the one the program hears of.
@@ -175,6 +176,7 @@ class LiveConnection final : public recorder::FrontendSink {
   void RunAnswered(const traces::Segment& seg, const std::vector<traces::ValueId>& released) {
     ++report_->answered_early;
     recorder::SchedHelper(true);  // until an answer is not early
+    recorder::HelperBesideRuntime(true);  // likewise (on a machine of few CPUs)
     report_->runtime_ms.push_back(parts_runtime_us_ / 1e3);
     parts_runtime_us_ = 0;
     in_order_ = true;  // its failure comes in its own reply, not with the next request's
@@ -932,7 +934,8 @@ class LiveConnection final : public recorder::FrontendSink {
 Result<LiveReport> RunLive(const LiveOptions& options) {
   recorder::ListenSocket listener;
   GENIE_RETURN_IF_ERROR(listener.Open());
-  GENIE_ASSIGN_OR_RETURN(pid_t child, recorder::Spawn(options.argv, listener.path(), {{"GENIE_MODE", "remote"}}));
+  GENIE_ASSIGN_OR_RETURN(pid_t child, recorder::Spawn(options.argv, listener.path(), {{"GENIE_MODE", "remote"}},
+                                                          options.program_cpus ? &*options.program_cpus : nullptr));
   recorder::ChildSignals signals(child);
   LiveReport report;
   std::vector<std::unique_ptr<LiveConnection>> conns;

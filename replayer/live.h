@@ -7,6 +7,8 @@
 // runtime, by content hash.
 #pragma once
 
+#include <sched.h>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -58,6 +60,8 @@ struct LiveOptions {
   // Answer a materialization from the value its step's first part fetched
   // early, when it can be (live.cc, early answers; GENIE_EARLY_ANSWERS=0: never).
   bool early_answers = true;
+  // The CPUs the program may run on (recorder::SplitCpus); unset: those it inherits.
+  std::optional<cpu_set_t> program_cpus;
 };
 
 struct LiveReport {

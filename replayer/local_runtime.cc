@@ -14,7 +14,7 @@
 
 namespace genie::replayer {
 
-Result<std::unique_ptr<LocalRuntime>> LocalRuntime::Start(const std::string& device) {
+Result<std::unique_ptr<LocalRuntime>> LocalRuntime::Start(const std::string& device, const cpu_set_t* cpus) {
   char exe[PATH_MAX];
   ssize_t n = ::readlink("/proc/self/exe", exe, sizeof(exe) - 1);
   if (n <= 0) return Status::IOError(std::string("cannot find the genie executable: ") + std::strerror(errno));
@@ -35,6 +35,7 @@ Result<std::unique_ptr<LocalRuntime>> LocalRuntime::Start(const std::string& dev
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (::getppid() != parent) ::_exit(0);
     ::dup2(out[1], STDOUT_FILENO);
+    if (cpus) ::sched_setaffinity(0, sizeof(*cpus), cpus);
     std::vector<std::string> args = {serve, "--listen", listen, "--device", device, "--log-level", "warn"};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());

@@ -2,6 +2,7 @@
 // one command.
 #pragma once
 
+#include <sched.h>
 #include <sys/types.h>
 
 #include <memory>
@@ -14,8 +15,8 @@ namespace genie::replayer {
 class LocalRuntime {
  public:
   // Starts genie-serve (beside this executable) on unix:@genie-local-PID-N with `device`, and waits
-  // until it listens.
-  static Result<std::unique_ptr<LocalRuntime>> Start(const std::string& device);
+  // until it listens; with `cpus`, it runs on those CPUs only (recorder::SplitCpus).
+  static Result<std::unique_ptr<LocalRuntime>> Start(const std::string& device, const cpu_set_t* cpus = nullptr);
   // Stops it (SIGTERM, then waits).
   ~LocalRuntime();
 

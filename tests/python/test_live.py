@@ -739,6 +739,32 @@ def test_a_program_that_fails_passes_its_exit_status_through(genie):
     assert r.stdout == "2.0\n" and report["exit_status"] == 3
 
 
+CPUS_PROGRAM = """
+    import os, torch
+    print(torch.ones(2, device="remote_accelerator").sum().item())
+    parent = os.getppid()
+    with open(f"/proc/{parent}/task/{parent}/children") as f:
+        runtime = [int(p) for p in f.read().split() if int(p) != os.getpid()]
+    print(sorted(os.sched_getaffinity(0)), [sorted(os.sched_getaffinity(p)) for p in runtime])
+"""
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: nothing to split")
+def test_on_few_cpus_the_program_runs_apart_from_the_local_runtime(genie, monkeypatch):
+    """GENIE_CPU_SPLIT=1 (the default on two or three CPUs): the local
+    runtime on the last CPU, the program on the others; =0: both on all."""
+    cpus = sorted(os.sched_getaffinity(0))
+    program = genie.script(CPUS_PROGRAM)
+    monkeypatch.setenv("GENIE_CPU_SPLIT", "1")
+    r, _ = live(genie, program)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1] == f"{cpus[:-1]} {[cpus[-1:]]}"
+    monkeypatch.setenv("GENIE_CPU_SPLIT", "0")
+    r, _ = live(genie, program)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1] == f"{cpus} {[cpus]}"
+
+
 def test_a_missing_program_is_one_clear_error(genie):
     r = genie.run("run", "--pool", "local", "no-such-program-xyz", "arg")
     assert r.returncode != 0
