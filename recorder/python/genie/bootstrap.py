@@ -44,10 +44,12 @@ class _AfterTorchImport(importlib.abc.MetaPathFinder):
 
 def _activate():
     global _session
-    from . import capture, device, lazy, phases, templates
+    from . import capture, device, lazy, phases, steps, templates
     if os.environ.get("GENIE_MODE") == "remote":
         _session = capture.RemoteSession(_channel)
         lazy.LazyTensor.__del__ = lazy.release  # the runtime frees what the program drops
+        if os.environ.get("GENIE_STEP_CALLS", "1") != "0":
+            steps.install()
     else:
         _session = capture.Session(_channel, os.environ.get("GENIE_PAYLOAD", "full"))
     if templates.ENABLED:

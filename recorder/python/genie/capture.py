@@ -195,6 +195,9 @@ class Session:
         self.observed = False
         self.closed = False
         self.in_kernel = False  # live mode: inside a meta kernel, whose own factory calls are not the program's
+        # The (foreach _OpInfo, _Layout, arguments) of the last foreach call recorded
+        # from a _Layout, or that kept one (see steps.py); whoever reads it resets it.
+        self.foreach_layout = None
 
     # ---- interning and ids ----------------------------------------------
 
@@ -596,20 +599,33 @@ class Session:
                                                     zip(plan[len(args):], cpu[len(args):]) if c is not _WHOLE})
         if layout is not None and (not inplace or not _aliased(bound[0], [v for v, p in zip(bound, plan)
                                                                           if p[1] == "tensors"])):
+            self.foreach_layout = (info, layout, bound)
             return self._from_layout(layout, bound, n, values)
         if remote and not inplace and info.returns:
             values = self._foreach_meta(each, plan, cpu, n)
         if inplace:
             self._foreach_records(each, plan, bound, n, None, key)
+            self._note_layout(info, key, layout, bound)
             return None
         if values is not None and info.returns and all(type(v) is _Fresh or type(v) is torch.Tensor and
                                                        v.dtype in DTYPE_CODE for v in values):
-            return self._foreach_records(each, plan, bound, n, values, key)
+            out = self._foreach_records(each, plan, bound, n, values, key)
+            self._note_layout(info, key, layout, bound)
+            return out
         results = []
         for i in range(n):
             e_args, e_kwargs = _element(bound, plan, i)
             results.append(self._op(each, e_args, e_kwargs, None if values is None else values[i]))
         return results if info.returns else None
+
+    def _note_layout(self, info, key, before, bound):
+        """Sets foreach_layout after a foreach call recorded anew, to the
+        _Layout it kept: none when its records could not be kept as one (an
+        in-place call whose targets are aliased keeps none, and leaves the
+        layout `before` of its form as it was)."""
+        layout = self._layouts.get(key) if key is not None else None
+        if layout is not None and layout is not before:
+            self.foreach_layout = (info, layout, bound)
 
     def _foreach_meta(self, each, plan, cpu, n):
         """Live mode: the meta results of an out-of-place foreach op (its

@@ -17,7 +17,7 @@ import weakref
 
 import torch
 
-from . import codes, device, lazy
+from . import codes, device, lazy, steps
 
 _names = weakref.WeakKeyDictionary()
 _cache_param = {}  # forward function -> index and name of its KV cache parameter, or None
@@ -142,6 +142,9 @@ def _with_phase(phase, fn, capture_all=False):
                 session.send_ahead(1 if early else _PHASE_PART_WORDS)
             elif not early:
                 session.send_ahead(_PHASE_PART_WORDS)
+        plan = None
+        if phase == codes.PHASE_OPTIMIZER and session.remote and not _override and steps.installed and args:
+            plan = steps.begin(args[0])
         saved_module = session.module_sid
         _override.append(phase)
         session.phase = phase
@@ -153,6 +156,8 @@ def _with_phase(phase, fn, capture_all=False):
             else:
                 out = fn(*args, **kwargs)
         finally:
+            if plan is not None:
+                steps.end(plan)
             _override.pop()
             session.phase = _override[-1] if _override else codes.PHASE_NONE
             session.module_sid = saved_module

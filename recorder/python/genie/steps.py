@@ -1,0 +1,285 @@
+"""Live mode: an optimizer step's foreach calls, recorded from the calls of
+its previous step.
+
+An optimizer with foreach=True (phases.py makes it the default for Adam,
+AdamW and SGD) makes the same few foreach calls at every step, on the same
+lists of tensors: `torch._foreach_mul_(exp_avgs, beta1)`,
+`torch._foreach_addcdiv_(params, exp_avgs, denom, step_size)`. Each is
+recorded from the _Layout that capture keeps per form of a foreach call,
+but reaching it costs more than the records: torch's dispatcher builds the
+call's argument lists and calls LazyTensor.__torch_dispatch__, and capture
+works out the call's form from every tensor's metadata to find its _Layout
+(about 45 us a call on the 2-core CI machine, against 9 for the dispatch
+alone).
+
+So while a live-mode step runs, `torch._foreach_*` are taken at the Python
+level: the n-th call of the step is checked against the n-th call of the
+optimizer's previous step (_Call), and when it matches, its records are
+appended from that call's _Layout directly (Session._from_layout, which
+capture would have used): the same records, with this call's tensor ids and
+numbers. It matches when it is the same function with its arguments in the
+same places; each list of tensors holds the same tensor objects as then (or,
+one by one, tensors of the same form: gradients that backward() made anew),
+or the same results of an earlier call of this step; each list of numbers
+has numbers of the same type, each other number is a float again or the same
+value; grad mode is off and no torch function or dispatch mode is active.
+These are what capture's form of the call (_layout_key) and its test for
+aliased targets (_aliased) depend on, so a matching call gets the records
+capture would give it. A call that does not match goes through torch, as do
+the rest of that step's calls, which become the next step's. An optimizer
+whose steps miss _MISSES_LIMIT times in a row is left to torch.
+
+What a call taken this way skips besides the records: torch's dispatcher
+bumps the version counter of a tensor written in place, which autograd reads
+to refuse a backward through a value changed since the forward saved it. A
+step's targets (parameters, optimizer state) are written between backward()
+and the next forward, which saves them anew.
+"""
+import operator
+import weakref
+
+import torch
+
+from . import capture, device, lazy
+from .capture import _WHOLE, _aliased, _form
+from .lazy import LazyTensor
+
+_MISSES_LIMIT = 8
+
+# What a _Call checks per argument of the foreach op (see _check).
+_ABSENT, _TENSORS, _RESULT, _NUMBERS, _FLOAT, _VALUE = range(6)
+
+installed = False
+taken = 0   # calls appended from the previous step's call
+missed = 0  # steps whose calls stopped matching their previous step's
+_active = [None]  # the _Plan of the step running, or None
+_plans = weakref.WeakKeyDictionary()  # optimizer -> _Plan
+_get_function_mode = getattr(torch._C, "_get_torch_function_mode", None)  # torch 1.13
+_function_mode_on = getattr(torch._C, "_is_torch_function_mode_enabled", None)  # torch 2.x
+_get_dispatch_mode = getattr(torch._C, "_get_torch_dispatch_mode", None)  # torch 1.13
+_dispatch_depth = getattr(torch._C, "_len_torch_dispatch_stack", None)  # torch 2.x
+_is = operator.is_
+
+
+class _Call:
+    """One foreach call of a step: the function, how many positional
+    arguments and which keywords it was given, and, when its records came
+    from a _Layout, the foreach op's argument plan, the layout and the checks."""
+    __slots__ = ("fn", "nargs", "keywords", "plan", "layout", "checks", "n", "inplace")
+
+    def __init__(self, fn, args, kwargs):
+        self.fn = fn
+        self.nargs = len(args)
+        self.keywords = tuple(kwargs)
+        self.layout = None
+
+
+class _Plan:
+    __slots__ = ("calls", "building", "pos", "returned", "matching", "misses", "off", "__weakref__")
+
+    def __init__(self):
+        self.calls = None     # the previous step's _Calls
+        self.building = None  # this step's
+        self.pos = 0
+        self.returned = None  # this step's results, per call (a list, or None)
+        self.matching = False
+        self.misses = 0
+        self.off = False
+
+
+def _modes_off():
+    if _function_mode_on is not None and _function_mode_on():
+        return False
+    if _get_function_mode is not None and _get_function_mode() is not None:
+        return False
+    if _dispatch_depth is not None and _dispatch_depth():
+        return False
+    if _get_dispatch_mode is not None and _get_dispatch_mode() is not None:
+        return False
+    return not device._capturing_all[0]
+
+
+def begin(optimizer):
+    """Called as a live-mode optimizer step starts (outside any other
+    phase): returns the _Plan it runs with, or None."""
+    plan = _plans.get(optimizer)
+    if plan is None:
+        try:
+            plan = _plans[optimizer] = _Plan()
+        except TypeError:
+            return None
+    if plan.off or _active[0] is not None or not _modes_off():
+        return None
+    plan.building = []
+    plan.returned = []
+    plan.pos = 0
+    plan.matching = plan.calls is not None
+    _active[0] = plan
+    return plan
+
+
+def end(plan):
+    _active[0] = None
+    global missed
+    miss = plan.calls is not None and (not plan.matching or plan.pos != len(plan.calls))
+    missed += miss
+    plan.misses = plan.misses + 1 if miss else 0
+    if plan.misses >= _MISSES_LIMIT:
+        plan.off = True
+        plan.calls = None
+    else:
+        plan.calls = plan.building
+    plan.building = plan.returned = None
+
+
+def _call(plan, fn, args, kwargs):
+    if plan.matching:
+        calls = plan.calls
+        pos = plan.pos
+        if pos < len(calls):
+            c = calls[pos]
+            if c.fn is fn and c.nargs == len(args) and c.keywords == tuple(kwargs):
+                if c.layout is None:
+                    out = fn(*args, **kwargs)
+                    plan.building.append(c)
+                    plan.returned.append(out if type(out) is list else None)
+                    plan.pos = pos + 1
+                    return out
+                bound = _check(plan, c, args, kwargs)
+                if bound is not None:
+                    global taken
+                    taken += 1
+                    out = lazy._session._from_layout(c.layout, bound, c.n, None)
+                    plan.building.append(c)
+                    plan.returned.append(out)
+                    plan.pos = pos + 1
+                    return out
+        plan.matching = False
+    return _recorded(plan, fn, args, kwargs)
+
+
+def _check(plan, c, args, kwargs):
+    """The call's arguments in the foreach op's order when they match _Call
+    `c` (see the module's docstring), else None."""
+    if torch.is_grad_enabled():
+        return None
+    n = c.n
+    bound = []
+    lists = None  # the tensor lists that matched by form, not as the same objects
+    nargs = c.nargs
+    for j, (name, _, _, _) in enumerate(c.plan):
+        v = args[j] if j < nargs else kwargs.get(name, _WHOLE)
+        check = c.checks[j]
+        kind = check[0]
+        if kind == _TENSORS:
+            if (type(v) is not list and type(v) is not tuple) or len(v) != n:
+                return None
+            if not all(map(_is, v, check[1])):
+                forms = check[2]
+                for i, t in enumerate(v):
+                    if type(t) is not LazyTensor or _form(t) != forms[i]:
+                        return None
+                lists = True
+        elif kind == _RESULT:
+            made = plan.returned[check[1]]
+            if made is None or (type(v) is not list and type(v) is not tuple) or len(v) != n or \
+                    not all(map(_is, v, made)):
+                return None
+        elif kind == _NUMBERS:
+            t = check[1]
+            if (type(v) is not list and type(v) is not tuple) or len(v) != n:
+                return None
+            for x in v:
+                if type(x) is not t:
+                    return None
+        elif kind == _FLOAT:
+            if type(v) is not float:
+                return None
+        elif kind == _VALUE:
+            if type(v) is not check[1] or v != check[2]:
+                return None
+        elif v is not _WHOLE:
+            return None
+        bound.append(v)
+    if lists and c.inplace and _aliased(bound[0], [v for v, check in zip(bound, c.checks)
+                                                   if check[0] == _TENSORS or check[0] == _RESULT]):
+        return None
+    return bound
+
+
+def _recorded(plan, fn, args, kwargs):
+    """A call through torch; a _Call for the next step's from what capture did with it."""
+    session = lazy._session
+    session.foreach_layout = None
+    out = fn(*args, **kwargs)
+    seen, session.foreach_layout = session.foreach_layout, None
+    c = _Call(fn, args, kwargs)
+    if seen is not None and not torch.is_grad_enabled():
+        info, layout, bound = seen
+        checks = _checks(plan, c, info.each[1], args, kwargs, bound)
+        if checks is not None:
+            c.plan = info.each[1]
+            c.checks = checks
+            c.layout = layout
+            c.n = len(bound[0])
+            c.inplace = layout.results is None
+    plan.building.append(c)
+    plan.returned.append(out if type(out) is list else None)
+    return out
+
+
+def _checks(plan, c, op_plan, args, kwargs, bound):
+    """The checks of a call's arguments (see _check): None unless the
+    Python call's arguments are the ones the foreach op was given (`bound`,
+    in its argument order), which the _Layout was made from."""
+    if len(args) + len(kwargs) != sum(v is not _WHOLE for v in bound):
+        return None
+    checks = []
+    for j, ((name, kind, _, _), b) in enumerate(zip(op_plan, bound)):
+        v = args[j] if j < c.nargs else kwargs.get(name, _WHOLE)
+        if b is _WHOLE:
+            if v is not _WHOLE:
+                return None
+            checks.append((_ABSENT,))
+        elif kind == "tensors":
+            if (type(v) is not list and type(v) is not tuple) or len(v) != len(b) or not all(map(_is, v, b)):
+                return None
+            made = next((k for k, r in enumerate(plan.returned) if r is not None and len(r) == len(v) and
+                         all(map(_is, v, r))), None)
+            checks.append((_TENSORS, list(v), [_form(t) for t in v]) if made is None else (_RESULT, made))
+        elif kind == "numbers":
+            if (type(v) is not list and type(v) is not tuple) or len(v) != len(b) or not v:
+                return None
+            t = type(v[0])
+            if any(type(x) is not t or type(y) is not t or x != y for x, y in zip(v, b)):
+                return None
+            checks.append((_NUMBERS, t))
+        else:
+            t = type(v)
+            if type(b) is not t or v != b:
+                return None
+            checks.append((_FLOAT,) if t is float else (_VALUE, t, v))
+    return checks
+
+
+def _wrap(fn):
+    def foreach(*args, **kwargs):
+        plan = _active[0]
+        if plan is None:
+            return fn(*args, **kwargs)
+        return _call(plan, fn, args, kwargs)
+    foreach.__name__ = fn.__name__
+    foreach.__doc__ = fn.__doc__
+    return foreach
+
+
+def install():
+    """Wraps torch's foreach functions; called once, when live mode activates
+    (GENIE_STEP_CALLS=0: not at all)."""
+    global installed
+    installed = True
+    for name in dir(torch):
+        if name.startswith("_foreach_"):
+            fn = getattr(torch, name)
+            if callable(fn):
+                setattr(torch, name, _wrap(fn))
