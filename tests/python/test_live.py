@@ -1,5 +1,6 @@
 """Live mode, `genie run --pool P PROGRAM`: real programs whose segments run on
 a real runtime process over loopback TCP."""
+import ast
 import json
 import os
 import signal
@@ -940,7 +941,7 @@ device = sys.argv[1]
 torch.manual_seed(0)
 if device != "cpu":
     from genie import steps
-    atexit.register(lambda: print("genie-steps taken", steps.taken, "missed", steps.missed, file=sys.stderr))
+    atexit.register(lambda: print("genie-steps", steps.counts(adam), steps.counts(own), file=sys.stderr))
 
 
 class Own(torch.optim.Optimizer):
@@ -988,10 +989,11 @@ for step in range(10):
 
 
 def test_an_optimizer_steps_foreach_calls_follow_its_previous_step_and_record_what_torch_would(genie, monkeypatch):
-    # genie.steps appends a call that matches the previous step's call at its
-    # place from that call's records. The values are eager's to the bit, and
-    # the records are those of the same run with GENIE_STEP_CALLS=0, where
-    # every call goes through torch's dispatcher.
+    # genie.steps appends a foreach call of an optimizer's step or zero_grad
+    # that matches the call at its place in the previous step (or zero_grad)
+    # from that call's records. The values are eager's to the bit, and the
+    # records are those of the same run with GENIE_STEP_CALLS=0, where every
+    # call goes through torch's dispatcher.
     program = genie.script(STEP_CALLS)
     want = eager(program, "cpu")
     assert want.returncode == 0, want.stderr
@@ -1003,16 +1005,20 @@ def test_an_optimizer_steps_foreach_calls_follow_its_previous_step_and_record_wh
         assert r.stdout == want.stdout
         traces[on] = report["plan"]["trace"]
         if on == "1":
-            taken, missed = map(int, r.stderr.split("genie-steps taken ")[1].split()[::2][:2])
+            adam, own = (ast.literal_eval(d) for d in
+                         r.stderr.split("genie-steps ")[1].splitlines()[0].replace("} {", "}\n{").splitlines())
     assert genie.dump(traces["1"]) == genie.dump(traces["0"])
-    # Own: its 7 calls on remote tensors, but the one on a list that holds
-    # a target at another position, which capture records element by element
-    # (no _Layout), and the one in grad mode. Step 1-3: 7 each; step 4 (the
-    # int 3) and 5 (2 again): the 5 before it, then a miss; step 6: 7, then
-    # a miss at the call in grad mode, which step 7 does not make: 7 and a
-    # miss; steps 8, 9: 7. So 59 taken, 4 missed.
-    # Adam: its lazy calls (8 on torch 1.13, 7 on 2.x, which lerps) at steps
-    # 1-6 and 8-9. The gradients made anew at steps 3-5 match by form; step
-    # 7, after the frozen bias, has shorter lists: a miss.
-    adam = taken - 59
-    assert adam % 8 == 0 and adam // 8 in (7, 8) and missed == 5, (taken, missed)
+    # (calls taken, runs missed) per method. Own's step: its 7 calls on
+    # remote tensors but the one on a list that holds a target at another
+    # position, which capture records element by element (no _Layout), and
+    # the one in grad mode. k = 1-3: 7 each; k = 4 (the int 3) and 5 (2
+    # again): the 5 before it, then a miss; k = 6: 7, then a miss at the call
+    # in grad mode, which k = 7 does not make: 7 and a miss; k = 8, 9: 7.
+    assert own == {"step": (59, 4), "zero_grad": (0, 0)}, own  # its zero_grad zeroes one by one
+    # Adam's step: its lazy calls (8 on torch 1.13, 7 on 2.x, which lerps) at
+    # steps 1-6 and 8-9. The gradients made anew at steps 3-5 match by form;
+    # step 7, after the frozen bias, has shorter lists: a miss. Its
+    # zero_grad's one call: none at step 0 (no gradients yet) nor at steps
+    # 3-5 (set to None); steps 1, 3, 6 and 8 (one gradient fewer) differ
+    # from the one before.
+    assert adam["step"] in ((64, 1), (56, 1)) and adam["zero_grad"] == (3, 4), adam

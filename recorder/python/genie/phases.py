@@ -186,8 +186,22 @@ def _wrap_optimizer_init(orig_init):
         cls = type(self)
         if not getattr(cls.step, "_genie_phase", False):
             cls.step = _with_phase(codes.PHASE_OPTIMIZER, cls.step)
+        if not getattr(cls.zero_grad, "_genie_steps", False):
+            cls.zero_grad = _wrap_zero_grad(cls.zero_grad)
         _prefer_foreach(self)
     return init
+
+
+def _wrap_zero_grad(fn):
+    """An optimizer's zero_grad, whose foreach call (gradients kept, as
+    torch 1.13 does by default) follows the previous call's (see steps.py)."""
+    @functools.wraps(fn)
+    def zero_grad(self, *args, **kwargs):
+        if steps.installed and not _override and lazy._session.remote:
+            return steps.run(self, "zero_grad", fn, (self, *args), kwargs)
+        return fn(self, *args, **kwargs)
+    zero_grad._genie_steps = True
+    return zero_grad
 
 
 # Optimizers whose foreach implementation was checked to give bit for bit

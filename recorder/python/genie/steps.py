@@ -50,10 +50,8 @@ _MISSES_LIMIT = 8
 _ABSENT, _TENSORS, _RESULT, _NUMBERS, _FLOAT, _VALUE = range(6)
 
 installed = False
-taken = 0   # calls appended from the previous step's call
-missed = 0  # steps whose calls stopped matching their previous step's
 _active = [None]  # the _Plan of the step running, or None
-_plans = weakref.WeakKeyDictionary()  # optimizer -> _Plan
+_plans = weakref.WeakKeyDictionary()  # optimizer -> {"step" or "zero_grad": _Plan}
 _get_function_mode = getattr(torch._C, "_get_torch_function_mode", None)  # torch 1.13
 _function_mode_on = getattr(torch._C, "_is_torch_function_mode_enabled", None)  # torch 2.x
 _get_dispatch_mode = getattr(torch._C, "_get_torch_dispatch_mode", None)  # torch 1.13
@@ -65,17 +63,18 @@ class _Call:
     """One foreach call of a step: the function, how many positional
     arguments and which keywords it was given, and, when its records came
     from a _Layout, the foreach op's argument plan, the layout and the checks."""
-    __slots__ = ("fn", "nargs", "keywords", "plan", "layout", "checks", "n", "inplace")
+    __slots__ = ("fn", "nargs", "keywords", "at", "plan", "layout", "checks", "n", "inplace")
 
-    def __init__(self, fn, args, kwargs):
+    def __init__(self, fn, args, kwargs, at):
         self.fn = fn
         self.nargs = len(args)
         self.keywords = tuple(kwargs)
+        self.at = at  # the session's (phase, module) then, which a _Layout's records hold
         self.layout = None
 
 
 class _Plan:
-    __slots__ = ("calls", "building", "pos", "returned", "matching", "misses", "off", "__weakref__")
+    __slots__ = ("calls", "building", "pos", "returned", "matching", "misses", "off", "taken", "missed")
 
     def __init__(self):
         self.calls = None     # the previous step's _Calls
@@ -83,8 +82,15 @@ class _Plan:
         self.pos = 0
         self.returned = None  # this step's results, per call (a list, or None)
         self.matching = False
-        self.misses = 0
+        self.misses = 0  # in a row
         self.off = False
+        self.taken = 0   # calls appended from the previous call's records
+        self.missed = 0  # runs whose calls stopped matching the previous run's
+
+
+def counts(optimizer):
+    """{"step" or "zero_grad": (calls taken, runs missed)} of an optimizer."""
+    return {method: (plan.taken, plan.missed) for method, plan in _plans.get(optimizer, {}).items()}
 
 
 def _modes_off():
@@ -99,16 +105,21 @@ def _modes_off():
     return not device._capturing_all[0]
 
 
-def begin(optimizer):
-    """Called as a live-mode optimizer step starts (outside any other
-    phase): returns the _Plan it runs with, or None."""
-    plan = _plans.get(optimizer)
-    if plan is None:
+def begin(optimizer, method="step"):
+    """Called as a live-mode optimizer's `method` (its step, or zero_grad)
+    starts, outside any other phase: returns the _Plan it runs with, or None."""
+    if _active[0] is not None:
+        return None
+    plans = _plans.get(optimizer)
+    if plans is None:
         try:
-            plan = _plans[optimizer] = _Plan()
+            plans = _plans[optimizer] = {}
         except TypeError:
             return None
-    if plan.off or _active[0] is not None or not _modes_off():
+    plan = plans.get(method)
+    if plan is None:
+        plan = plans[method] = _Plan()
+    if plan.off or not _modes_off():
         return None
     plan.building = []
     plan.returned = []
@@ -120,9 +131,8 @@ def begin(optimizer):
 
 def end(plan):
     _active[0] = None
-    global missed
     miss = plan.calls is not None and (not plan.matching or plan.pos != len(plan.calls))
-    missed += miss
+    plan.missed += miss
     plan.misses = plan.misses + 1 if miss else 0
     if plan.misses >= _MISSES_LIMIT:
         plan.off = True
@@ -132,13 +142,26 @@ def end(plan):
     plan.building = plan.returned = None
 
 
+def run(optimizer, method, fn, args, kwargs):
+    """`fn(*args, **kwargs)`, the optimizer's `method`, with its _Plan."""
+    plan = begin(optimizer, method)
+    if plan is None:
+        return fn(*args, **kwargs)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        end(plan)
+
+
 def _call(plan, fn, args, kwargs):
     if plan.matching:
         calls = plan.calls
         pos = plan.pos
         if pos < len(calls):
             c = calls[pos]
-            if c.fn is fn and c.nargs == len(args) and c.keywords == tuple(kwargs):
+            session = lazy._session
+            if c.fn is fn and c.nargs == len(args) and c.keywords == tuple(kwargs) and \
+                    c.at == (session.phase, session.module_sid):
                 if c.layout is None:
                     out = fn(*args, **kwargs)
                     plan.building.append(c)
@@ -147,9 +170,8 @@ def _call(plan, fn, args, kwargs):
                     return out
                 bound = _check(plan, c, args, kwargs)
                 if bound is not None:
-                    global taken
-                    taken += 1
-                    out = lazy._session._from_layout(c.layout, bound, c.n, None)
+                    plan.taken += 1
+                    out = session._from_layout(c.layout, bound, c.n, None)
                     plan.building.append(c)
                     plan.returned.append(out)
                     plan.pos = pos + 1
@@ -161,8 +183,6 @@ def _call(plan, fn, args, kwargs):
 def _check(plan, c, args, kwargs):
     """The call's arguments in the foreach op's order when they match _Call
     `c` (see the module's docstring), else None."""
-    if torch.is_grad_enabled():
-        return None
     n = c.n
     bound = []
     lists = None  # the tensor lists that matched by form, not as the same objects
@@ -204,7 +224,20 @@ def _check(plan, c, args, kwargs):
     if lists and c.inplace and _aliased(bound[0], [v for v, check in zip(bound, c.checks)
                                                    if check[0] == _TENSORS or check[0] == _RESULT]):
         return None
+    if torch.is_grad_enabled() and _requires_grad(bound, c.checks):
+        return None
     return bound
+
+
+def _requires_grad(bound, checks):
+    """Whether a tensor of the call requires grad: in grad mode, autograd
+    would record the call (zero_grad runs in grad mode, on gradients that do not)."""
+    for v, check in zip(bound, checks):
+        if check[0] == _TENSORS or check[0] == _RESULT:
+            for t in v:
+                if t.requires_grad:
+                    return True
+    return False
 
 
 def _recorded(plan, fn, args, kwargs):
@@ -213,11 +246,11 @@ def _recorded(plan, fn, args, kwargs):
     session.foreach_layout = None
     out = fn(*args, **kwargs)
     seen, session.foreach_layout = session.foreach_layout, None
-    c = _Call(fn, args, kwargs)
-    if seen is not None and not torch.is_grad_enabled():
+    c = _Call(fn, args, kwargs, (session.phase, session.module_sid))
+    if seen is not None:
         info, layout, bound = seen
         checks = _checks(plan, c, info.each[1], args, kwargs, bound)
-        if checks is not None:
+        if checks is not None and not (torch.is_grad_enabled() and _requires_grad(bound, checks)):
             c.plan = info.each[1]
             c.checks = checks
             c.layout = layout
