@@ -4,36 +4,40 @@ its previous step.
 An optimizer with foreach=True (phases.py makes it the default for Adam,
 AdamW and SGD) makes the same few foreach calls at every step, on the same
 lists of tensors: `torch._foreach_mul_(exp_avgs, beta1)`,
-`torch._foreach_addcdiv_(params, exp_avgs, denom, step_size)`. Each is
-recorded from the _Layout that capture keeps per form of a foreach call,
-but reaching it costs more than the records: torch's dispatcher builds the
-call's argument lists and calls LazyTensor.__torch_dispatch__, and capture
-works out the call's form from every tensor's metadata to find its _Layout
-(about 45 us a call on the 2-core CI machine, against 9 for the dispatch
-alone).
+`torch._foreach_addcdiv_(params, exp_avgs, denom, step_size)`, and one in
+its zero_grad, `torch._foreach_zero_(grads)`. Each is recorded from the
+_Layout that capture keeps per form of a foreach call, but reaching it
+costs more than the records: torch's dispatcher builds the call's argument
+lists and calls LazyTensor.__torch_dispatch__, and capture works out the
+call's form from every tensor's metadata to find its _Layout (a call of
+Adam on 13 tensors: about 45 us on the 2-core CI machine, the dispatch
+alone 9).
 
-So while a live-mode step runs, `torch._foreach_*` are taken at the Python
-level: the n-th call of the step is checked against the n-th call of the
+So while a live-mode step (or zero_grad) runs, `torch._foreach_*` are taken
+at the Python level: the n-th call is checked against the n-th call of the
 optimizer's previous step (_Call), and when it matches, its records are
 appended from that call's _Layout directly (Session._from_layout, which
 capture would have used): the same records, with this call's tensor ids and
 numbers. It matches when it is the same function with its arguments in the
-same places; each list of tensors holds the same tensor objects as then (or,
-one by one, tensors of the same form: gradients that backward() made anew),
-or the same results of an earlier call of this step; each list of numbers
-has numbers of the same type, each other number is a float again or the same
-value; grad mode is off and no torch function or dispatch mode is active.
-These are what capture's form of the call (_layout_key) and its test for
-aliased targets (_aliased) depend on, so a matching call gets the records
-capture would give it. A call that does not match goes through torch, as do
-the rest of that step's calls, which become the next step's. An optimizer
-whose steps miss _MISSES_LIMIT times in a row is left to torch.
+same places, in the same phase and module; each list of tensors holds the
+same tensor objects as then (or, one by one, tensors of the same form:
+gradients that backward() made anew), or the same results of an earlier
+call of this step; each list of numbers has numbers of the same type, each
+other number is a float again or the same value; no tensor requires grad in
+grad mode (autograd would record the call); and no torch function or
+dispatch mode is active. These are what capture's form of the call
+(_layout_key) and its test for aliased targets (_aliased) depend on, so a
+matching call gets the records capture would give it. A call that does not
+match goes through torch, as do the rest of that step's calls, which become
+the next step's. An optimizer whose steps miss _MISSES_LIMIT times in a row
+is left to torch. GENIE_STEP_CALLS=0 leaves every call to torch.
 
 What a call taken this way skips besides the records: torch's dispatcher
-bumps the version counter of a tensor written in place, which autograd reads
-to refuse a backward through a value changed since the forward saved it. A
-step's targets (parameters, optimizer state) are written between backward()
-and the next forward, which saves them anew.
+bumps the version counter of every tensor an op writes in place (autograd
+reads it to refuse a backward through a value changed since a forward saved
+it). The tensors that calls taken in place wrote have theirs bumped once, at
+the end of the step, by one in-place foreach call through the dispatcher
+that the session ignores (_bump_versions).
 """
 import operator
 import weakref
@@ -74,7 +78,7 @@ class _Call:
 
 
 class _Plan:
-    __slots__ = ("calls", "building", "pos", "returned", "matching", "misses", "off", "taken", "missed")
+    __slots__ = ("calls", "building", "pos", "returned", "matching", "misses", "off", "taken", "missed", "written")
 
     def __init__(self):
         self.calls = None     # the previous step's _Calls
@@ -86,6 +90,7 @@ class _Plan:
         self.off = False
         self.taken = 0   # calls appended from the previous call's records
         self.missed = 0  # runs whose calls stopped matching the previous run's
+        self.written = []  # the target lists of the calls taken in place this run
 
 
 def counts(optimizer):
@@ -131,6 +136,9 @@ def begin(optimizer, method="step"):
 
 def end(plan):
     _active[0] = None
+    if plan.written:
+        _bump_versions(plan.written)
+        plan.written = []
     miss = plan.calls is not None and (not plan.matching or plan.pos != len(plan.calls))
     plan.missed += miss
     plan.misses = plan.misses + 1 if miss else 0
@@ -140,6 +148,28 @@ def end(plan):
     else:
         plan.calls = plan.building
     plan.building = plan.returned = None
+
+
+_zero_ = torch._foreach_zero_
+
+
+def _ignore(func, args, kwargs):
+    return None
+
+
+def _bump_versions(written):
+    """Bumps the version counter of each tensor that calls taken in place
+    wrote, once, as torch's dispatcher does at every in-place op: one
+    in-place foreach call through it, which the session ignores."""
+    seen = set()
+    tensors = [t for targets in written for t in targets if id(t) not in seen and not seen.add(id(t))]
+    session = lazy._session
+    session.dispatch = _ignore
+    try:
+        with torch.no_grad():
+            _zero_(tensors)
+    finally:
+        del session.dispatch
 
 
 def run(optimizer, method, fn, args, kwargs):
@@ -171,6 +201,8 @@ def _call(plan, fn, args, kwargs):
                 bound = _check(plan, c, args, kwargs)
                 if bound is not None:
                     plan.taken += 1
+                    if c.inplace:
+                        plan.written.append(bound[0])
                     out = session._from_layout(c.layout, bound, c.n, None)
                     plan.building.append(c)
                     plan.returned.append(out)
