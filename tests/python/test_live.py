@@ -1022,3 +1022,37 @@ def test_an_optimizer_steps_foreach_calls_follow_its_previous_step_and_record_wh
     # 3-5 (set to None); steps 1, 3, 6 and 8 (one gradient fewer) differ
     # from the one before.
     assert adam["step"] in ((64, 1), (56, 1)) and adam["zero_grad"] == (3, 4), adam
+
+
+# Tensors moved to the device: plain CPU tensors of several dtypes, an empty
+# one, one past RemoteSession.upload's 64 KB, a transposed one and a view at
+# an offset; `.to(DEVICE)` or, with "kwargs", `.to(device=DEVICE)`.
+UPLOADS = """
+import sys, torch
+torch.manual_seed(0)
+DEVICE = sys.argv[1]
+move = (lambda t: t.to(device=DEVICE)) if sys.argv[2] == "kwargs" else (lambda t: t.to(DEVICE))
+base = torch.randn(6, 5)
+tensors = [base, torch.arange(7), torch.rand(4) > 0.5, torch.randn(3, 2).half(), torch.zeros(0, 3),
+           torch.randn(129, 128), base.t(), base[2:]]
+moved = [move(t) for t in tensors]
+for t in moved:
+    print(t.dtype, tuple(t.shape), t.double().sum().item())
+print((moved[0] * 2 + moved[6].t()).sum().item(), moved[1][moved[1] > 3].tolist())
+"""
+
+
+def test_tensors_moved_to_the_device_record_the_same_inputs_either_way(genie, monkeypatch):
+    # `.to("remote_accelerator")` of a small plain tensor takes the session's
+    # inline upload; `.to(device=...)` and the others, add_input. Both record
+    # the same inputs and payloads, and print what eager prints.
+    program = genie.script(UPLOADS)
+    want = eager(program, "cpu", "positional")
+    assert want.returncode == 0, want.stderr
+    dumps = []
+    for how in ("positional", "kwargs"):
+        r, report = live(genie, program, "remote_accelerator", how, extra=("--store", str(genie.tmp / f"{how}.db")))
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == want.stdout
+        dumps.append(genie.dump(report["plan"]["trace"]).replace(how, "HOW"))  # the header names the program's arguments
+    assert dumps[0] == dumps[1]

@@ -33,6 +33,7 @@ _QUIET_REPLIES = 3  # see RemoteSession.flush
 _KEPT_PART_BYTES = 4 << 20  # see RemoteSession._sent_part
 _TEMPLATE_HEAD = struct.Struct("<IIII")  # template id, word count, float count, patch count
 _PIECE = 32 << 20
+_SMALL_UPLOAD = 64 << 10  # bytes of a tensor RemoteSession.upload takes
 # Lifted constants up to this size go up once per content (see add_input_words); at most this many are kept.
 _CONSTANT_BYTES = 4096
 _CONSTANT_LIMIT = 4096
@@ -1344,6 +1345,36 @@ class RemoteSession(Session):
         w.append(payload)
         self.words.extend(w)
         return LazyTensor._unmade(value.shape, value.stride(), 0, value.dtype, vid, vid)
+
+    def upload(self, value):
+        """`value.to("remote_accelerator")` of a plain CPU tensor (no
+        autograd, not a Parameter; see device.py): add_input's records and
+        payload frame, inline (a training step's batch: nine of them), for a
+        small contiguous tensor of offset 0 and a known dtype; None for others."""
+        dtype = DTYPE_CODE.get(value.dtype)
+        if dtype is None or value.storage_offset() or not value.is_contiguous() or value.is_conj() or \
+                value.is_neg():
+            return None
+        total = value.numel() * value.element_size()
+        if total > _SMALL_UPLOAD:
+            return None
+        pid = self._next_payload
+        self._next_payload = pid + 1
+        vid = self._next_id
+        self._next_id = vid + 1
+        self.channel.defer(codes.FRAME_PAYLOAD, _PAYLOAD_HEAD.pack(pid, total, 0),
+                           ctypes.string_at(value.data_ptr(), total) if total else b"")
+        shape = value.shape
+        stride = value.stride()
+        w = self.words
+        w += (codes.TAG_INPUT, vid, codes.INPUT_TENSOR, dtype, len(shape))
+        w += shape
+        w += stride
+        w += (0, vid, pid)
+        r = _make_wrapper(LazyTensor, shape, strides=stride, storage_offset=0, dtype=value.dtype, device=_META)
+        r._genie_id = vid
+        r._genie_storage = vid
+        return r
 
     def _kernel(self, func, args, kwargs, fresh=False):
         """The op's results as meta tensors: from the shape cache when the op

@@ -72,6 +72,18 @@ class Channel:
         for p in parts:
             self._sock.sendall(p)
 
+    def defer(self, frame_type, head, body):
+        """send(frame_type, head, body) of a small deferred frame (a payload)
+        whose parts are bytes already: held back without copies."""
+        size = len(head) + len(body)
+        pending = self._pending
+        pending.append(_FRAME_HEAD.pack(size, frame_type))
+        pending.append(head)
+        pending.append(body)
+        self._pending_bytes += _FRAME_HEAD.size + size
+        if self._pending_bytes >= _BATCH_BYTES:
+            self._write_pending()
+
     def _write_pending(self):
         if self._pending:
             pending, self._pending, self._pending_bytes = self._pending, [], 0

@@ -14,7 +14,7 @@ import math
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode, _pop_mode_temporarily
 
-from . import codes, lazy
+from . import DEVICE, codes, lazy
 from .capture import CaptureError, is_remote_device
 from .lazy import LazyTensor
 
@@ -111,6 +111,7 @@ def outside_capture_all():
 
 _META = torch.device("meta")
 _CPU = torch.device("cpu")
+_Tensor = torch.Tensor
 
 
 def _with_meta_device(kwargs):
@@ -167,6 +168,14 @@ def _replace_device(args, kwargs, device):
 def _wrap_to(orig):
     @functools.wraps(orig)
     def to(self, *args, **kwargs):
+        if type(self) is _Tensor and len(args) == 1 and not kwargs and type(args[0]) is str and \
+                args[0] == DEVICE and not self.requires_grad:
+            # `batch.to("remote_accelerator")` in live mode: the session's upload, inline.
+            session = lazy._session
+            if session.remote and not session.in_kernel:
+                out = session.upload(self)
+                if out is not None:
+                    return out
         dev = _target_device(args, kwargs)
         if dev is None or not is_remote_device(dev) or lazy._session.in_kernel:
             return orig(self, *args, **kwargs)
