@@ -33,11 +33,13 @@ the next step's. An optimizer whose steps miss _MISSES_LIMIT times in a row
 is left to torch. GENIE_STEP_CALLS=0 leaves every call to torch.
 
 What a call taken this way skips besides the records: torch's dispatcher
-bumps the version counter of every tensor an op writes in place (autograd
-reads it to refuse a backward through a value changed since a forward saved
-it). The tensors that calls taken in place wrote have theirs bumped once, at
-the end of the step, by one in-place foreach call through the dispatcher
-that the session ignores (_bump_versions).
+may bump the version counter of every tensor an op writes in place
+(autograd reads it to refuse a backward through a value changed since a
+forward saved it). torch 1.13 leaves a LazyTensor's alone at a foreach op.
+Where a call through torch is seen to bump it (_recorded), the tensors that
+calls taken in place wrote have theirs bumped once, at the end of the step,
+by one in-place foreach call through the dispatcher that the session
+ignores (_bump_versions).
 """
 import operator
 import weakref
@@ -137,7 +139,8 @@ def begin(optimizer, method="step"):
 def end(plan):
     _active[0] = None
     if plan.written:
-        _bump_versions(plan.written)
+        if _bumps[0]:
+            _bump_versions(plan.written)
         plan.written = []
     miss = plan.calls is not None and (not plan.matching or plan.pos != len(plan.calls))
     plan.missed += miss
@@ -151,6 +154,7 @@ def end(plan):
 
 
 _zero_ = torch._foreach_zero_
+_bumps = [False]  # whether a foreach call through torch bumps its targets' versions (see _recorded)
 
 
 def _ignore(func, args, kwargs):
@@ -276,8 +280,12 @@ def _recorded(plan, fn, args, kwargs):
     """A call through torch; a _Call for the next step's from what capture did with it."""
     session = lazy._session
     session.foreach_layout = None
+    target = args[0][0] if args and type(args[0]) in (list, tuple) and args[0] else None
+    version = target._version if type(target) is LazyTensor else None
     out = fn(*args, **kwargs)
     seen, session.foreach_layout = session.foreach_layout, None
+    if version is not None and target._version != version:
+        _bumps[0] = True
     c = _Call(fn, args, kwargs, (session.phase, session.module_sid))
     if seen is not None:
         info, layout, bound = seen
