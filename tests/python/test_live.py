@@ -936,7 +936,7 @@ def test_a_decode_step_with_fused_attention_and_no_dropout_runs_ahead(genie):
 # even k, results fed on, and a call in grad mode at k = 6. Prints every
 # value in full.
 STEP_CALLS = """
-import sys, atexit, torch
+import sys, atexit, operator, torch
 device = sys.argv[1]
 torch.manual_seed(0)
 if device != "cpu":
@@ -958,7 +958,10 @@ class Own(torch.optim.Optimizer):
         torch._foreach_mul_(gs, [0.5 + 0.01 * k * i for i in range(len(gs))])
         torch._foreach_add_(ps, gs, alpha=-0.1 if k != 4 else -0.2)
         roots = torch._foreach_sqrt(torch._foreach_abs(ps))
-        torch._foreach_add_(roots, [0.1] * len(roots))
+        # torch 1.13 returns None here and a list above; 2.x, `roots` here and a tuple above.
+        back = torch._foreach_add_(roots, [0.1] * len(roots))
+        self.back = (type(roots).__name__, type(back).__name__, back is roots,
+                     back is not None and all(map(operator.is_, back, roots)))
         torch._foreach_mul_(roots, 2 if k != 4 else 3)
         torch._foreach_addcdiv_(ps, gs, roots, -0.01)
         if k % 2 == 0:
@@ -967,7 +970,7 @@ class Own(torch.optim.Optimizer):
             torch._foreach_add_(ps[:2], [gs[0], gs[1]], alpha=0.01)
         if k == 6:
             with torch.enable_grad():
-                torch._foreach_mul_(ps, 1.0)
+                torch._foreach_mul(ps, 1.0)
 
 
 net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 8)).to(device)
@@ -977,14 +980,14 @@ own = Own([net[2].bias, scale, net[2].weight])
 x = torch.randn(16, 4).to(device)
 for step in range(10):
     adam.zero_grad(set_to_none=3 <= step <= 5)
-    own.zero_grad()
+    own.zero_grad(set_to_none=False)  # torch 2.x sets them to None by default
     if step == 7:
         net[0].bias.requires_grad_(False)
         net[0].bias.grad = None
     (net(x) * scale).pow(2).mean().backward()
     adam.step()
     own.step()
-    print(step, [p.sum().item() for p in [*net.parameters(), scale]], own.count.tolist())
+    print(step, [p.sum().item() for p in [*net.parameters(), scale]], own.count.tolist(), own.back)
 """
 
 

@@ -69,7 +69,7 @@ class _Call:
     """One foreach call of a step: the function, how many positional
     arguments and which keywords it was given, and, when its records came
     from a _Layout, the foreach op's argument plan, the layout and the checks."""
-    __slots__ = ("fn", "nargs", "keywords", "at", "plan", "layout", "checks", "n", "inplace")
+    __slots__ = ("fn", "nargs", "keywords", "at", "plan", "layout", "checks", "n", "inplace", "gives", "kind")
 
     def __init__(self, fn, args, kwargs, at):
         self.fn = fn
@@ -199,7 +199,7 @@ def _call(plan, fn, args, kwargs):
                 if c.layout is None:
                     out = fn(*args, **kwargs)
                     plan.building.append(c)
-                    plan.returned.append(out if type(out) is list else None)
+                    plan.returned.append(out if type(out) is list or type(out) is tuple else None)
                     plan.pos = pos + 1
                     return out
                 bound = _check(plan, c, args, kwargs)
@@ -208,8 +208,14 @@ def _call(plan, fn, args, kwargs):
                     if c.inplace:
                         plan.written.append(bound[0])
                     out = session._from_layout(c.layout, bound, c.n, None)
+                    # What torch's call returned. In place: None (torch 1.13), or
+                    # its targets (2.x); else a list (1.13) or a tuple (2.x).
+                    if c.inplace:
+                        out = None if c.gives is None else args[0] if c.gives else c.kind(args[0])
+                    elif c.kind is tuple:
+                        out = tuple(out)
                     plan.building.append(c)
-                    plan.returned.append(out)
+                    plan.returned.append(out if type(out) is list or type(out) is tuple else None)
                     plan.pos = pos + 1
                     return out
         plan.matching = False
@@ -296,8 +302,20 @@ def _recorded(plan, fn, args, kwargs):
             c.layout = layout
             c.n = len(bound[0])
             c.inplace = layout.results is None
+            c.kind = type(out)
+            if c.inplace:
+                # Returned None, its first argument (True) or a new list or tuple of its elements (False).
+                if out is None:
+                    c.gives = None
+                elif out is args[0] or ((c.kind is list or c.kind is tuple) and len(out) == c.n and
+                                        all(map(_is, out, args[0]))):
+                    c.gives = out is args[0]
+                else:
+                    c.layout = None
+            elif c.kind is not list and c.kind is not tuple:
+                c.layout = None
     plan.building.append(c)
-    plan.returned.append(out if type(out) is list else None)
+    plan.returned.append(out if type(out) is list or type(out) is tuple else None)
     return out
 
 
