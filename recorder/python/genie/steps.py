@@ -46,7 +46,7 @@ import weakref
 
 import torch
 
-from . import capture, device, lazy
+from . import device, lazy
 from .capture import _WHOLE, _aliased, _form
 from .lazy import LazyTensor
 
