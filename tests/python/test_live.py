@@ -1059,3 +1059,38 @@ def test_tensors_moved_to_the_device_record_the_same_inputs_either_way(genie, mo
         assert r.stdout == want.stdout
         dumps.append(genie.dump(report["plan"]["trace"]).replace(how, "HOW"))  # the header names the program's arguments
     assert dumps[0] == dumps[1]
+
+
+def test_optimizers_of_every_kind_update_as_eager_does(genie):
+    # SGD with Nesterov momentum and weight decay; AdamW with amsgrad, whose
+    # `_foreach_maximum_` has no meta kernel on torch 1.13, runs in the
+    # program's process and writes its targets back (it used to leave them
+    # as they were); RMSprop and Adagrad with foreach; LBFGS, whose step
+    # calls the closure (zero_grad, forward, backward) inside it. Each steps
+    # the same model six times; every value as eager prints it.
+    program = genie.script("""
+        import sys, torch
+        device = sys.argv[1]
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).to(device)
+        x = torch.randn(16, 4).to(device)
+        opts = [torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-3),
+                torch.optim.AdamW(net.parameters(), lr=0.01, amsgrad=True),
+                torch.optim.RMSprop(net.parameters(), lr=0.001, foreach=True),
+                torch.optim.Adagrad(net.parameters(), lr=0.01, foreach=True),
+                torch.optim.LBFGS(net.parameters(), lr=0.1, max_iter=3)]
+        for o in opts:
+            for step in range(6):
+                def closure():
+                    o.zero_grad()
+                    loss = net(x).pow(2).mean()
+                    loss.backward()
+                    return loss
+                if isinstance(o, torch.optim.LBFGS):
+                    loss = o.step(closure)
+                else:
+                    loss = closure()
+                    o.step()
+                print(type(o).__name__, step, loss.item(), [p.sum().item() for p in net.parameters()])
+    """)
+    live_like_eager(genie, program, ("cpu",), "remote_accelerator")

@@ -1609,6 +1609,15 @@ class RemoteSession(Session):
             return values[id(t)] if type(t) is LazyTensor else t
         out = self._in_kernel(func, [_map_tensors(a, host) for a in args],
                            {k: _map_tensors(v, host) for k, v in kwargs.items()})
+        if not info.returns:
+            # An op that returns nothing and writes its arguments
+            # (`_foreach_maximum_`, AdamW's amsgrad): the written values go up.
+            for pos, a in enumerate(func._schema.arguments):
+                if a.alias_info is not None and a.alias_info.is_write:
+                    written = args[pos] if pos < len(args) else kwargs.get(a.name)
+                    for t in (written if isinstance(written, (list, tuple)) else [written]):
+                        if type(t) is LazyTensor:
+                            torch.ops.aten.copy_.default(t, self.add_input(values[id(t)], codes.INPUT_CONSTANT))
         results = out if isinstance(out, (tuple, list)) else [out]
         lifted = []
         for i, o in enumerate(results):
