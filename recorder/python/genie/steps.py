@@ -86,7 +86,7 @@ class _Plan:
         self.calls = None     # the previous step's _Calls
         self.building = None  # this step's
         self.pos = 0
-        self.returned = None  # this step's results, per call (a list, or None)
+        self.returned = None  # this step's results, per call (a list or tuple, or None: see _made)
         self.matching = False
         self.misses = 0  # in a row
         self.off = False
@@ -199,7 +199,7 @@ def _call(plan, fn, args, kwargs):
                 if c.layout is None:
                     out = fn(*args, **kwargs)
                     plan.building.append(c)
-                    plan.returned.append(out if type(out) is list or type(out) is tuple else None)
+                    plan.returned.append(_made(out))
                     plan.pos = pos + 1
                     return out
                 bound = _check(plan, c, args, kwargs)
@@ -215,11 +215,16 @@ def _call(plan, fn, args, kwargs):
                     elif c.kind is tuple:
                         out = tuple(out)
                     plan.building.append(c)
-                    plan.returned.append(out if type(out) is list or type(out) is tuple else None)
+                    plan.returned.append(_made(out))
                     plan.pos = pos + 1
                     return out
         plan.matching = False
     return _recorded(plan, fn, args, kwargs)
+
+
+def _made(out):
+    """What plan.returned keeps of a call's result: the list or tuple of its tensors, else None."""
+    return out if type(out) is list or type(out) is tuple else None
 
 
 def _check(plan, c, args, kwargs):
@@ -227,7 +232,7 @@ def _check(plan, c, args, kwargs):
     `c` (see the module's docstring), else None."""
     n = c.n
     bound = []
-    lists = None  # the tensor lists that matched by form, not as the same objects
+    lists = False  # whether a tensor list matched by form, not as the same objects
     nargs = c.nargs
     for j, (name, _, _, _) in enumerate(c.plan):
         v = args[j] if j < nargs else kwargs.get(name, _WHOLE)
@@ -315,7 +320,7 @@ def _recorded(plan, fn, args, kwargs):
             elif c.kind is not list and c.kind is not tuple:
                 c.layout = None
     plan.building.append(c)
-    plan.returned.append(out if type(out) is list or type(out) is tuple else None)
+    plan.returned.append(_made(out))
     return out
 
 
