@@ -665,10 +665,22 @@ def test_the_frontend_s_check_of_a_pushed_value_reads_storage_words_not_just_ids
         run_view = [5, 0, 950, 0, 1, 960, X]
         print(check([]), check(read), check(run_read), check(read + run_read + read),
               check(view), check(view5), check(run_view), check(read + view), check([5, 4], vid=4))
+        # The same where many words share the id's low byte (the search
+        # then looks for its bytes), and where its bytes stand across two
+        # words, which is no word of it.
+        ones = [1] * 40
+        Y = 0x301
+        def y(words):
+            return [Y if w == X else 0x302 if w == 901 else w for w in words]
+        across = [1 << 56, 3]  # bytes 01 03 00 .., Y's, from the 8th byte on
+        print(check(ones + y(read), Y), check(ones + y(run_read) + ones, Y), check(across + y(read), Y),
+              check(ones + y(view), Y), check(y(view5) + ones, Y), check(ones + [Y], Y), check(across + [Y], Y))
     """)
     r, _ = live(genie, program)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["True"] * 4 + ["False"] * 5, r.stdout
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["True"] * 4 + ["False"] * 5, r.stdout
+    assert lines[1].split() == ["True"] * 3 + ["False"] * 4, r.stdout
 
 
 def test_a_loss_whose_backward_has_a_gradient_nobody_needs_is_answered_early(genie):
