@@ -632,6 +632,21 @@ def test_a_loss_pushed_early_is_taken_without_a_wait_unless_a_view_of_it_was_wri
     assert report["round_trips"] == report["segments"] + 1 - 5, report
 
 
+def test_a_loss_written_by_an_op_that_returns_nothing_is_not_taken_from_its_push(genie):
+    # At steps 4 and 6 `_foreach_maximum_` writes the loss itself, not a
+    # view of it. The op returns nothing, so its records name the loss only
+    # as an argument, as a read would: the frontend must still ask. On torch
+    # 1.13 the op has no meta kernel; it is recorded all the same, and the
+    # runtime runs it. Before, the frontend took step 4's stale push, and
+    # genie closed the connection.
+    written = PUSHED.replace("loss.detach().view(1).mul_(2)", "with torch.no_grad(): torch._foreach_maximum_([loss], [five])")
+    program = genie.script(written.replace("# PUSHED_PATCH", "five = torch.full((), 5.0).to(dev)"))
+    want, report = live_like_eager(genie, program, ("cpu",))
+    assert [line.split()[1] for line in want.stdout.splitlines()[4:7:2]] == ["5.000000", "5.000000"], want.stdout
+    assert report["answered_early"] == 5 and report["answered_pushed"] == 5, report
+    assert report["round_trips"] == report["segments"] + 1 - 5, report
+
+
 def test_a_frontend_that_takes_a_pushed_value_written_since_is_refused(genie):
     # With its check of the records patched out, the frontend takes step 4's
     # stale loss: genie, which checks the ops' written arguments, refuses
@@ -1075,9 +1090,10 @@ def test_tensors_moved_to_the_device_record_the_same_inputs_either_way(genie, mo
 
 def test_optimizers_of_every_kind_update_as_eager_does(genie):
     # SGD with Nesterov momentum and weight decay; AdamW with amsgrad, whose
-    # `_foreach_maximum_` has no meta kernel on torch 1.13, runs in the
-    # program's process and writes its targets back (it used to leave them
-    # as they were); RMSprop and Adagrad with foreach; LBFGS, whose step
+    # `_foreach_maximum_` has no meta kernel on torch 1.13 and returns
+    # nothing (it is recorded, and the runtime runs it; the first call once
+    # ran in the program's process and left its targets as they were);
+    # RMSprop and Adagrad with foreach; LBFGS, whose step
     # calls the closure (zero_grad, forward, backward) inside it. Each steps
     # the same model six times; every value as eager prints it.
     program = genie.script("""

@@ -64,7 +64,8 @@ def is_remote_device(dev):
 
 class _OpInfo:
     """What the session needs to know about an OpOverload, computed once."""
-    __slots__ = ("func", "call", "name", "sid", "flags", "returns", "special", "single", "fresh", "written", "each")
+    __slots__ = ("func", "call", "name", "sid", "flags", "returns", "special", "single", "fresh", "written", "each",
+                 "silent_writes")
 
     def __init__(self, func, session):
         schema = func._schema
@@ -98,6 +99,10 @@ class _OpInfo:
         # Its one result is the argument at this position, written in place
         # (add_): what the shape cache's recipe says when that holds.
         self.written = [self.returns[0][0]] if self.single and not self.fresh else None
+        # It returns nothing and writes these arguments in place (an
+        # in-place foreach op recorded as itself: `_foreach_maximum_`).
+        self.silent_writes = () if schema.returns else \
+            tuple((i, a.name) for i, a in enumerate(schema.arguments) if a.alias_info is not None and a.alias_info.is_write)
         self.special = None
         self.each = _foreach_plan(func, session) if schema.name.startswith("aten::_foreach_") else None
         if self.each is not None:
@@ -187,7 +192,7 @@ class Session:
         self.weight = 0  # the record words that RUN steps among `words` stand for, beyond their own
         self.templates_sent = 0
         self.made_on = []  # per template sent: the arguments its records make values on the storage of
-        self.run_made = set()  # the storages the open segment's RUN steps make values on
+        self.run_made = set()  # the storages the open segment's RUN steps make values on, or ops write silently (_finish)
         self.template_runs = 0  # RUN steps sent (see run_template)
         self._segment_start = time.perf_counter_ns()
         self.empty_sid = self.intern("")
@@ -491,10 +496,16 @@ class Session:
             if not self.remote:
                 raise
             # Live mode: the op has no meta kernel in this torch.
-            out = self._without_meta(func, cpu_args, cpu_kwargs or {})
-            if out is None:
-                self.words += pre
-                return self._run_locally(func, info, args, kwargs)
+            if info.silent_writes:
+                # Nothing to make: it returns nothing, and what it writes
+                # keeps its metadata (torch 1.13's `_foreach_maximum_`,
+                # which AdamW's amsgrad calls). The runtime runs it.
+                out = None
+            else:
+                out = self._without_meta(func, cpu_args, cpu_kwargs or {})
+                if out is None:
+                    self.words += pre
+                    return self._run_locally(func, info, args, kwargs)
         if pre:
             self.words += pre
         if type(out) is _Fresh:
@@ -822,6 +833,12 @@ class Session:
             return self._run_locally(info.func, info, args, kwargs)
         result = self._outputs(info, out, args, kwargs, w)
         self.words += w
+        if info.silent_writes and self.remote:
+            # Its records name what it writes only as arguments, which
+            # _reads_only takes for reads: a value pushed early on one of
+            # those storages is not taken (see RemoteSession._answered).
+            for pos, name in info.silent_writes:
+                _map_tensors(args[pos] if pos < len(args) else kwargs.get(name), self._wrote)
         if self.observed:
             self.flush()
         return result
@@ -878,6 +895,11 @@ class Session:
         self._meta_words(o, storage, ow)
         ow.append(self._random_payload(info, o))
         return LazyTensor(o, vid, storage)
+
+    def _wrote(self, t):
+        if type(t) is LazyTensor:
+            self.run_made.add(t._genie_storage)
+        return t
 
     def _random_payload(self, info, value):
         """Random results are recorded so a replay can use them (see graph.h Output)."""
@@ -1640,15 +1662,6 @@ class RemoteSession(Session):
             return values[id(t)] if type(t) is LazyTensor else t
         out = self._in_kernel(func, [_map_tensors(a, host) for a in args],
                            {k: _map_tensors(v, host) for k, v in kwargs.items()})
-        if not info.returns:
-            # An op that returns nothing and writes its arguments
-            # (`_foreach_maximum_`, AdamW's amsgrad): the written values go up.
-            for pos, a in enumerate(func._schema.arguments):
-                if a.alias_info is not None and a.alias_info.is_write:
-                    written = args[pos] if pos < len(args) else kwargs.get(a.name)
-                    for t in (written if isinstance(written, (list, tuple)) else [written]):
-                        if type(t) is LazyTensor:
-                            torch.ops.aten.copy_.default(t, self.add_input(values[id(t)], codes.INPUT_CONSTANT))
         results = out if isinstance(out, (tuple, list)) else [out]
         lifted = []
         for i, o in enumerate(results):
