@@ -1054,6 +1054,68 @@ def test_an_optimizer_steps_foreach_calls_follow_its_previous_step_and_record_wh
     assert adam["step"] in ((64, 1), (56, 1)) and adam["zero_grad"] == (3, 4), adam
 
 
+# zero_grad(set_to_none=False) of a foreach Adam, 14 times, with what its
+# loop over the parameters would act on changed before some of them: a
+# gradient replaced (k = 3), one made to require grad (5), one given a
+# grad_fn by an in-place op in grad mode (7), a parameter group added (9),
+# the gradients set to None (10), a profiler on (12). Prints each gradient's
+# state after zero_grad and the parameters after the step.
+ZERO_GRADS = """
+import sys, atexit, torch
+device = sys.argv[1]
+torch.manual_seed(0)
+net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2)).to(device)
+opt = torch.optim.Adam(net[0].parameters(), lr=0.01, foreach=True)
+extra = torch.nn.Parameter(torch.ones(2).to(device))
+if device != "cpu":
+    from genie import steps
+    atexit.register(lambda: print("genie-zero", steps._plans[opt]["zero_grad"].skipped, file=sys.stderr))
+x = torch.randn(16, 4).to(device)
+w = torch.full((), 2.0, requires_grad=True).to(device)
+for k in range(14):
+    ps = [p for g in opt.param_groups for p in g["params"]]
+    if k == 3:
+        ps[0].grad = ps[0].grad.clone()
+    if k == 5:
+        ps[1].grad.requires_grad_(True)
+    if k == 7:
+        ps[0].grad.mul_(w)
+    if k == 9:
+        opt.add_param_group({"params": [extra]})
+    if k == 12:
+        with torch.autograd.profiler.profile():
+            opt.zero_grad()
+    else:
+        opt.zero_grad(set_to_none=k == 10)
+    print(k, [None if p.grad is None else (p.grad.requires_grad, p.grad.grad_fn is None, p.grad.sum().item())
+              for g in opt.param_groups for p in g["params"]])
+    (net(x).sum(1) * extra.sum()).pow(2).mean().backward()
+    opt.step()
+    print(k, [p.sum().item() for p in [*net.parameters(), extra]])
+"""
+
+
+def test_zero_grad_makes_only_its_foreach_calls_when_its_loop_would_change_nothing(genie, monkeypatch):
+    # genie.steps skips torch's loop over the parameters when they hold the
+    # gradients the last zero_grad zeroed, unchanged in what the loop reads.
+    # Steps 0 and 1 have no such last call (no gradients yet, then new
+    # ones); 3, 5, 7, 9 and 12 change something, 10 sets the gradients to
+    # None and 11 finds new ones. 2, 4, 6, 8 and 13 skip the loop.
+    program = genie.script(ZERO_GRADS)
+    want = eager(program, "cpu")
+    assert want.returncode == 0, want.stderr
+    traces = {}
+    for on in ("1", "0"):
+        monkeypatch.setenv("GENIE_STEP_CALLS", on)
+        r, report = live(genie, program, "remote_accelerator", extra=("--store", str(genie.tmp / f"plans{on}.db")))
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == want.stdout
+        traces[on] = report["plan"]["trace"]
+        if on == "1":
+            assert r.stderr.split("genie-zero ")[1].split()[0] == "5", r.stderr
+    assert genie.dump(traces["1"]) == genie.dump(traces["0"])
+
+
 # Tensors moved to the device: plain CPU tensors of several dtypes, an empty
 # one, one past RemoteSession.upload's 64 KB, a transposed one and a view at
 # an offset; `.to(DEVICE)` or, with "kwargs", `.to(device=DEVICE)`.

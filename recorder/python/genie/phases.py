@@ -198,7 +198,7 @@ def _wrap_zero_grad(fn):
     @functools.wraps(fn)
     def zero_grad(self, *args, **kwargs):
         if steps.installed and not _override and lazy._session.remote:
-            return steps.run(self, "zero_grad", fn, (self, *args), kwargs)
+            return steps.zero_grad(self, fn, args, kwargs)
         return fn(self, *args, **kwargs)
     zero_grad._genie_steps = True
     return zero_grad
