@@ -271,14 +271,17 @@ def _zeroed(optimizer, fn, args, kwargs):
 
 def _zeroes(optimizer, plan, fn, args, kwargs):
     """The lists of gradients to zero, one per device and dtype as torch's
-    loop groups them, when this zero_grad call would only zero them: the
-    same call as the last one, the optimizer's parameter lists the same
-    objects with the same parameters, each holding the same gradient object
-    (or None) as then, none of which has since gained a grad_fn or come to
-    require grad; no profiler on (the loop's record_function). Else None."""
+    loop groups them, when this zero_grad call would only zero them:
+    torch's, keeping the gradients, the optimizer still with foreach; its
+    parameter lists the same objects with the same parameters as at the last
+    call, each holding the same gradient object (or None) as then, none of
+    which has since gained a grad_fn or come to require grad; no profiler on
+    (the loop's record_function). Else None."""
     lists, params, grads, groups = plan.zeroes
     pgs = optimizer.param_groups
-    if len(pgs) != len(lists) or not _keeps_gradients(fn, args, kwargs) or _profiling():
+    d = optimizer.defaults
+    if len(pgs) != len(lists) or not _keeps_gradients(fn, args, kwargs) or not d.get("foreach") or \
+            d.get("fused") or _profiling():
         return None
     i = 0
     n = len(params)
