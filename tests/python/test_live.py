@@ -954,6 +954,25 @@ def test_a_decode_step_with_fused_attention_and_no_dropout_runs_ahead(genie):
     assert report["ran_ahead"] >= 20 and report["cycles"] >= 20
 
 
+def live_with_step_calls_either_way(genie, program, monkeypatch):
+    """Runs `program` live with genie.steps (GENIE_STEP_CALLS=1) and
+    without (=0); asserts that both print what eager prints and record the
+    same trace. Returns the stderr of the run with it."""
+    want = eager(program, "cpu")
+    assert want.returncode == 0, want.stderr
+    traces, stderr = {}, None
+    for on in ("1", "0"):
+        monkeypatch.setenv("GENIE_STEP_CALLS", on)
+        r, report = live(genie, program, "remote_accelerator", extra=("--store", str(genie.tmp / f"plans{on}.db")))
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == want.stdout
+        traces[on] = report["plan"]["trace"]
+        if on == "1":
+            stderr = r.stderr
+    assert genie.dump(traces["1"]) == genie.dump(traces["0"])
+    return stderr
+
+
 # Optimizer steps whose foreach calls change from step to step: Adam with
 # the gradients kept (the same tensors every step) or made anew
 # (zero_grad(set_to_none=True) at steps 3-5), a parameter frozen from step 7
@@ -1024,20 +1043,9 @@ def test_an_optimizer_steps_foreach_calls_follow_its_previous_step_and_record_wh
     # from that call's records. The values are eager's to the bit, and the
     # records are those of the same run with GENIE_STEP_CALLS=0, where every
     # call goes through torch's dispatcher.
-    program = genie.script(STEP_CALLS)
-    want = eager(program, "cpu")
-    assert want.returncode == 0, want.stderr
-    traces = {}
-    for on in ("1", "0"):
-        monkeypatch.setenv("GENIE_STEP_CALLS", on)
-        r, report = live(genie, program, "remote_accelerator", extra=("--store", str(genie.tmp / f"plans{on}.db")))
-        assert r.returncode == 0, r.stderr
-        assert r.stdout == want.stdout
-        traces[on] = report["plan"]["trace"]
-        if on == "1":
-            adam, own = (ast.literal_eval(d) for d in
-                         r.stderr.split("genie-steps ")[1].splitlines()[0].replace("} {", "}\n{").splitlines())
-    assert genie.dump(traces["1"]) == genie.dump(traces["0"])
+    stderr = live_with_step_calls_either_way(genie, genie.script(STEP_CALLS), monkeypatch)
+    adam, own = (ast.literal_eval(d) for d in
+                 stderr.split("genie-steps ")[1].splitlines()[0].replace("} {", "}\n{").splitlines())
     # (calls taken, runs missed) per method. Own's step: its 7 calls on
     # remote tensors but the one on a list that holds a target at another
     # position, which capture records element by element (no _Layout), and
@@ -1106,20 +1114,9 @@ def test_zero_grad_makes_only_its_foreach_calls_when_its_loop_would_change_nothi
     # ones); 3, 5, 7, 9 and 12 change something, 10 sets the gradients to
     # None and 11 finds new ones. 2, 4, 6, 8 and 13 skip the loop; on torch
     # 2.x, 13 sets them to None.
-    program = genie.script(ZERO_GRADS)
-    want = eager(program, "cpu")
-    assert want.returncode == 0, want.stderr
-    traces = {}
-    for on in ("1", "0"):
-        monkeypatch.setenv("GENIE_STEP_CALLS", on)
-        r, report = live(genie, program, "remote_accelerator", extra=("--store", str(genie.tmp / f"plans{on}.db")))
-        assert r.returncode == 0, r.stderr
-        assert r.stdout == want.stdout
-        traces[on] = report["plan"]["trace"]
-        if on == "1":
-            skipped, default = r.stderr.split("genie-zero ")[1].split()[:2]
-            assert skipped == ("5" if default == "False" else "4"), r.stderr
-    assert genie.dump(traces["1"]) == genie.dump(traces["0"])
+    stderr = live_with_step_calls_either_way(genie, genie.script(ZERO_GRADS), monkeypatch)
+    skipped, default = stderr.split("genie-zero ")[1].split()[:2]
+    assert skipped == ("5" if default == "False" else "4"), stderr
 
 
 # Tensors moved to the device: plain CPU tensors of several dtypes, an empty

@@ -1095,10 +1095,10 @@ def _word_offsets(packed, key):
     the key's bytes up to its last nonzero one past that."""
     out = []
     first = key[:1]
-    pos = packed.find(first) if first != b"\0" else 0
-    hits = 0
+    hits = 0 if first != b"\0" else _BYTE_HITS  # a zero byte is everywhere
+    pos = packed.find(first) if hits < _BYTE_HITS else 0
     while pos != -1:
-        if hits == _BYTE_HITS or first == b"\0":
+        if hits == _BYTE_HITS:
             break
         hits += 1
         if not pos & 7 and packed.startswith(key, pos):

@@ -217,8 +217,7 @@ def zero_grad(optimizer, fn, args, kwargs):
     """`optimizer.zero_grad(*args, **kwargs)` in live mode, `fn` the
     optimizer class's zero_grad: torch's, or its foreach calls alone when
     they are all it would do (see _zeroes)."""
-    plans = _plans.get(optimizer)
-    plan = plans.get("zero_grad") if plans is not None else None
+    plan = _zero_plan(optimizer)
     groups = _zeroes(optimizer, plan, fn, args, kwargs) if plan is not None and plan.zeroes is not None else None
     if groups is not None and begin(optimizer, "zero_grad") is plan:
         try:
@@ -229,11 +228,22 @@ def zero_grad(optimizer, fn, args, kwargs):
         plan.skipped += 1
         return None
     out = run(optimizer, "zero_grad", fn, (optimizer, *args), kwargs)
-    plans = _plans.get(optimizer)
-    plan = plans.get("zero_grad") if plans is not None else None
+    plan = _zero_plan(optimizer)  # made by run's begin
     if plan is not None:
         plan.zeroes = _zeroed(optimizer, fn, args, kwargs)
     return out
+
+
+def _zero_plan(optimizer):
+    plans = _plans.get(optimizer)
+    return plans.get("zero_grad") if plans is not None else None
+
+
+def _may_skip(optimizer, fn, args, kwargs):
+    """Whether torch's own zero_grad runs, keeping the gradients, on an
+    optimizer with foreach (not fused): the loop a call can skip."""
+    d = optimizer.defaults
+    return _keeps_gradients(fn, args, kwargs) and d.get("foreach") and not d.get("fused")
 
 
 def _keeps_gradients(fn, args, kwargs):
@@ -251,9 +261,7 @@ def _zeroed(optimizer, fn, args, kwargs):
     """After torch's zero_grad: what it zeroed, for the next call's _zeroes,
     or None when that call could not skip the loop (gradients set to None,
     sparse ones, no foreach, a zero_grad of the optimizer's own)."""
-    d = optimizer.defaults
-    if not _keeps_gradients(fn, args, kwargs) or not d.get("foreach") or d.get("fused") or \
-            not hasattr(optimizer, "_zero_grad_profile_name"):
+    if not _may_skip(optimizer, fn, args, kwargs) or not hasattr(optimizer, "_zero_grad_profile_name"):
         return None
     lists = [g["params"] for g in optimizer.param_groups]
     params = tuple(p for ps in lists for p in ps)
@@ -279,9 +287,7 @@ def _zeroes(optimizer, plan, fn, args, kwargs):
     (the loop's record_function). Else None."""
     lists, params, grads, groups = plan.zeroes
     pgs = optimizer.param_groups
-    d = optimizer.defaults
-    if len(pgs) != len(lists) or not _keeps_gradients(fn, args, kwargs) or not d.get("foreach") or \
-            d.get("fused") or _profiling():
+    if len(pgs) != len(lists) or not _may_skip(optimizer, fn, args, kwargs) or _profiling():
         return None
     i = 0
     n = len(params)
