@@ -212,28 +212,52 @@ def _new_tensor(self, data, dtype=None, device=None, requires_grad=False):
     return lazy._session.add_input(value, codes.INPUT_TENSOR).requires_grad_(requires_grad)
 
 
+def _reduced_math_sdp():
+    """Whether the math backend may keep float16/bfloat16 attention in that
+    dtype (torch.backends.cuda.allow_fp16_bf16_reduction_math_sdp; torch 2.5
+    and later). Older torch has no such upcast."""
+    allowed = getattr(torch.backends.cuda, "fp16_bf16_reduction_math_sdp_allowed", None)
+    return True if allowed is None else allowed()
+
+
 def math_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
                    enable_gqa=False):
-    """scaled_dot_product_attention in its documented math form, from ops
-    genie captures one by one (the causal mask from a captured factory)."""
-    L, S = query.size(-2), key.size(-2)
-    scale = 1 / math.sqrt(query.size(-1)) if scale is None else scale
-    bias = torch.zeros(L, S, dtype=query.dtype, device=query.device)
+    """scaled_dot_product_attention as ATen's math backend computes it
+    (_scaled_dot_product_attention_math, torch 2.1 and later), from ops genie
+    captures one by one, so that a CPU runtime gives eager CPU's result to the
+    bit (the causal mask from a captured factory). Eager CPU takes the math
+    backend whenever there is dropout. Like ATen: the query and the key are
+    each scaled by the square root of the scale before their product; a
+    mask is added in place, and only when there is one; softmax is
+    _safe_softmax (torch 2.5 and later: rows masked whole give zeros, not
+    NaN); float16/bfloat16 inputs are computed in float32 unless that
+    reduction is allowed. The documented reference form, (q @ k^T) * scale,
+    differs from it in the last bits."""
+    if is_causal and attn_mask is not None:
+        raise RuntimeError("_scaled_dot_product_attention: Explicit attn_mask should not be set when is_causal=True")
+    dtype = query.dtype
+    if attn_mask is not None and attn_mask.dtype == torch.bool:
+        attn_mask = torch.zeros(attn_mask.shape, dtype=dtype, device=attn_mask.device).masked_fill(
+            attn_mask.logical_not(), float("-inf"))
+    if not _reduced_math_sdp():
+        query, key, value = (t.float() if t.dtype in (torch.float16, torch.bfloat16) else t for t in (query, key, value))
+    root = math.sqrt(1.0 / math.sqrt(query.size(-1)) if scale is None else abs(scale))
+    query = query * (-root if scale is not None and scale < 0 else root)
     if is_causal:
-        causal = torch.ones(L, S, dtype=torch.bool, device=query.device).tril()
-        bias = bias.masked_fill(causal.logical_not(), float("-inf"))
-    if attn_mask is not None:
-        if attn_mask.dtype == torch.bool:
-            bias = bias.masked_fill(attn_mask.logical_not(), float("-inf"))
-        else:
-            bias = bias + attn_mask
-    if enable_gqa:
+        keep = torch.ones(query.size(-2), key.size(-2), dtype=torch.bool, device=query.device).tril()
+        attn_mask = torch.zeros(keep.shape, dtype=query.dtype, device=query.device).masked_fill(
+            keep.logical_not(), float("-inf"))
+    if enable_gqa and not query.size(-3) == key.size(-3) == value.size(-3):
         key = key.repeat_interleave(query.size(-3) // key.size(-3), -3)
         value = value.repeat_interleave(query.size(-3) // value.size(-3), -3)
-    weights = torch.softmax(query @ key.transpose(-2, -1) * scale + bias, dim=-1)
+    weights = query @ (key.transpose(-2, -1) * root)
+    if attn_mask is not None:
+        weights.add_(attn_mask)
+    safe = getattr(torch.ops.aten, "_safe_softmax", None)
+    weights = safe(weights, -1) if safe is not None else torch.softmax(weights, -1)
     if dropout_p > 0:
         weights = torch.dropout(weights, dropout_p, True)
-    return weights @ value
+    return (weights @ value).to(dtype)
 
 
 def _wrap_attention(orig):
