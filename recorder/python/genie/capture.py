@@ -13,7 +13,7 @@ from array import array
 
 import torch
 
-from . import DEVICE, codes
+from . import DEVICE, codes, lazy
 from .channel import pack_strings
 from .lazy import LazyTensor, meta_value
 
@@ -168,6 +168,57 @@ def _foreach_plan(func, session):
 _UNMARKED_WRITES = {"aten::native_batch_norm": ("running_mean", "running_var")}
 
 
+_FOREACH_BUMPS = []  # [whether torch bumps a LazyTensor's version at an in-place foreach op], once asked
+_foreach_zero = torch._foreach_zero_  # torch's own, before genie.steps wraps it
+
+
+def _ignore(func, args, kwargs):
+    return None
+
+
+class _Ignoring:
+    dispatch = staticmethod(_ignore)
+
+
+def _probe_foreach_bumps():
+    """Whether torch bumps a LazyTensor's version counter at an in-place
+    foreach op, as at any other in-place op. torch 2.x does. torch 1.13 has
+    no ADInplaceOrView kernel for foreach ops, so it leaves the counter of a
+    tensor subclass alone, where eager CPU's foreach loop bumps the counters
+    through its per-tensor ops. Asked of a probe, by one call through the
+    dispatcher to a session that ignores it; outside any dispatch (inside
+    one, torch skips the key that bumps counters), when a session starts."""
+    meta = torch.empty(1, device="meta")
+    probe = LazyTensor._wrap(meta, meta.shape, meta.stride(), 0, -1, -1)
+    probe._genie_alias = True  # no value of its own to release
+    saved = lazy._session
+    lazy.set_session(_Ignoring())
+    try:
+        with torch.no_grad():
+            _foreach_zero([probe])
+    finally:
+        lazy.set_session(saved)
+    return probe._version != 0
+
+
+def bump_versions(tensors):
+    """Bumps each LazyTensor's autograd version counter, as an in-place op
+    through torch's dispatcher does, recording nothing: with Python dispatch
+    off, zero_ reaches only the wrapper's meta kernel, which writes nothing."""
+    guard = torch._C._DisableTorchDispatch()  # torch 1.13: on while alive; 2.x: a context manager
+    context = hasattr(guard, "__enter__")
+    if context:
+        guard.__enter__()
+    try:
+        with torch.no_grad():
+            for t in tensors:
+                t.zero_()
+    finally:
+        if context:
+            guard.__exit__(None, None, None)
+        del guard
+
+
 class Session:
     remote = False  # live mode (RemoteSession): values live on a runtime
     templates = None  # templates.Templates: module calls replayed without per-op capture
@@ -204,6 +255,39 @@ class Session:
         # The (foreach _OpInfo, _Layout, arguments) of the last foreach call recorded
         # from a _Layout, or that kept one (see steps.py); whoever reads it resets it.
         self.foreach_layout = None
+        # Tensors requiring grad that in-place foreach ops wrote and whose
+        # version counters torch left alone (see foreach_bumps), by id;
+        # bumped by bump_written, outside any dispatch.
+        self.unbumped = {}
+        if not _FOREACH_BUMPS:
+            _FOREACH_BUMPS.append(_probe_foreach_bumps())
+
+    # ---- autograd version counters ----------------------------------------
+
+    def foreach_bumps(self):
+        """Whether torch bumps a LazyTensor's version counter at an in-place
+        foreach op (see _probe_foreach_bumps)."""
+        return _FOREACH_BUMPS[0]
+
+    def note_foreach_written(self, targets):
+        """An in-place foreach op wrote `targets`: those that require grad
+        (parameters, which a forward's autograd graph may have saved) wait for
+        bump_written where torch does not bump them itself."""
+        if not _FOREACH_BUMPS[0]:
+            for t in targets:
+                if t.requires_grad:
+                    self.unbumped[id(t)] = t
+
+    def bump_written(self):
+        """Bumps the version counters of the tensors note_foreach_written
+        kept, so that a backward through a value an optimizer step changed
+        since a forward saved it fails as in eager ("modified by an inplace
+        operation"). Called at the end of an optimizer step and at the start
+        of a backward, outside any dispatch: inside one, torch skips the
+        ADInplaceOrView key that bumps counters."""
+        if self.unbumped:
+            tensors, self.unbumped = self.unbumped, {}
+            bump_versions(tensors.values())
 
     # ---- interning and ids ----------------------------------------------
 
@@ -612,12 +696,15 @@ class Session:
         if layout is not None and (not inplace or not _aliased(bound[0], [v for v, p in zip(bound, plan)
                                                                           if p[1] == "tensors"])):
             self.foreach_layout = (info, layout, bound)
+            if inplace:
+                self.note_foreach_written(bound[0])
             return self._from_layout(layout, bound, n, values)
         if remote and not inplace and info.returns:
             values = self._foreach_meta(each, plan, cpu, n)
         if inplace:
             self._foreach_records(each, plan, bound, n, None, key)
             self._note_layout(info, key, layout, bound)
+            self.note_foreach_written(bound[0])
             return None
         if values is not None and info.returns and all(type(v) is _Fresh or type(v) is torch.Tensor and
                                                        v.dtype in DTYPE_CODE for v in values):

@@ -146,6 +146,7 @@ def _with_phase(phase, fn, capture_all=False):
         if phase == codes.PHASE_OPTIMIZER and session.remote and not _override and steps.installed and args:
             plan = steps.begin(args[0])
         saved_module = session.module_sid
+        session.bump_written()  # foreach writes since the last phase, before a backward checks versions
         _override.append(phase)
         session.phase = phase
         session.module_sid = session.empty_sid
@@ -158,6 +159,7 @@ def _with_phase(phase, fn, capture_all=False):
         finally:
             if plan is not None:
                 steps.end(plan)
+            session.bump_written()
             _override.pop()
             session.phase = _override[-1] if _override else codes.PHASE_NONE
             session.module_sid = saved_module

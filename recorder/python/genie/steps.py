@@ -39,13 +39,15 @@ the parameters would change nothing, and only its _foreach_zero_ calls,
 the same as that call's, are made.
 
 What a call taken this way skips besides the records: torch's dispatcher
-may bump the version counter of every tensor an op writes in place
-(autograd reads it to refuse a backward through a value changed since a
-forward saved it). torch 1.13 leaves a LazyTensor's alone at a foreach op.
-Where a call through torch is seen to bump it (_recorded), the tensors that
-calls taken in place wrote have theirs bumped once, at the end of the step,
-by one in-place foreach call through the dispatcher that the session
-ignores (_bump_versions).
+bumps the version counter of every tensor an op writes in place (autograd
+reads it to refuse a backward through a value changed since a forward saved
+it). Where torch bumps a LazyTensor's at a foreach op (2.x; see
+Session.foreach_bumps), the tensors that calls taken in place wrote have
+theirs bumped once, at the end of the step, by one in-place foreach call
+through the dispatcher that the session ignores (_bump_versions). Where it
+does not (1.13), those requiring grad go with what capture noted of the
+calls through torch (Session.note_foreach_written), bumped at the end of the
+step as eager CPU's per-tensor foreach loop bumps them.
 """
 import inspect
 import operator
@@ -54,7 +56,7 @@ import weakref
 import torch
 
 from . import device, lazy
-from .capture import _WHOLE, _aliased, _form
+from .capture import _WHOLE, _aliased, _form, _ignore
 from .lazy import LazyTensor
 
 _MISSES_LIMIT = 8
@@ -149,8 +151,12 @@ def begin(optimizer, method="step"):
 def end(plan):
     _active[0] = None
     if plan.written:
-        if _bumps[0]:
+        session = lazy._session
+        if session.foreach_bumps():
             _bump_versions(plan.written)
+        else:
+            for targets in plan.written:
+                session.note_foreach_written(targets)
         plan.written = []
     miss = plan.calls is not None and (not plan.matching or plan.pos != len(plan.calls))
     plan.missed += miss
@@ -164,11 +170,6 @@ def end(plan):
 
 
 _zero_ = torch._foreach_zero_
-_bumps = [False]  # whether a foreach call through torch bumps its targets' versions (see _recorded)
-
-
-def _ignore(func, args, kwargs):
-    return None
 
 
 def _bump_versions(written):
@@ -413,12 +414,8 @@ def _recorded(plan, fn, args, kwargs):
     """A call through torch; a _Call for the next step's from what capture did with it."""
     session = lazy._session
     session.foreach_layout = None
-    target = args[0][0] if args and type(args[0]) in (list, tuple) and args[0] else None
-    version = target._version if type(target) is LazyTensor else None
     out = fn(*args, **kwargs)
     seen, session.foreach_layout = session.foreach_layout, None
-    if version is not None and target._version != version:
-        _bumps[0] = True
     c = _Call(fn, args, kwargs, (session.phase, session.module_sid))
     if seen is not None:
         info, layout, bound = seen
