@@ -273,7 +273,7 @@ class Session:
         """An in-place foreach op wrote `targets`: those that require grad
         (parameters, which a forward's autograd graph may have saved) wait for
         bump_written where torch does not bump them itself."""
-        if not _FOREACH_BUMPS[0]:
+        if not _FOREACH_BUMPS[0] and targets[0].requires_grad:  # an optimizer's state lists require none
             for t in targets:
                 if t.requires_grad:
                     self.unbumped[id(t)] = t
