@@ -1009,7 +1009,7 @@ def test_a_decode_step_with_fused_attention_and_no_dropout_runs_ahead(genie):
 def live_with_step_calls_either_way(genie, program, monkeypatch):
     """Runs `program` live with genie.steps (GENIE_STEP_CALLS=1) and
     without (=0); asserts that both print what eager prints and record the
-    same trace. Returns the stderr of the run with it."""
+    same trace. Returns (eager's stdout, the stderr of the run with it)."""
     want = eager(program, "cpu")
     assert want.returncode == 0, want.stderr
     traces, stderr = {}, None
@@ -1022,7 +1022,7 @@ def live_with_step_calls_either_way(genie, program, monkeypatch):
         if on == "1":
             stderr = r.stderr
     assert genie.dump(traces["1"]) == genie.dump(traces["0"])
-    return stderr
+    return want.stdout, stderr
 
 
 # Optimizer steps whose foreach calls change from step to step: Adam with
@@ -1095,7 +1095,7 @@ def test_an_optimizer_steps_foreach_calls_follow_its_previous_step_and_record_wh
     # from that call's records. The values are eager's to the bit, and the
     # records are those of the same run with GENIE_STEP_CALLS=0, where every
     # call goes through torch's dispatcher.
-    stderr = live_with_step_calls_either_way(genie, genie.script(STEP_CALLS), monkeypatch)
+    _, stderr = live_with_step_calls_either_way(genie, genie.script(STEP_CALLS), monkeypatch)
     adam, own = (ast.literal_eval(d) for d in
                  stderr.split("genie-steps ")[1].splitlines()[0].replace("} {", "}\n{").splitlines())
     # (calls taken, runs missed) per method. Own's step: its 7 calls on
@@ -1155,8 +1155,7 @@ for make, module in ((lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9), False)
 
 
 def test_a_backward_through_weights_a_step_changed_fails_as_in_eager(genie, monkeypatch):
-    stderr = live_with_step_calls_either_way(genie, genie.script(STEP_BEFORE_BACKWARD), monkeypatch)
-    want = eager(genie.script(STEP_BEFORE_BACKWARD), "cpu").stdout
+    want, stderr = live_with_step_calls_either_way(genie, genie.script(STEP_BEFORE_BACKWARD), monkeypatch)
     assert want.count("refused: True") == 4
     # genie.steps took calls at the later steps of each optimizer (taken, missed).
     counts = ast.literal_eval(stderr.split("genie-steps ")[1].splitlines()[0])
@@ -1217,7 +1216,7 @@ def test_zero_grad_makes_only_its_foreach_calls_when_its_loop_would_change_nothi
     # ones); 3, 5, 7, 9, 12 and 14 change something, 10 sets the gradients
     # to None and 11 finds new ones. 2, 4, 6, 8 and 13 skip the loop; on
     # torch 2.x, 13 sets them to None.
-    stderr = live_with_step_calls_either_way(genie, genie.script(ZERO_GRADS), monkeypatch)
+    _, stderr = live_with_step_calls_either_way(genie, genie.script(ZERO_GRADS), monkeypatch)
     skipped, default = stderr.split("genie-zero ")[1].split()[:2]
     assert skipped == ("5" if default == "False" else "4"), stderr
 

@@ -5,6 +5,7 @@ A segment is every step (input, op) since the previous materialization point.
 Ops run at once on the CPU values the LazyTensors hold, so outputs have real
 shapes and the program sees eager results.
 """
+import contextlib
 import ctypes
 import os
 import struct
@@ -172,12 +173,24 @@ _FOREACH_BUMPS = []  # [whether torch bumps a LazyTensor's version at an in-plac
 _foreach_zero = torch._foreach_zero_  # torch's own, before genie.steps wraps it
 
 
-def _ignore(func, args, kwargs):
-    return None
-
-
 class _Ignoring:
-    dispatch = staticmethod(_ignore)
+    """A session that records nothing (see ignoring_ops)."""
+
+    @staticmethod
+    def dispatch(func, args, kwargs):
+        return None
+
+
+@contextlib.contextmanager
+def ignoring_ops():
+    """Ops on LazyTensors reach no session while active: for a call made only
+    for what torch's dispatcher does on the way (bumping version counters)."""
+    saved = lazy._session
+    lazy.set_session(_Ignoring())
+    try:
+        yield
+    finally:
+        lazy.set_session(saved)
 
 
 def _probe_foreach_bumps():
@@ -186,18 +199,13 @@ def _probe_foreach_bumps():
     no ADInplaceOrView kernel for foreach ops, so it leaves the counter of a
     tensor subclass alone, where eager CPU's foreach loop bumps the counters
     through its per-tensor ops. Asked of a probe, by one call through the
-    dispatcher to a session that ignores it; outside any dispatch (inside
+    dispatcher that no session records; outside any dispatch (inside
     one, torch skips the key that bumps counters), when a session starts."""
     meta = torch.empty(1, device="meta")
     probe = LazyTensor._wrap(meta, meta.shape, meta.stride(), 0, -1, -1)
     probe._genie_alias = True  # no value of its own to release
-    saved = lazy._session
-    lazy.set_session(_Ignoring())
-    try:
-        with torch.no_grad():
-            _foreach_zero([probe])
-    finally:
-        lazy.set_session(saved)
+    with ignoring_ops(), torch.no_grad():
+        _foreach_zero([probe])
     return probe._version != 0
 
 

@@ -44,7 +44,7 @@ reads it to refuse a backward through a value changed since a forward saved
 it). Where torch bumps a LazyTensor's at a foreach op (2.x; see
 Session.foreach_bumps), the tensors that calls taken in place wrote have
 theirs bumped once, at the end of the step, by one in-place foreach call
-through the dispatcher that the session ignores (_bump_versions). Where it
+through the dispatcher that no session records (_bump_versions). Where it
 does not (1.13), those requiring grad go with what capture noted of the
 calls through torch (Session.note_foreach_written), bumped at the end of the
 step as eager CPU's per-tensor foreach loop bumps them.
@@ -55,8 +55,8 @@ import weakref
 
 import torch
 
-from . import device, lazy
-from .capture import _WHOLE, _aliased, _form, _ignore
+from . import capture, device, lazy
+from .capture import _WHOLE, _aliased, _form
 from .lazy import LazyTensor
 
 _MISSES_LIMIT = 8
@@ -175,16 +175,11 @@ _zero_ = torch._foreach_zero_
 def _bump_versions(written):
     """Bumps the version counter of each tensor that calls taken in place
     wrote, once, as torch's dispatcher does at every in-place op: one
-    in-place foreach call through it, which the session ignores."""
+    in-place foreach call through it, which no session records."""
     seen = set()
     tensors = [t for targets in written for t in targets if id(t) not in seen and not seen.add(id(t))]
-    session = lazy._session
-    session.dispatch = _ignore
-    try:
-        with torch.no_grad():
-            _zero_(tensors)
-    finally:
-        del session.dispatch
+    with capture.ignoring_ops(), torch.no_grad():
+        _zero_(tensors)
 
 
 def run(optimizer, method, fn, args, kwargs):
