@@ -13,6 +13,23 @@ ContentHash ContentHash::Of(const void* data, size_t n) {
   return h;
 }
 
+namespace {
+constexpr char kTransientMarker[20] = {'g', 'e', 'n', 'i', 'e', ' ', 't', 'r', 'a', 'n',
+                                       's', 'i', 'e', 'n', 't', ' ', 'n', 'a', 'm', 'e'};
+}  // namespace
+
+ContentHash ContentHash::Transient(uint32_t stream, uint64_t n) {
+  ContentHash h;
+  for (int i = 0; i < 8; ++i) h.bytes[i] = static_cast<uint8_t>(n >> (8 * i));
+  for (int i = 0; i < 4; ++i) h.bytes[8 + i] = static_cast<uint8_t>(stream >> (8 * i));
+  std::memcpy(h.bytes.data() + 12, kTransientMarker, sizeof kTransientMarker);
+  return h;
+}
+
+bool ContentHash::transient() const {
+  return std::memcmp(bytes.data() + 12, kTransientMarker, sizeof kTransientMarker) == 0;
+}
+
 bool ContentHash::FromBytes(const void* bytes, size_t n, ContentHash* out) {
   if (n != out->bytes.size()) return false;
   std::memcpy(out->bytes.data(), bytes, n);

@@ -1,6 +1,8 @@
 // Content hashes: the identity of a payload (a tensor's bytes) everywhere in
 // Genie. SHA-256 through OpenSSL, so a handle sent by a client can be trusted
-// to name exactly one byte string.
+// to name exactly one byte string. Live mode's transient payloads (large
+// single-use inputs, see recorder/frontend_protocol.h INPUT_PAYLOAD) carry a
+// name of the same type instead, which no runtime checks or shares.
 #pragma once
 
 #include <array>
@@ -14,6 +16,11 @@ struct ContentHash {
   std::array<uint8_t, 32> bytes{};
 
   static ContentHash Of(const void* data, size_t n);
+  // The name of stream `stream`'s n-th transient payload: n and the stream
+  // id (little-endian), then a 20-byte marker. A SHA-256 that ends with the
+  // marker is as unlikely as a collision.
+  static ContentHash Transient(uint32_t stream, uint64_t n);
+  bool transient() const;
   // The hash whose 32 raw bytes are at `bytes`; false when `n` is not 32.
   static bool FromBytes(const void* bytes, size_t n, ContentHash* out);
   // Lower-case hex; `digits` limits it to a prefix (the dump prints 16).

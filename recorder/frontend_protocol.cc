@@ -76,7 +76,8 @@ Status FrontendStream::HandleFrame(FrameType type, const uint8_t* body, size_t n
     case FrameType::kSegment: return HandleSegment(body, n, FrameType::kSegment);
     case FrameType::kPart: return HandleSegment(body, n, FrameType::kPart);
     case FrameType::kAnswered: return HandleSegment(body, n, FrameType::kAnswered);
-    case FrameType::kPayload: return HandlePayload(body, n);
+    case FrameType::kPayload: return HandlePayload(body, n, false);
+    case FrameType::kInputPayload: return HandlePayload(body, n, true);
     case FrameType::kTemplate: return HandleTemplate(body, n);
     case FrameType::kWrites: return HandleWrites(body, n);
     case FrameType::kEnd:
@@ -135,7 +136,7 @@ Status FrontendStream::HandleWrites(const uint8_t* body, size_t n) {
   return Status::OK();
 }
 
-Status FrontendStream::HandlePayload(const uint8_t* body, size_t n) {
+Status FrontendStream::HandlePayload(const uint8_t* body, size_t n, bool single_use) {
   ByteReader in(body, n);
   int64_t id;
   uint64_t total, offset;
@@ -145,21 +146,29 @@ Status FrontendStream::HandlePayload(const uint8_t* body, size_t n) {
   if (id != static_cast<int64_t>(payloads_.size())) return Status::Corruption("payload ids out of order");
   if (offset != partial_payload_.size() || (offset == 0 && !partial_payload_.empty()))
     return Status::Corruption("payload pieces out of order");
-  if (offset == 0) partial_total_ = total;
+  if (offset == 0) {
+    partial_total_ = total;
+    partial_single_use_ = single_use;
+  }
   if (total != partial_total_ || in.remaining() > total - offset)
     return Status::Corruption("payload piece exceeds its payload");
+  if (single_use != partial_single_use_) return Status::Corruption("payload pieces in frames of two types");
   if (offset == 0) partial_payload_.reserve(total);
   const uint8_t* p;
   size_t len = in.remaining();
   GENIE_RETURN_IF_ERROR(in.Skip(len, &p));
   partial_payload_.append(reinterpret_cast<const char*>(p), len);
   if (partial_payload_.size() < total) return Status::OK();
-  ContentHash h = ContentHash::Of(partial_payload_.data(), partial_payload_.size());
-  payloads_.push_back(h);
   std::string bytes;
   bytes.swap(partial_payload_);
-  GENIE_RETURN_IF_ERROR(sink_->AddPayload(h, std::move(bytes)));
-  return Status::OK();
+  if (single_use && sink_->TakesTransient(bytes.size())) {
+    ContentHash name = ContentHash::Transient(stream_, transients_++);
+    payloads_.push_back(name);
+    return sink_->AddTransient(name, std::move(bytes));
+  }
+  ContentHash h = ContentHash::Of(bytes.data(), bytes.size());
+  payloads_.push_back(h);
+  return sink_->AddPayload(h, std::move(bytes));
 }
 
 namespace {

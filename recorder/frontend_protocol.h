@@ -24,6 +24,13 @@
 //                   results of random ops)   or   0, <arg> (a scalar result)
 //   PAYLOAD  i64 payload id | u64 total bytes | u64 offset | bytes. A payload
 //            larger than one frame arrives as several pieces in order.
+//   INPUT_PAYLOAD  as PAYLOAD, for a payload that exactly one INPUT record
+//            names, of a tensor the program made or moved there (not a
+//            parameter, not a constant lifted by content): a batch, an
+//            image, a value drawn for a random op. A trace keeps it as any
+//            payload; live mode may name a large one without hashing it
+//            (FrontendSink::TakesTransient). All pieces of a payload come in
+//            frames of one type.
 //              RELEASE 4, n, value id*n  (live mode: values the program
 //                     dropped; the runtime frees them after the segment)
 //              RUN    5, template id, first value id, k, T_1 .. T_k, n,
@@ -100,7 +107,7 @@
 
 namespace genie::recorder {
 
-constexpr uint32_t kFrontendProtocolVersion = 4;
+constexpr uint32_t kFrontendProtocolVersion = 5;  // 5: INPUT_PAYLOAD
 constexpr uint32_t kMaxFrameBody = 64u << 20;
 constexpr uint32_t kFrameHeadBytes = 5;
 constexpr uint32_t kMaxTemplates = 1u << 16;  // TEMPLATE frames per connection
@@ -108,7 +115,8 @@ constexpr uint32_t kMaxTemplateArguments = 1u << 20;
 constexpr uint32_t kMaxTemplateTs = 16;  // the sizes a template's records vary with
 
 enum class FrameType : uint8_t { kHello = 1, kStrings = 2, kSegment = 3, kPayload = 4, kEnd = 5, kReply = 6, kPart = 7,
-                                 kTemplate = 8, kWrites = 9, kEarly = 10, kAnswered = 11 };
+                                 kTemplate = 8, kWrites = 9, kEarly = 10, kAnswered = 11,
+                                 kInputPayload = 12 };
 
 struct Hello {
   uint32_t protocol_version = 0;
@@ -128,6 +136,19 @@ class FrontendSink {
   virtual traces::StringTable& strings() = 0;
   // A complete payload and its SHA-256.
   virtual Status AddPayload(const ContentHash& h, std::string bytes) = 0;
+  // Whether a single-use payload (an INPUT_PAYLOAD frame's) of `bytes`
+  // bytes goes without a content hash: it is then named by the stream
+  // (ContentHash::Transient) and given to AddTransient, not AddPayload. Live mode
+  // takes large ones: hashing them costs more than sending them, and no
+  // later segment names them again.
+  virtual bool TakesTransient(uint64_t bytes) const {
+    (void)bytes;
+    return false;
+  }
+  virtual Status AddTransient(const ContentHash& name, std::string bytes) {
+    (void)name, (void)bytes;
+    return Status::Corruption("a transient payload in a sink that takes none");
+  }
   // A segment, with the values released after it (live mode). `part`: a
   // PART frame's, which the next segment closes (live mode).
   virtual Status AddSegment(const traces::Segment& seg, const std::vector<traces::ValueId>& released, bool part) = 0;
@@ -194,13 +215,14 @@ class FrontendStream {
   Status HandleFrame(FrameType type, const uint8_t* body, size_t n);
 
   const Hello* hello() const { return has_hello_ ? &hello_ : nullptr; }
+
   bool ended() const { return ended_; }
   uint64_t segments() const { return next_segment_; }
 
  private:
   Status HandleHello(const uint8_t* body, size_t n);
   Status HandleStrings(const uint8_t* body, size_t n);
-  Status HandlePayload(const uint8_t* body, size_t n);
+  Status HandlePayload(const uint8_t* body, size_t n, bool single_use);
   Status HandleSegment(const uint8_t* body, size_t n, FrameType type);
   Status HandleTemplate(const uint8_t* body, size_t n);
   Status HandleWrites(const uint8_t* body, size_t n);
@@ -216,6 +238,8 @@ class FrontendStream {
   std::vector<WordTemplate> templates_;     // template id -> its records (TEMPLATE frames)
   std::string partial_payload_;            // a payload whose pieces are still arriving
   uint64_t partial_total_ = 0;
+  bool partial_single_use_ = false;        // its pieces came as INPUT_PAYLOAD frames
+  uint64_t transients_ = 0;                // payloads named by ContentHash::Transient so far
   uint64_t next_segment_ = 0;
 };
 

@@ -180,7 +180,7 @@ Status FrameBuffer::Drain(FrontendStream* stream) {
     uint8_t type = p[4];
     if (len > kMaxFrameBody) return Status::Corruption("frame of " + std::to_string(len) + " bytes exceeds the limit");
     if (buffer.size() - consumed < kFrameHeadBytes + len) break;
-    if (type < 1 || type > static_cast<uint8_t>(FrameType::kAnswered)) return Status::Corruption("unknown frame type " + std::to_string(type));
+    if (type < 1 || type > static_cast<uint8_t>(FrameType::kInputPayload)) return Status::Corruption("unknown frame type " + std::to_string(type));
     GENIE_RETURN_IF_ERROR(stream->HandleFrame(static_cast<FrameType>(type), p + kFrameHeadBytes, len));
     consumed += kFrameHeadBytes + len;
   }

@@ -80,6 +80,20 @@ class LiveConnection final : public recorder::FrontendSink {
     return Status::OK();
   }
 
+  // Transient payloads: the program's large single-use inputs (a batch of
+  // images) go up under a name of the stream's, neither hashed here nor
+  // checked by the runtime, which frees them once their input is bound.
+  // Hashing 4.8 MB costs more than sending it (SHA-256 runs at about 2 GB/s
+  // on one core), and no later segment names them. Up to
+  // kInlinePayloadBytes they keep their content hash: they travel inside
+  // template runs, where a decode step's token is recognized by its hash.
+  bool TakesTransient(uint64_t bytes) const override { return bytes > kInlinePayloadBytes; }
+  Status AddTransient(const ContentHash& name, std::string bytes) override {
+    journal_bytes_ += bytes.size();
+    payloads_.emplace(name, std::move(bytes));
+    return Status::OK();
+  }
+
   Status AddWrite(traces::StringId op, uint32_t position, traces::StringId name) override {
     writes_[op].push_back({position, name});
     return Status::OK();
@@ -678,21 +692,25 @@ class LiveConnection final : public recorder::FrontendSink {
           std::find(inlined.begin(), inlined.end(), h) != inlined.end())
         continue;
       auto it = payloads_.find(h);
-      if (it == payloads_.end()) return Status::Corruption("the program named a payload it never sent");
+      if (it == payloads_.end())
+        return Status::Corruption(h.transient() ? "the program named a single-use payload twice"
+                                                : "the program named a payload it never sent");
       needed.push_back(h);
-      needed_bytes += it->second.size();
+      // A transient one is never on the runtime already: nothing to ask.
+      if (!h.transient()) needed_bytes += it->second.size();
     }
     if (needed_bytes > options_.query_threshold) {
       GENIE_RETURN_IF_ERROR(DrainParts());  // the query's answer comes after theirs
-      GENIE_ASSIGN_OR_RETURN(std::vector<bool> present, client_->QueryBlobs(needed));
-      std::vector<ContentHash> missing;
-      for (size_t i = 0; i < needed.size(); ++i) {
+      std::vector<ContentHash> asked, missing;
+      for (const auto& h : needed) (h.transient() ? missing : asked).push_back(h);
+      GENIE_ASSIGN_OR_RETURN(std::vector<bool> present, client_->QueryBlobs(asked));
+      for (size_t i = 0; i < asked.size(); ++i) {
         if (!present[i]) {
-          missing.push_back(needed[i]);
+          missing.push_back(asked[i]);
           continue;
         }
         ++report_->already_present;
-        Uploaded(needed[i]);
+        Uploaded(asked[i]);
       }
       needed.swap(missing);
     }
@@ -720,7 +738,7 @@ class LiveConnection final : public recorder::FrontendSink {
   }
 
   void Uploaded(const ContentHash& h) {
-    on_runtime_.insert(h);
+    if (!h.transient()) on_runtime_.insert(h);  // a transient one is gone once its input is bound
     if (!journaling()) DropPayload(h);
   }
   void DropPayload(const ContentHash& h) {

@@ -202,6 +202,7 @@ Status RuntimeClient::SendExecute(wire::Envelope& env,
   for (const auto& [h, bytes] : blobs) {
     wire::Envelope put;
     put.mutable_put_blob()->set_hash(std::string(reinterpret_cast<const char*>(h.bytes.data()), 32));
+    if (h.transient()) put.mutable_put_blob()->set_transient(true);
     GENIE_RETURN_IF_ERROR(Send(put, bytes.data(), bytes.size()));
   }
   return Send(env);

@@ -81,7 +81,8 @@ class RuntimeClient {
                                const std::vector<std::pair<ContentHash, std::string_view>>& blobs,
                                const std::vector<const traces::TensorMeta*>& recorded = {});
   // Execute in two halves, so that requests can go ahead of their replies:
-  // SendExecute writes the blobs and the request; ReadExecute reads the
+  // SendExecute writes the blobs (a transient name's as a transient blob,
+  // genie.proto PutBlob) and the request; ReadExecute reads the
   // replies of the oldest request sent and not yet read (`blobs` uploads,
   // then the ExecuteReply), counting a round trip when `waited`. `cycle`:
   // the request was a RunCycle, whose reply implies as_recorded.

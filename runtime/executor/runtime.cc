@@ -130,9 +130,16 @@ struct CachedGraph {
 };
 #endif
 
+// A transient payload (Runtime::PutTransient): its bytes until an input takes them.
+struct Transient {
+  at::Tensor data;  // uint8, 1-D, on the runtime's device
+  uint64_t bytes = 0;
+};
+
 struct Session {
   std::unordered_map<uint64_t, at::Tensor> values;
   std::vector<ContentHash> pinned;
+  std::unordered_map<ContentHash, Transient, ContentHashHasher> transient;  // guarded by blob_mu_
   std::vector<c10::optional<c10::OperatorHandle>> ops;  // by the session's string id
 #ifdef GENIE_WITH_CUDA_GRAPHS
   std::unordered_map<uint64_t, CachedGraph> graphs;     // by segment fingerprint
@@ -166,6 +173,13 @@ class TorchRuntime final : public Runtime {
       return {std::shared_ptr<char[]>(p, [arena](char* q) { arena->Free(q); }), n};
     }
     return BlobBuffer::Allocate(n);
+  }
+  BlobBuffer AllocateTransient(size_t n) override {
+    if (!device_.is_cuda() || n == 0) return AllocateBlob(n);
+    at::Tensor pinned = at::empty({static_cast<int64_t>(n)}, at::TensorOptions().dtype(at::kByte).pinned_memory(true));
+    char* p = static_cast<char*>(pinned.data_ptr());
+    // Back to the pinned cache once the device copy (synchronous) has read it.
+    return {std::shared_ptr<char[]>(p, [pinned](char*) mutable { pinned.reset(); }), n};
   }
   std::string torch_version() const override { return TORCH_VERSION; }
 
@@ -236,6 +250,35 @@ class TorchRuntime final : public Runtime {
     return true;
   }
 
+  Status PutTransient(uint64_t session, const ContentHash& name, BlobBuffer bytes) override {
+    Session* s = FindSession(session);
+    if (!s) return Status::InvalidArgument("no session " + std::to_string(session) + " on this runtime");
+    uint64_t n = bytes.size;
+    {
+      std::lock_guard<std::mutex> lock(blob_mu_);
+      GENIE_RETURN_IF_ERROR(MakeRoomLocked(n));
+      blob_bytes_ += n;  // now, so that a failure below gives it back
+    }
+    std::shared_ptr<char[]> buffer = bytes.data;
+    at::Tensor data;
+    try {
+      at::Tensor host = at::from_blob(
+          buffer.get(), {static_cast<int64_t>(n)}, [buffer](void*) mutable { buffer.reset(); },
+          at::TensorOptions().dtype(at::kByte));
+      data = device_.is_cpu() ? host : host.to(device_);
+    } catch (const std::exception& e) {
+      std::lock_guard<std::mutex> lock(blob_mu_);
+      blob_bytes_ -= n;
+      return Status::Internal(std::string("could not store a transient payload: ") + e.what());
+    }
+    std::lock_guard<std::mutex> lock(blob_mu_);
+    auto [it, fresh] = s->transient.try_emplace(name);
+    if (!fresh) blob_bytes_ -= it->second.bytes;  // the same name again: these bytes replace those
+    it->second.data = std::move(data);
+    it->second.bytes = n;
+    return Status::OK();
+  }
+
   uint64_t OpenSession() override {
     std::lock_guard<std::mutex> lock(session_mu_);
     uint64_t id = ++next_session_;
@@ -257,6 +300,7 @@ class TorchRuntime final : public Runtime {
       auto it = blobs_.find(h);
       if (it != blobs_.end()) --it->second.pins;
     }
+    for (const auto& [name, t] : s->transient) blob_bytes_ -= t.bytes;
   }
 
   Status Check(const traces::Segment& seg, const traces::StringTable& strings) override {
@@ -508,6 +552,7 @@ class TorchRuntime final : public Runtime {
   Result<at::Tensor> FromBlob(Session& s, const ContentHash& h, const traces::TensorMeta& meta) {
     at::Tensor data;
     std::shared_future<bool> verified;
+    if (h.transient()) return TakeTransient(s, h, meta);
     {
       std::lock_guard<std::mutex> lock(blob_mu_);
       auto it = blobs_.find(h);
@@ -539,6 +584,28 @@ class TorchRuntime final : public Runtime {
     // Copy, so in-place updates (an optimizer's) never change the cached bytes.
     if (t.numel() > 0) t.view({-1}).view(at::kByte).copy_(data);
     return t;
+  }
+
+  // A transient payload's bytes as the tensor of `meta`'s dtype and sizes, in
+  // place: nothing else holds them. The name is freed either way.
+  Result<at::Tensor> TakeTransient(Session& s, const ContentHash& name, const traces::TensorMeta& meta) {
+    Transient t;
+    {
+      std::lock_guard<std::mutex> lock(blob_mu_);
+      auto it = s.transient.find(name);
+      if (it == s.transient.end())
+        return Status::NotFound("transient payload " + name.Hex(16) + " is not on this runtime (an input names it twice, "
+                                "or its upload did not arrive)");
+      t = std::move(it->second);
+      s.transient.erase(it);
+      blob_bytes_ -= t.bytes;
+    }
+    if (t.bytes != meta.nbytes())
+      return Status::InvalidArgument("payload " + name.Hex(16) + " has " + std::to_string(t.bytes) +
+                                     " bytes, the tensor needs " + std::to_string(meta.nbytes()));
+    at::ScalarType st = ToScalarType(meta.dtype);
+    if (t.bytes == 0) return at::empty(meta.sizes, at::TensorOptions().dtype(st).device(device_));
+    return t.data.view(st).view(meta.sizes);
   }
 
   Status BindInput(Session& s, const traces::Input& in) {

@@ -69,6 +69,11 @@ class Runtime {
   // A buffer for a blob of `n` bytes about to be received: from the host
   // arena reserved at start-up (with a memory limit), else freshly mapped.
   virtual BlobBuffer AllocateBlob(size_t n) = 0;
+  // A buffer for a transient payload of `n` bytes about to be received
+  // (PutTransient): on CUDA, page-locked host memory, which the copy to the
+  // device reads at full speed and a cache hands out again for the next one
+  // (no page faulted in anew per upload); elsewhere as AllocateBlob.
+  virtual BlobBuffer AllocateTransient(size_t n) = 0;
   virtual std::string torch_version() const = 0;
 
   // Whether the blob is here; if it is, `session` pins it (it will not be
@@ -85,6 +90,12 @@ class Runtime {
   Result<bool> PutBlob(uint64_t session, const ContentHash& h, const std::string& bytes) {
     return PutBlob(session, h, BlobBuffer::Copy(bytes));
   }
+  // Stores `bytes` on the device for `session` alone under `name`, a name the
+  // client chose (a transient payload, wire PutBlob.transient), unchecked.
+  // The one input that names it takes the bytes as its value, without a copy,
+  // and frees the name; the session's close frees any left. Counts against
+  // the memory limit as a pinned blob does.
+  virtual Status PutTransient(uint64_t session, const ContentHash& name, BlobBuffer bytes) = 0;
 
   virtual uint64_t OpenSession() = 0;
   virtual void CloseSession(uint64_t session) = 0;

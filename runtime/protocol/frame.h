@@ -21,7 +21,7 @@
 
 namespace genie::wire {
 
-constexpr uint32_t kProtocolVersion = 3;  // 2: segment templates, execute_us; 3: CyclePush
+constexpr uint32_t kProtocolVersion = 4;  // 2: segment templates, execute_us; 3: CyclePush; 4: transient blobs
 // Templates a session may hold (Execute.as_template).
 constexpr uint32_t kMaxTemplates = 64;
 constexpr uint32_t kMaxEnvelopeBytes = 64u << 20;

@@ -20,6 +20,18 @@ TEST_CASE("content hashes are SHA-256") {
   REQUIRE(ContentHash::Of("abc", 3).Hex(16) == "ba7816bf8f01cfea");
 }
 
+TEST_CASE("transient payload names are told apart from content hashes and from each other") {
+  ContentHash a = ContentHash::Transient(3, 0), b = ContentHash::Transient(3, 1), c = ContentHash::Transient(4, 0);
+  REQUIRE(a.transient());
+  REQUIRE(b.transient());
+  REQUIRE(a != b);
+  REQUIRE(a != c);
+  REQUIRE_FALSE(ContentHash::Of("abc", 3).transient());
+  REQUIRE_FALSE(ContentHash().transient());
+  // Their first bytes hold the count, so a stream's names spread out in hash maps.
+  REQUIRE(ContentHashHasher()(a) != ContentHashHasher()(b));
+}
+
 TEST_CASE("varints round-trip, negative numbers stay short") {
   ByteWriter w;
   const int64_t values[] = {0, 1, -1, 63, -64, 300, -300, INT64_MAX, INT64_MIN};

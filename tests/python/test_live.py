@@ -82,26 +82,57 @@ def test_the_frontend_freezes_what_torch_s_import_left_unless_told_not_to(genie,
     assert r.stdout.strip() == "False"
 
 
-def test_weights_go_up_once_per_runtime(genie, runtime, tmp_path):
+def test_a_model_s_state_goes_up_once_per_runtime_and_inputs_at_every_run(genie, runtime, tmp_path):
     program = genie.script("""
         import torch
         torch.manual_seed(0)
-        w = torch.randn(1024, 1024)
-        a = w.to("remote_accelerator")
-        print(a.sum().item() != 0)
-        b = w.to("remote_accelerator")   # the same bytes again: not sent again
-        print((a - b).abs().max().item())
+        m = torch.nn.Linear(1024, 1024, bias=False)
+        m.register_buffer("table", torch.randn(1024, 256))   # a buffer goes as the weights go
+        m = m.to("remote_accelerator")
+        x = torch.randn(512, 1024)
+        y = m(x.to("remote_accelerator"))  # the program's own input: sent as it is, unhashed
+        print(y.sum().item() != 0, (m.table.sum() - m.table.sum()).item())
     """)
     cfg = pool_config(tmp_path, runtime.address)
     r, first = live(genie, program, pool="test-pool", config=cfg)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["True", "0.0"]
-    assert first["uploaded_blobs"] == 1 and first["uploaded_bytes"] == 4 * 1024 * 1024
-    # A second program on the same runtime finds the weights there.
+    assert first["uploaded_blobs"] == 3
+    assert first["uploaded_bytes"] == 4 * 1024 * 1024 + 1024 * 1024 + 2 * 1024 * 1024
+    # A second program on the same runtime finds the weight and the buffer
+    # there, and sends its input again: the runtime freed it once bound.
     r, second = live(genie, program, pool="test-pool", config=cfg)
     assert r.returncode == 0, r.stderr
-    assert second["uploaded_bytes"] == 0 and second["already_present"] == 1
-    assert second["bytes_up"] < 64 * 1024
+    assert second["already_present"] == 2
+    assert second["uploaded_blobs"] == 1 and second["uploaded_bytes"] == 2 * 1024 * 1024
+
+
+def test_a_loop_s_fresh_inputs_are_freed_on_the_runtime_once_bound(genie, tmp_path):
+    # 60 batches of 1 MiB through a runtime that may hold 8 MiB of uploads:
+    # each is freed once its input is bound (before, every upload stayed
+    # pinned for the session, and the ninth failed on the limit).
+    program = genie.script("""
+        import sys
+        import torch
+        d = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+        torch.manual_seed(0)
+        w = torch.nn.Linear(1024, 8).to(d)
+        for step in range(60):
+            batch = torch.randn(256, 1024)
+            print(f"{w(batch.to(d)).sum().item():.4f}")
+    """)
+    rt = Runtime(tmp_path, extra=("--max-memory", "8M", "--log-level", "warn"))
+    try:
+        want = eager(program, "cpu")
+        assert want.returncode == 0, want.stderr
+        r, report = live(genie, program, pool="test-pool", config=pool_config(tmp_path, rt.address))
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == want.stdout
+        assert report["uploaded_blobs"] == 62 and report["uploaded_bytes"] >= 60 * 1024 * 1024
+        # Nothing asked whether the runtime held a batch already: a round trip per segment.
+        assert report["round_trips"] == report["segments"] + 1 - report["answered_early"]
+    finally:
+        rt.stop()
 
 
 def test_ops_without_meta_kernels_and_data_dependent_shapes(genie):
@@ -852,8 +883,8 @@ FAILOVER_PROGRAM = """
     p.add_argument("--device", default="remote_accelerator")
     d = p.parse_args().device
     torch.manual_seed(0)
-    w = torch.randn(32, 32).to(d) / 6
-    x = torch.randn(4, 32, device=d)
+    w = torch.randn(64, 64).to(d) / 8  # 16 KiB, sent unhashed: the backup gets it from the journal
+    x = torch.randn(4, 64, device=d)
     for step in range(60):
         x = (x @ w).tanh() + x * 0.5
         s = x.sum().item()

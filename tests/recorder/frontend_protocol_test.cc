@@ -476,3 +476,86 @@ TEST_CASE("a WRITES frame names the arguments ops write, in the sink's string id
     REQUIRE(Feed(fs, FrameType::kWrites, WritesBody({{0, 0, 9}})).code() == Status::Code::kCorruption);
   }
 }
+
+namespace {
+
+// A live sink's view of payloads: which came hashed, which as transient names.
+class PayloadSink final : public FrontendSink {
+ public:
+  explicit PayloadSink(uint64_t transient_above) : above_(transient_above) {}
+  traces::StringTable& strings() override { return strings_; }
+  Status AddPayload(const ContentHash& h, std::string bytes) override {
+    hashed.emplace_back(h, std::move(bytes));
+    return Status::OK();
+  }
+  bool TakesTransient(uint64_t bytes) const override { return bytes > above_; }
+  Status AddTransient(const ContentHash& name, std::string bytes) override {
+    transient.emplace_back(name, std::move(bytes));
+    return Status::OK();
+  }
+  Status AddSegment(const traces::Segment& seg, const std::vector<traces::ValueId>&, bool) override {
+    segments.push_back(seg);
+    return Status::OK();
+  }
+  std::vector<std::pair<ContentHash, std::string>> hashed, transient;
+  std::vector<traces::Segment> segments;
+
+ private:
+  uint64_t above_;
+  traces::StringTable strings_;
+};
+
+}  // namespace
+
+TEST_CASE("an INPUT_PAYLOAD frame's payload is hashed, unless a live sink takes it as a transient one") {
+  SECTION("a trace hashes it as any payload") {
+    Fixture f;
+    FrontendStream fs(0, f.writer.get());
+    REQUIRE(Feed(fs, FrameType::kHello, HelloBody()).ok());
+    REQUIRE(Feed(fs, FrameType::kStrings, Strings({"aten::relu", ""})).ok());
+    REQUIRE(Feed(fs, FrameType::kInputPayload, PayloadBody(0, "aaaa", 8, 0)).ok());
+    REQUIRE(Feed(fs, FrameType::kInputPayload, PayloadBody(0, "bbbb", 8, 4)).ok());
+    REQUIRE(Feed(fs, FrameType::kSegment, SegmentBody(kReluWords)).ok());
+    REQUIRE(f.writer->Finish(traces::TraceFooter()).ok());
+    auto r = traces::TraceReader::Open(f.dir.File("t.gtrace"));
+    REQUIRE(r.ok());
+    traces::Segment seg;
+    REQUIRE(r.value()->Next(&seg).value());
+    REQUIRE(*seg.steps[0].input.payload == ContentHash::Of("aaaabbbb", 8));
+  }
+  SECTION("a live sink takes those above its size as transient, named by stream and count") {
+    PayloadSink sink(4);
+    FrontendStream fs(7, &sink);
+    REQUIRE(Feed(fs, FrameType::kHello, HelloBody()).ok());
+    REQUIRE(Feed(fs, FrameType::kStrings, Strings({"aten::relu", ""})).ok());
+    REQUIRE(Feed(fs, FrameType::kInputPayload, PayloadBody(0, "aaaabbbb", 8, 0)).ok());  // above 4 bytes
+    REQUIRE(Feed(fs, FrameType::kInputPayload, PayloadBody(1, "cc", 2, 0)).ok());        // small: hashed
+    REQUIRE(Feed(fs, FrameType::kPayload, PayloadBody(2, "dddddddd", 8, 0)).ok());      // a parameter's: hashed
+    REQUIRE(Feed(fs, FrameType::kInputPayload, PayloadBody(3, "eeee", 8, 0)).ok());
+    REQUIRE(Feed(fs, FrameType::kInputPayload, PayloadBody(3, "ffff", 8, 4)).ok());
+    REQUIRE(sink.transient.size() == 2);
+    REQUIRE(sink.transient[0].first == ContentHash::Transient(7, 0));
+    REQUIRE(sink.transient[0].second == "aaaabbbb");
+    REQUIRE(sink.transient[1].first == ContentHash::Transient(7, 1));
+    REQUIRE(sink.transient[1].second == "eeeeffff");
+    REQUIRE(sink.hashed.size() == 2);
+    REQUIRE(sink.hashed[0].first == ContentHash::Of("cc", 2));
+    REQUIRE(sink.hashed[1].first == ContentHash::Of("dddddddd", 8));
+    // The segment names the payload by its transient name.
+    auto words = kReluWords;
+    words[9] = 3;  // the input's payload id
+    REQUIRE(Feed(fs, FrameType::kSegment, SegmentBody(words)).ok());
+    REQUIRE(sink.segments.size() == 1);
+    REQUIRE(*sink.segments[0].steps[0].input.payload == ContentHash::Transient(7, 1));
+    REQUIRE(sink.segments[0].steps[0].input.payload->transient());
+  }
+  SECTION("a payload's pieces in frames of two types are refused") {
+    PayloadSink sink(4);
+    FrontendStream fs(0, &sink);
+    REQUIRE(Feed(fs, FrameType::kHello, HelloBody()).ok());
+    REQUIRE(Feed(fs, FrameType::kInputPayload, PayloadBody(0, "aaaa", 8, 0)).ok());
+    Status st = Feed(fs, FrameType::kPayload, PayloadBody(0, "bbbb", 8, 4));
+    REQUIRE(st.code() == Status::Code::kCorruption);
+    REQUIRE(st.message().find("two types") != std::string::npos);
+  }
+}

@@ -192,6 +192,50 @@ TEST_CASE("the memory limit evicts the least recently used blob no session pins"
   REQUIRE(r.stats().evictions == 1);
 }
 
+TEST_CASE("a transient payload is taken by the one input that names it, and counts against the limit until then") {
+  auto rt = runtime::Runtime::Create("cpu", 64);
+  REQUIRE(rt.ok());
+  auto& r = *rt.value();
+  uint64_t session = r.OpenSession();
+  std::string bytes = Floats({1, 2, 3});
+  ContentHash name = ContentHash::Transient(1, 0);
+  REQUIRE(r.PutTransient(session, name, runtime::BlobBuffer::Copy(bytes)).ok());
+  REQUIRE(r.stats().blob_bytes == 12);
+  REQUIRE(r.stats().blobs == 0);  // nothing shared, nothing another session could ask for
+  REQUIRE_FALSE(r.HasBlob(session, name));
+  StringTable st;
+  Segment seg = MulAdd(st, name);
+  auto res = r.Execute(session, seg, st, {2, 0});
+  INFO(res.status().message());
+  REQUIRE(res.ok());
+  REQUIRE(res->fetched[0].bytes == Floats({5, 10, 15}));
+  REQUIRE(res->fetched[1].bytes == Floats({1, 2, 3}));
+  REQUIRE(r.stats().blob_bytes == 0);  // taken: the input holds the bytes now
+  // Named again, it is gone.
+  auto again = r.Execute(session, MulAdd(st, name), st, {0});
+  REQUIRE_FALSE(again.ok());
+  REQUIRE(again.status().message().find("transient payload") != std::string::npos);
+
+  // The limit (64 bytes) counts those not taken yet: five of 12 bytes fit, a sixth does not.
+  for (uint64_t i = 1; i <= 5; ++i)
+    REQUIRE(r.PutTransient(session, ContentHash::Transient(1, i), runtime::BlobBuffer::Copy(bytes)).ok());
+  Status full = r.PutTransient(session, ContentHash::Transient(1, 6), runtime::BlobBuffer::Copy(bytes));
+  REQUIRE_FALSE(full.ok());
+  REQUIRE(full.message().find("memory limit") != std::string::npos);
+  // One the wrong size is refused by the input, and freed all the same.
+  Segment big = MulAdd(st, ContentHash::Transient(1, 1), 4);
+  auto wrong = r.Execute(session, big, st, {0});
+  REQUIRE_FALSE(wrong.ok());
+  REQUIRE(wrong.status().message().find("the tensor needs 16") != std::string::npos);
+  REQUIRE(r.stats().blob_bytes == 48);
+  // The session's close frees the rest.
+  r.CloseSession(session);
+  REQUIRE(r.stats().blob_bytes == 0);
+  uint64_t other = r.OpenSession();
+  REQUIRE(r.PutTransient(other, ContentHash::Transient(2, 0), runtime::BlobBuffer::Copy(std::string(64, 'x'))).ok());
+  REQUIRE_FALSE(r.PutTransient(123456, ContentHash::Transient(2, 1), runtime::BlobBuffer::Copy(bytes)).ok());
+}
+
 TEST_CASE("an unknown device is a clear error") {
   auto rt = runtime::Runtime::Create("tpu:3", 0);
   REQUIRE_FALSE(rt.ok());

@@ -323,8 +323,10 @@ class Session:
 
     # ---- payloads and inputs --------------------------------------------
 
-    def _send_payload(self, value):
-        """Sends the bytes of a CPU tensor; returns its stream-local payload id."""
+    def _send_payload(self, value, frame=codes.FRAME_PAYLOAD):
+        """Sends the bytes of a CPU tensor; returns its stream-local payload
+        id. `frame`: FRAME_INPUT_PAYLOAD for bytes that one INPUT record
+        names and no other (see _single_use)."""
         pid = self._next_payload
         self._next_payload += 1
         if not value.is_contiguous() or value.is_conj() or value.is_neg():
@@ -337,7 +339,7 @@ class Session:
         offset = 0
         while True:
             piece = data[offset:offset + _PIECE]
-            self.channel.send(codes.FRAME_PAYLOAD, _PAYLOAD_HEAD.pack(pid, total, offset), piece)
+            self.channel.send(frame, _PAYLOAD_HEAD.pack(pid, total, offset), piece)
             offset += piece.nbytes
             if offset >= total:
                 return pid
@@ -359,7 +361,7 @@ class Session:
         value = cpu_value.detach().clone(memory_format=torch.contiguous_format)
         vid = self._new_id()
         payload = codes.NO_PAYLOAD if self.payload_mode == "none" else \
-            self._constant_payload(value) if constant else self._send_payload(value)
+            self._constant_payload(value) if constant else self._send_payload(value, _single_use(kind))
         w = [codes.TAG_INPUT, vid, kind]
         self._meta_words(value, vid, w)
         w.append(payload)
@@ -1301,6 +1303,23 @@ class _Layout:
             (v.shape, v.stride(), v.storage_offset(), v.dtype) for v in values]
 
 
+# Depth of Module._apply calls running (module.to(...); device.py): the
+# tensors moved there are a model's state.
+moving_model = [0]
+
+
+def _single_use(kind):
+    """The PAYLOAD frame type of an input of `kind` whose bytes only its own
+    INPUT record names (add_input without `constant`). A model's state (its
+    parameters, and its buffers as `module.to()` moves them) goes up as
+    PAYLOAD: the genie process addresses it by content, and a runtime keeps
+    it across runs. The rest (a batch, an image, a drawn value) goes as
+    INPUT_PAYLOAD, which live mode sends unhashed when large."""
+    if kind == codes.INPUT_PARAMETER or moving_model[0]:
+        return codes.FRAME_PAYLOAD
+    return codes.FRAME_INPUT_PAYLOAD
+
+
 def _aliased(targets, lists):
     """Whether an in-place foreach op's `targets` hold a tensor twice, or
     one of `lists` (its other tensor arguments) holds a target at another
@@ -1487,7 +1506,7 @@ class RemoteSession(Session):
             raise CaptureError(f"genie: tensors of dtype {cpu_value.dtype} cannot be moved to remote_accelerator")
         value = cpu_value.detach().contiguous()
         vid = self._new_id()
-        payload = self._constant_payload(value) if constant else self._send_payload(value)
+        payload = self._constant_payload(value) if constant else self._send_payload(value, _single_use(kind))
         w = [codes.TAG_INPUT, vid, kind]
         self._meta_words(value, vid, w)
         w.append(payload)
@@ -1510,7 +1529,7 @@ class RemoteSession(Session):
         self._next_payload = pid + 1
         vid = self._next_id
         self._next_id = vid + 1
-        self.channel.defer(codes.FRAME_PAYLOAD, _PAYLOAD_HEAD.pack(pid, total, 0),
+        self.channel.defer(_single_use(codes.INPUT_TENSOR), _PAYLOAD_HEAD.pack(pid, total, 0),
                            ctypes.string_at(value.data_ptr(), total) if total else b"")
         shape = value.shape
         stride = value.stride()

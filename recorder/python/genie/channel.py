@@ -23,7 +23,8 @@ class RemoteError(RuntimeError):
 # acts on, in one write (a decode step's token and its segment, a training
 # step's dropout masks and its part: one wake-up of the genie process, not
 # several). A larger payload (a parameter's upload) goes at once, uncopied.
-_DEFERRED = frozenset((codes.FRAME_PAYLOAD, codes.FRAME_STRINGS, codes.FRAME_TEMPLATE, codes.FRAME_WRITES))
+_DEFERRED = frozenset((codes.FRAME_PAYLOAD, codes.FRAME_INPUT_PAYLOAD, codes.FRAME_STRINGS, codes.FRAME_TEMPLATE,
+                       codes.FRAME_WRITES))
 _BATCH_BYTES = 1 << 20
 
 # Waiting for a reply, the program first polls the socket for up to this

@@ -14,7 +14,7 @@ import math
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode, _pop_mode_temporarily
 
-from . import DEVICE, codes, lazy
+from . import DEVICE, capture, codes, lazy
 from .capture import CaptureError, is_remote_device
 from .lazy import LazyTensor
 
@@ -282,6 +282,21 @@ def _wrap_attention(orig):
     return attention
 
 
+def _wrap_module_apply(orig):
+    """nn.Module._apply (what `module.to(...)` runs): the tensors it moves
+    are the model's state, which goes up addressed by content (see
+    capture._single_use), buffers as well as parameters."""
+    @functools.wraps(orig)
+    def _apply(self, *args, **kwargs):
+        moving = capture.moving_model
+        moving[0] += 1
+        try:
+            return orig(self, *args, **kwargs)
+        finally:
+            moving[0] -= 1
+    return _apply
+
+
 def install():
     """Wraps the entry points; called once, when the frontend activates."""
     if hasattr(torch.nn.functional, "scaled_dot_product_attention"):
@@ -293,5 +308,6 @@ def install():
         if hasattr(torch, name):
             setattr(torch, name, _wrap_op_factory(getattr(torch, name)))
     torch.Tensor.to = _wrap_to(torch.Tensor.to)
+    torch.nn.Module._apply = _wrap_module_apply(torch.nn.Module._apply)
     torch._C._nn._parse_to = _wrap_parse_to(torch._C._nn._parse_to)
     LazyTensor.new_tensor = _new_tensor

@@ -942,7 +942,7 @@ class Templates:
                 # The call's random values, drawn in the capture's order with the
                 # program's generator, as eager PyTorch draws them.
                 for p, recipe in tpl.draws:
-                    w[p] = s._send_payload(s.draw(recipe))
+                    w[p] = s._send_payload(s.draw(recipe), codes.FRAME_INPUT_PAYLOAD)
             else:
                 values = [t._genie_value for t in exts]
                 values.extend([None] * tpl.n_ids)
