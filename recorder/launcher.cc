@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -172,22 +173,48 @@ ChildSignals::~ChildSignals() {
   ::sigaction(SIGTERM, &old_term_, nullptr);
 }
 
+ssize_t FrameBuffer::ReadFrom(int fd) {
+  constexpr size_t kRead = 1u << 20;
+  size_t held = size_ - consumed_;
+  size_t want = kRead;
+  if (held >= kFrameHeadBytes) {
+    uint32_t len;
+    std::memcpy(&len, data_.get() + consumed_, 4);
+    if (len <= kMaxFrameBody && kFrameHeadBytes + len > held) want = std::max(want, kFrameHeadBytes + len - held);
+  }
+  if (capacity_ - size_ < want) {
+    // Room at the front first; a new buffer only when that is not enough.
+    if (consumed_ > 0) {
+      std::memmove(data_.get(), data_.get() + consumed_, held);
+      size_ = held;
+      consumed_ = 0;
+    }
+    if (capacity_ - size_ < want) {
+      size_t capacity = std::max(capacity_ * 2, size_ + want);
+      std::unique_ptr<char[]> grown(new char[capacity]);
+      if (size_ > 0) std::memcpy(grown.get(), data_.get(), size_);
+      data_ = std::move(grown);
+      capacity_ = capacity;
+    }
+  }
+  ssize_t n = ::read(fd, data_.get() + size_, want);
+  if (n > 0) size_ += static_cast<size_t>(n);
+  return n;
+}
+
 Status FrameBuffer::Drain(FrontendStream* stream) {
-  while (buffer.size() - consumed >= kFrameHeadBytes) {
-    const auto* p = reinterpret_cast<const uint8_t*>(buffer.data()) + consumed;
+  while (size_ - consumed_ >= kFrameHeadBytes) {
+    const auto* p = reinterpret_cast<const uint8_t*>(data_.get()) + consumed_;
     uint32_t len;
     std::memcpy(&len, p, 4);
     uint8_t type = p[4];
     if (len > kMaxFrameBody) return Status::Corruption("frame of " + std::to_string(len) + " bytes exceeds the limit");
-    if (buffer.size() - consumed < kFrameHeadBytes + len) break;
+    if (size_ - consumed_ < kFrameHeadBytes + len) break;
     if (type < 1 || type > static_cast<uint8_t>(FrameType::kInputPayload)) return Status::Corruption("unknown frame type " + std::to_string(type));
     GENIE_RETURN_IF_ERROR(stream->HandleFrame(static_cast<FrameType>(type), p + kFrameHeadBytes, len));
-    consumed += kFrameHeadBytes + len;
+    consumed_ += kFrameHeadBytes + len;
   }
-  if (consumed > 0 && consumed * 2 >= buffer.size()) {
-    buffer.erase(0, consumed);
-    consumed = 0;
-  }
+  if (consumed_ == size_) size_ = consumed_ = 0;
   return Status::OK();
 }
 

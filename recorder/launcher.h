@@ -10,6 +10,7 @@
 #include <sched.h>
 
 #include <optional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -92,11 +93,21 @@ class ChildSignals {
 };
 
 // Bytes read from one frontend connection, parsed into frames as they complete.
-struct FrameBuffer {
-  std::string buffer;
-  size_t consumed = 0;
+class FrameBuffer {
+ public:
+  // One read(2) of `fd` straight into the buffer: up to 1 MiB, or the rest of
+  // a larger frame whose head is in (a batch of images arrives without a
+  // copy through a reader's buffer, and the buffer grows once for it, kept
+  // for the next; no byte is zeroed first). Returns read's result.
+  ssize_t ReadFrom(int fd);
   // Hands every complete frame to `stream`; a malformed one is Corruption.
   Status Drain(FrontendStream* stream);
+
+ private:
+  std::unique_ptr<char[]> data_;
+  size_t size_ = 0;      // bytes read into data_
+  size_t capacity_ = 0;
+  size_t consumed_ = 0;  // bytes of data_ handed on
 };
 
 // The program's exit status: its exit code, or 128 + the signal that killed it.

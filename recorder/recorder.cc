@@ -33,7 +33,6 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-constexpr size_t kReadBytes = 1u << 20;
 // After the program exits, how long descendants that inherited a connection may keep it open.
 constexpr auto kDrainGrace = std::chrono::seconds(10);
 
@@ -108,7 +107,6 @@ Result<RecordResult> Record(const RecordOptions& options) {
     c->fd = -1;
   };
 
-  std::vector<char> readbuf(kReadBytes);
   while (true) {
     std::vector<pollfd> fds;
     fds.push_back({listener.fd(), POLLIN, 0});
@@ -127,13 +125,12 @@ Result<RecordResult> Record(const RecordOptions& options) {
     for (size_t i = 1; rc > 0 && i < fds.size(); ++i) {
       if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
       Connection* c = conns[i - 1].get();
-      ssize_t n = ::read(c->fd, readbuf.data(), readbuf.size());
+      ssize_t n = c->frames.ReadFrom(c->fd);
       if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
       if (n <= 0) {
         close_conn(c, "disconnected without ending its capture (it crashed or was killed)");
         continue;
       }
-      c->frames.buffer.append(readbuf.data(), static_cast<size_t>(n));
       Status st = c->frames.Drain(c->stream.get());
       if (!st.ok()) {
         if (st.code() == Status::Code::kIOError) write_error = st;

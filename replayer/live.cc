@@ -25,7 +25,6 @@ namespace genie::replayer {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr size_t kReadBytes = 1u << 20;
 constexpr auto kDrainGrace = std::chrono::seconds(10);
 // A changed payload up to this size travels inside its template run, not as a blob upload first.
 constexpr size_t kInlinePayloadBytes = 4096;
@@ -961,7 +960,6 @@ Result<LiveReport> RunLive(const LiveOptions& options) {
   int wstatus = 0;
   Clock::time_point child_exit;
   uint32_t next_stream = 0;
-  std::vector<char> readbuf(kReadBytes);
   while (true) {
     for (auto& c : conns)
       if (c->RuntimeBuffered()) c->RuntimeReadable();
@@ -991,13 +989,12 @@ Result<LiveReport> RunLive(const LiveOptions& options) {
     for (size_t i = 1; rc > 0 && i <= polled; ++i) {
       if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
       LiveConnection* c = conns[i - 1].get();
-      ssize_t n = ::read(c->fd(), readbuf.data(), readbuf.size());
+      ssize_t n = c->frames().ReadFrom(c->fd());
       if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
       if (n <= 0) {
         c->Close();
         continue;
       }
-      c->frames().buffer.append(readbuf.data(), static_cast<size_t>(n));
       Status st = c->frames().Drain(&c->stream());
       if (!st.ok()) {
         if (report.error.empty()) report.error = "malformed data from the program's frontend: " + st.message();
