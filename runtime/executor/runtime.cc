@@ -219,10 +219,7 @@ class TorchRuntime final : public Runtime {
     } else {
       verified = std::async(std::launch::async, [buffer, n, h] { return ContentHash::Of(buffer.get(), n) == h; }).share();
     }
-    at::Tensor host = at::from_blob(
-        buffer.get(), {static_cast<int64_t>(n)}, [buffer](void*) mutable { buffer.reset(); },
-        at::TensorOptions().dtype(at::kByte));
-    at::Tensor data = device_.is_cpu() ? host : host.to(device_);
+    at::Tensor data = OnDevice(buffer, n);
     std::lock_guard<std::mutex> lock(blob_mu_);
     auto it = blobs_.find(h);
     if (it != blobs_.end() && it->second.damaged()) {
@@ -259,13 +256,9 @@ class TorchRuntime final : public Runtime {
       GENIE_RETURN_IF_ERROR(MakeRoomLocked(n));
       blob_bytes_ += n;  // now, so that a failure below gives it back
     }
-    std::shared_ptr<char[]> buffer = bytes.data;
     at::Tensor data;
     try {
-      at::Tensor host = at::from_blob(
-          buffer.get(), {static_cast<int64_t>(n)}, [buffer](void*) mutable { buffer.reset(); },
-          at::TensorOptions().dtype(at::kByte));
-      data = device_.is_cpu() ? host : host.to(device_);
+      data = OnDevice(bytes.data, n);
     } catch (const std::exception& e) {
       std::lock_guard<std::mutex> lock(blob_mu_);
       blob_bytes_ -= n;
@@ -277,6 +270,15 @@ class TorchRuntime final : public Runtime {
     it->second.data = std::move(data);
     it->second.bytes = n;
     return Status::OK();
+  }
+
+  // A received blob's `n` bytes as a 1-D uint8 tensor on the device: the
+  // buffer itself on the CPU (kept alive by the tensor), else a copy of it.
+  at::Tensor OnDevice(std::shared_ptr<char[]> buffer, uint64_t n) {
+    at::Tensor host = at::from_blob(
+        buffer.get(), {static_cast<int64_t>(n)}, [buffer](void*) mutable { buffer.reset(); },
+        at::TensorOptions().dtype(at::kByte));
+    return device_.is_cpu() ? host : host.to(device_);
   }
 
   uint64_t OpenSession() override {
@@ -550,9 +552,9 @@ class TorchRuntime final : public Runtime {
 
   // A pinned, cloned view of a blob as a tensor of `meta`'s dtype and shape.
   Result<at::Tensor> FromBlob(Session& s, const ContentHash& h, const traces::TensorMeta& meta) {
+    if (h.transient()) return TakeTransient(s, h, meta);
     at::Tensor data;
     std::shared_future<bool> verified;
-    if (h.transient()) return TakeTransient(s, h, meta);
     {
       std::lock_guard<std::mutex> lock(blob_mu_);
       auto it = blobs_.find(h);

@@ -326,7 +326,7 @@ class Session:
     def _send_payload(self, value, frame=codes.FRAME_PAYLOAD):
         """Sends the bytes of a CPU tensor; returns its stream-local payload
         id. `frame`: FRAME_INPUT_PAYLOAD for bytes that one INPUT record
-        names and no other (see _single_use)."""
+        names and no other (see _payload_frame)."""
         pid = self._next_payload
         self._next_payload += 1
         if not value.is_contiguous() or value.is_conj() or value.is_neg():
@@ -361,7 +361,7 @@ class Session:
         value = cpu_value.detach().clone(memory_format=torch.contiguous_format)
         vid = self._new_id()
         payload = codes.NO_PAYLOAD if self.payload_mode == "none" else \
-            self._constant_payload(value) if constant else self._send_payload(value, _single_use(kind))
+            self._constant_payload(value) if constant else self._send_payload(value, _payload_frame(kind))
         w = [codes.TAG_INPUT, vid, kind]
         self._meta_words(value, vid, w)
         w.append(payload)
@@ -1308,7 +1308,7 @@ class _Layout:
 moving_model = [0]
 
 
-def _single_use(kind):
+def _payload_frame(kind):
     """The PAYLOAD frame type of an input of `kind` whose bytes only its own
     INPUT record names (add_input without `constant`). A model's state (its
     parameters, and its buffers as `module.to()` moves them) goes up as
@@ -1506,7 +1506,7 @@ class RemoteSession(Session):
             raise CaptureError(f"genie: tensors of dtype {cpu_value.dtype} cannot be moved to remote_accelerator")
         value = cpu_value.detach().contiguous()
         vid = self._new_id()
-        payload = self._constant_payload(value) if constant else self._send_payload(value, _single_use(kind))
+        payload = self._constant_payload(value) if constant else self._send_payload(value, _payload_frame(kind))
         w = [codes.TAG_INPUT, vid, kind]
         self._meta_words(value, vid, w)
         w.append(payload)
@@ -1529,7 +1529,7 @@ class RemoteSession(Session):
         self._next_payload = pid + 1
         vid = self._next_id
         self._next_id = vid + 1
-        self.channel.defer(_single_use(codes.INPUT_TENSOR), _PAYLOAD_HEAD.pack(pid, total, 0),
+        self.channel.defer(_payload_frame(codes.INPUT_TENSOR), _PAYLOAD_HEAD.pack(pid, total, 0),
                            ctypes.string_at(value.data_ptr(), total) if total else b"")
         shape = value.shape
         stride = value.stride()

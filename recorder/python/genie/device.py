@@ -285,7 +285,7 @@ def _wrap_attention(orig):
 def _wrap_module_apply(orig):
     """nn.Module._apply (what `module.to(...)` runs): the tensors it moves
     are the model's state, which goes up addressed by content (see
-    capture._single_use), buffers as well as parameters."""
+    capture._payload_frame), buffers as well as parameters."""
     @functools.wraps(orig)
     def _apply(self, *args, **kwargs):
         moving = capture.moving_model
