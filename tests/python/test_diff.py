@@ -1,10 +1,8 @@
 """`genie diff` on real recordings: identical runs diff clean; a model change
 fails with the module path that changed named; unreadable traces exit 2."""
 import json
-import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 

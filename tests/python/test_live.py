@@ -135,6 +135,36 @@ def test_a_loop_s_fresh_inputs_are_freed_on_the_runtime_once_bound(genie, tmp_pa
         rt.stop()
 
 
+def test_ops_that_change_a_tensor_s_shape_in_place_run_as_in_eager(genie):
+    # A vector times a matrix (nn.Linear on one sample) ends in squeeze_
+    # inside matmul; the LazyTensor takes the new shape, the runtime runs the op.
+    program = genie.script("""
+        import sys
+        import torch
+        d = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+        torch.manual_seed(0)
+        w = torch.nn.Linear(8, 3).to(d)
+        v = torch.randn(8).to(d)
+        y = w(v)
+        print(tuple(y.shape), [round(a, 5) for a in y.tolist()])
+        print(tuple((v @ torch.randn(8, 4).to(d)).shape))
+        x = torch.randn(2, 1, 3).to(d)
+        x.squeeze_(1)
+        x.t_()
+        print(tuple(x.shape), x.stride(), [round(a, 5) for a in x.sum(1).tolist()])
+        x.unsqueeze_(0).transpose_(0, 2)
+        print(tuple(x.shape), x.stride(), [round(a, 5) for a in x.flatten().tolist()])
+        y.sum().backward()
+        print([round(a, 5) for a in w.weight.grad.sum(0).tolist()])
+    """)
+    live_like_eager(genie, program, ("cpu",))
+    r, trace = genie.record(program)
+    assert r.returncode == 0, r.stderr
+    replay = genie.run("run", "--pool", "local", trace)
+    assert replay.returncode == 0, replay.stderr
+    assert "4 values match" in replay.stdout
+
+
 def test_ops_without_meta_kernels_and_data_dependent_shapes(genie):
     body = """
         import argparse

@@ -209,22 +209,37 @@ def _probe_foreach_bumps():
     return probe._version != 0
 
 
-def bump_versions(tensors):
-    """Bumps each LazyTensor's autograd version counter, as an in-place op
-    through torch's dispatcher does, recording nothing: with Python dispatch
-    off, zero_ reaches only the wrapper's meta kernel, which writes nothing."""
+@contextlib.contextmanager
+def _dispatch_off():
+    """Python dispatch off: an op on a LazyTensor reaches only the wrapper's
+    meta kernel, which records nothing and writes no data."""
     guard = torch._C._DisableTorchDispatch()  # torch 1.13: on while alive; 2.x: a context manager
     context = hasattr(guard, "__enter__")
     if context:
         guard.__enter__()
     try:
-        with torch.no_grad():
-            for t in tensors:
-                t.zero_()
+        yield
     finally:
         if context:
             guard.__exit__(None, None, None)
         del guard
+
+
+def bump_versions(tensors):
+    """Bumps each LazyTensor's autograd version counter, as an in-place op
+    through torch's dispatcher does, recording nothing (zero_ with Python
+    dispatch off)."""
+    with _dispatch_off(), torch.no_grad():
+        for t in tensors:
+            t.zero_()
+
+
+def restride(lazy, value):
+    """Gives a LazyTensor the shape, strides and offset of `value`, which an
+    op changed in place (squeeze_, t_, transpose_; a vector times a matrix
+    ends in squeeze_ inside matmul). The runtime runs the op itself."""
+    with _dispatch_off():
+        torch.ops.aten.as_strided_.default(lazy, value.shape, value.stride(), value.storage_offset())
 
 
 class Session:
@@ -976,9 +991,9 @@ class Session:
             if type(base) is LazyTensor:
                 storage = base._genie_storage
                 if is_write:
-                    if o.shape != base.shape or o.stride() != base.stride():
-                        raise CaptureError(f"genie: {info.name} changes the shape or strides of a tensor in place, "
-                                           "which remote_accelerator does not support; use the out-of-place form")
+                    if o.shape != base.shape or o.stride() != base.stride() or \
+                            o.storage_offset() != base.storage_offset():
+                        self._restride(info, base, o)
                     if self.remote:
                         self.replaced(base._genie_id)
                     base._genie_id = vid
@@ -992,6 +1007,17 @@ class Session:
         self._meta_words(o, storage, ow)
         ow.append(self._random_payload(info, o))
         return LazyTensor(o, vid, storage)
+
+    def _restride(self, info, base, o):
+        """`info`'s op changed the shape, strides or offset of `base` in
+        place, into those of `o`: the LazyTensor takes them, and `o` is its
+        value from now on."""
+        try:
+            restride(base, o)
+        except RuntimeError:  # beyond the memory the tensor spans (resize_ to more elements)
+            raise CaptureError(f"genie: {info.name} grows a tensor in place, which remote_accelerator does not "
+                               "support; make a new tensor of the size instead") from None
+        base.__dict__["_genie_value"] = o
 
     def _wrote(self, t):
         if type(t) is LazyTensor:
