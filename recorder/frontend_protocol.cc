@@ -168,7 +168,7 @@ Status FrontendStream::HandlePayload(const uint8_t* body, size_t n, bool single_
   }
   ContentHash h = ContentHash::Of(bytes.data(), bytes.size());
   payloads_.push_back(h);
-  return sink_->AddPayload(h, std::move(bytes));
+  return sink_->AddPayload(h, std::move(bytes), single_use);
 }
 
 namespace {

@@ -134,8 +134,10 @@ class FrontendSink {
   virtual ~FrontendSink() = default;
   // The table the stream's strings are re-interned in; segments use its ids.
   virtual traces::StringTable& strings() = 0;
-  // A complete payload and its SHA-256.
-  virtual Status AddPayload(const ContentHash& h, std::string bytes) = 0;
+  // A complete payload and its SHA-256. `single_use`: an INPUT_PAYLOAD
+  // frame's, which one INPUT record names (the frontend sends the bytes
+  // again for any later one); else the stream may name it again.
+  virtual Status AddPayload(const ContentHash& h, std::string bytes, bool single_use) = 0;
   // Whether a single-use payload (an INPUT_PAYLOAD frame's) of `bytes`
   // bytes goes without a content hash: it is then named by the stream
   // (ContentHash::Transient) and given to AddTransient, not AddPayload. Live mode
@@ -171,7 +173,7 @@ class TraceSink final : public FrontendSink {
  public:
   explicit TraceSink(traces::TraceWriter* writer) : writer_(writer) {}
   traces::StringTable& strings() override { return writer_->strings(); }
-  Status AddPayload(const ContentHash& h, std::string bytes) override {
+  Status AddPayload(const ContentHash& h, std::string bytes, bool) override {
     return writer_->AddPayload(h, bytes.data(), bytes.size());
   }
   Status AddSegment(const traces::Segment& seg, const std::vector<traces::ValueId>&, bool) override {

@@ -71,10 +71,15 @@ class LiveConnection final : public recorder::FrontendSink {
 
   traces::StringTable& strings() override { return strings_; }
 
-  Status AddPayload(const ContentHash& h, std::string bytes) override {
+  Status AddPayload(const ContentHash& h, std::string bytes, bool single_use) override {
     if (journaling() || !on_runtime_.count(h)) {
-      journal_bytes_ += bytes.size();
-      payloads_.emplace(h, std::move(bytes));
+      auto [it, fresh] = payloads_.try_emplace(h);
+      if (fresh) {
+        journal_bytes_ += bytes.size();
+        it->second.bytes = std::move(bytes);
+      }
+      // Bytes the program may name again are kept until the runtime holds them as a blob.
+      it->second.single_use = it->second.single_use && single_use;
     }
     return Status::OK();
   }
@@ -89,7 +94,7 @@ class LiveConnection final : public recorder::FrontendSink {
   bool TakesTransient(uint64_t bytes) const override { return bytes > kInlinePayloadBytes; }
   Status AddTransient(const ContentHash& name, std::string bytes) override {
     journal_bytes_ += bytes.size();
-    payloads_.emplace(name, std::move(bytes));
+    payloads_[name].bytes = std::move(bytes);
     return Status::OK();
   }
 
@@ -500,7 +505,11 @@ class LiveConnection final : public recorder::FrontendSink {
 
   // Sends `seg` as its template's run when the session holds one with its
   // skeleton, else whole (encoding `record` if it is still empty) as a new
-  // template. Small payloads that changed go inside a template run.
+  // template. Small payloads that changed go inside a template run: the
+  // runtime holds those for the template's slot until a later run changes
+  // it, and keeps none in its blob cache, so genie counts them as on the
+  // runtime only for the slots its runs leave unchanged (a template run
+  // sends nothing for those).
   Result<ExecuteReply> SendSegment(const traces::Segment& seg, std::string* record,
                                    const std::vector<ContentHash>& payloads, const std::vector<uint64_t>& fetch,
                                    const std::vector<uint64_t>& release, bool ahead) {
@@ -508,6 +517,7 @@ class LiveConnection final : public recorder::FrontendSink {
     wire::Envelope env;
     std::vector<const traces::TensorMeta*> recorded;
     std::vector<ContentHash> inlined;
+    std::vector<ContentHash> changed;  // a template run's: the payloads it may need to upload
     if (plan.from_template) {
       auto* ex = env.mutable_execute();
       ex->set_from_template(plan.from_template);
@@ -516,9 +526,11 @@ class LiveConnection final : public recorder::FrontendSink {
       for (const auto& [index, h] : plan.changed) {
         auto* change = ex->add_payloads();
         change->set_index(index);
+        changed.push_back(h);
         auto it = payloads_.find(h);
-        if (!on_runtime_.count(h) && it != payloads_.end() && it->second.size() <= kInlinePayloadBytes) {
-          change->set_data(it->second);
+        if (!on_runtime_.count(h) && it != payloads_.end() && !it->second.bytes.empty() &&
+            it->second.bytes.size() <= kInlinePayloadBytes) {
+          change->set_data(it->second.bytes);
           inlined.push_back(h);
         } else {
           change->set_hash(reinterpret_cast<const char*>(h.bytes.data()), h.bytes.size());
@@ -528,7 +540,7 @@ class LiveConnection final : public recorder::FrontendSink {
       ++report_->template_runs;
       CycleRun run{plan.from_template, {}};
       for (const auto& change : plan.changed) run.fed.push_back(change.first);
-      if (InCycle(env.execute(), plan, run, payloads, ahead, !fetch.empty())) {
+      if (InCycle(env.execute(), plan, run, ahead, !fetch.empty())) {
         since_fetch_.push_back(std::move(run));
         held_.push_back(std::move(env));
         held_inlined_.insert(held_inlined_.end(), inlined.begin(), inlined.end());
@@ -549,13 +561,13 @@ class LiveConnection final : public recorder::FrontendSink {
     // A journal records which segment failed: its runtime answers none first.
     if (journaling() || in_order_) env.mutable_execute()->set_in_order(true);
     if (asking_ != 0) env.mutable_execute()->add_fetch_early(asking_);
-    auto reply = Send(env, payloads, inlined, recorded, ahead);
+    auto reply = Send(env, plan.from_template ? changed : payloads, inlined, recorded, ahead);
     if (!reply.ok()) {
       templates_.Clear();
       ForgetCycles();
       return reply;
     }
-    for (const auto& h : inlined) Uploaded(h);
+    for (const auto& h : inlined) SentInline(h);
     if (!ahead && !fetch.empty()) {
       // A fetch closes the runtime's cycle: it may offer the next.
       offered_.clear();
@@ -583,8 +595,8 @@ class LiveConnection final : public recorder::FrontendSink {
 
   // Whether the template run `ex` (planned as `plan`) is the next run of
   // the offered cycle. `ex` holds its slot and release differences.
-  bool InCycle(const wire::Execute& ex, const TemplateTable::Plan& plan, const CycleRun& run,
-               const std::vector<ContentHash>& payloads, bool ahead, bool fetches) const {
+  bool InCycle(const wire::Execute& ex, const TemplateTable::Plan& plan, const CycleRun& run, bool ahead,
+               bool fetches) const {
     if (held_.size() >= offered_.size() || journaling()) return false;
     const CycleRun& want = offered_[held_.size()];
     bool last = held_.size() + 1 == offered_.size();
@@ -597,8 +609,7 @@ class LiveConnection final : public recorder::FrontendSink {
     const std::vector<ContentHash>& hashes = templates_.Hashes(run.id);
     for (uint32_t index : want.fed)
       if (index >= hashes.size() || hashes[index] != fetched_hash_) return false;
-    for (const auto& h : payloads)
-      if (!on_runtime_.count(h) && !(fed_ready_ && h == fetched_hash_)) return false;
+    // Its other payloads are those of slots it leaves unchanged, which the runtime's template holds.
     return true;
   }
 
@@ -629,7 +640,7 @@ class LiveConnection final : public recorder::FrontendSink {
       ForgetCycles();
       return reply;
     }
-    for (const auto& h : inlined) Uploaded(h);
+    for (const auto& h : inlined) SentInline(h);
     ++report_->cycles;
     report_->ran_ahead += reply->message.cycle_ahead();
     since_fetch_.clear();
@@ -650,7 +661,7 @@ class LiveConnection final : public recorder::FrontendSink {
       ahead_.push_back({0, true});
       if (ahead_.size() >= kMaxPartsAhead) GENIE_RETURN_IF_ERROR(DrainParts());
     }
-    for (const auto& h : inlined) Uploaded(h);
+    for (const auto& h : inlined) SentInline(h);
     return Status::OK();
   }
 
@@ -696,7 +707,7 @@ class LiveConnection final : public recorder::FrontendSink {
                                                 : "the program named a payload it never sent");
       needed.push_back(h);
       // A transient one is never on the runtime already: nothing to ask.
-      if (!h.transient()) needed_bytes += it->second.size();
+      if (!h.transient()) needed_bytes += it->second.bytes.size();
     }
     if (needed_bytes > options_.query_threshold) {
       GENIE_RETURN_IF_ERROR(DrainParts());  // the query's answer comes after theirs
@@ -715,7 +726,7 @@ class LiveConnection final : public recorder::FrontendSink {
     }
     std::vector<std::pair<ContentHash, std::string_view>> blobs;
     for (const auto& h : needed) {
-      const std::string& bytes = payloads_.at(h);
+      const std::string& bytes = payloads_.at(h).bytes;
       blobs.emplace_back(h, bytes);
       ++report_->uploaded_blobs;
       report_->uploaded_bytes += bytes.size();
@@ -740,10 +751,17 @@ class LiveConnection final : public recorder::FrontendSink {
     if (!h.transient()) on_runtime_.insert(h);  // a transient one is gone once its input is bound
     if (!journaling()) DropPayload(h);
   }
+  // A payload sent inside a template run: held by the runtime for its slot
+  // only, so not on the runtime for later segments. Its bytes go unless the
+  // program may name it again (a constant) or a journal keeps them.
+  void SentInline(const ContentHash& h) {
+    auto it = payloads_.find(h);
+    if (!journaling() && it != payloads_.end() && it->second.single_use) DropPayload(h);
+  }
   void DropPayload(const ContentHash& h) {
     auto it = payloads_.find(h);
     if (it == payloads_.end()) return;
-    journal_bytes_ -= std::min<uint64_t>(journal_bytes_, it->second.size());
+    journal_bytes_ -= std::min<uint64_t>(journal_bytes_, it->second.bytes.size());
     payloads_.erase(it);
   }
 
@@ -818,8 +836,10 @@ class LiveConnection final : public recorder::FrontendSink {
       if (journal_bytes_ > options_.journal_limit) {
         journal_off_ = true;
         journal_.clear();
+        // Every payload here was named by a segment sent: those kept for the journal go, but
+        // for the ones the program may name again that the runtime does not hold as blobs.
         for (auto it = payloads_.begin(); it != payloads_.end();)
-          it = on_runtime_.count(it->first) ? payloads_.erase(it) : std::next(it);
+          it = on_runtime_.count(it->first) || it->second.single_use ? payloads_.erase(it) : std::next(it);
       } else {
         journal_.push_back({record, release, payloads, !reply.ok()});
       }
@@ -901,7 +921,12 @@ class LiveConnection final : public recorder::FrontendSink {
   traces::StringTable strings_;
   size_t strings_sent_ = 0;
   // Payload bytes not yet on the runtime; with a backup, every payload (for a replay there).
-  std::unordered_map<ContentHash, std::string, ContentHashHasher> payloads_;
+  // Payloads received and not (or not only) on the runtime as blobs.
+  struct Payload {
+    std::string bytes;
+    bool single_use = true;  // named by one INPUT record: the program sends them again for another
+  };
+  std::unordered_map<ContentHash, Payload, ContentHashHasher> payloads_;
   std::unordered_set<ContentHash, ContentHashHasher> on_runtime_;
   size_t endpoint_ = 0;
   std::vector<JournalEntry> journal_;

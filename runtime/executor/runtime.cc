@@ -136,10 +136,18 @@ struct Transient {
   uint64_t bytes = 0;
 };
 
+// A small payload held for one session (Runtime::HoldPayload): its bytes while any hold lasts.
+struct Held {
+  at::Tensor data;  // uint8, 1-D, on the runtime's device
+  uint64_t bytes = 0;
+  int holds = 0;
+};
+
 struct Session {
   std::unordered_map<uint64_t, at::Tensor> values;
-  std::vector<ContentHash> pinned;
+  std::unordered_set<ContentHash, ContentHashHasher> pinned;              // guarded by blob_mu_
   std::unordered_map<ContentHash, Transient, ContentHashHasher> transient;  // guarded by blob_mu_
+  std::unordered_map<ContentHash, Held, ContentHashHasher> held;            // guarded by blob_mu_
   std::vector<c10::optional<c10::OperatorHandle>> ops;  // by the session's string id
 #ifdef GENIE_WITH_CUDA_GRAPHS
   std::unordered_map<uint64_t, CachedGraph> graphs;     // by segment fingerprint
@@ -272,6 +280,43 @@ class TorchRuntime final : public Runtime {
     return Status::OK();
   }
 
+  Status HoldPayload(uint64_t session, const ContentHash& h, const std::string& bytes) override {
+    Session* s = FindSession(session);
+    if (!s) return Status::InvalidArgument("no session " + std::to_string(session) + " on this runtime");
+    uint64_t n = bytes.size();
+    {
+      std::lock_guard<std::mutex> lock(blob_mu_);
+      auto it = s->held.find(h);
+      if (it != s->held.end()) {
+        ++it->second.holds;
+        return Status::OK();
+      }
+      GENIE_RETURN_IF_ERROR(MakeRoomLocked(n));
+      blob_bytes_ += n;
+    }
+    at::Tensor data;
+    try {
+      data = OnDevice(BlobBuffer::Copy(bytes).data, n);
+    } catch (const std::exception& e) {
+      std::lock_guard<std::mutex> lock(blob_mu_);
+      blob_bytes_ -= n;
+      return Status::Internal(std::string("could not store a payload: ") + e.what());
+    }
+    std::lock_guard<std::mutex> lock(blob_mu_);
+    s->held[h] = Held{std::move(data), n, 1};
+    return Status::OK();
+  }
+
+  void ReleasePayload(uint64_t session, const ContentHash& h) override {
+    Session* s = FindSession(session);
+    if (!s) return;
+    std::lock_guard<std::mutex> lock(blob_mu_);
+    auto it = s->held.find(h);
+    if (it == s->held.end() || --it->second.holds > 0) return;
+    blob_bytes_ -= it->second.bytes;
+    s->held.erase(it);
+  }
+
   // A received blob's `n` bytes as a 1-D uint8 tensor on the device: the
   // buffer itself on the CPU (kept alive by the tensor), else a copy of it.
   at::Tensor OnDevice(std::shared_ptr<char[]> buffer, uint64_t n) {
@@ -303,6 +348,7 @@ class TorchRuntime final : public Runtime {
       if (it != blobs_.end()) --it->second.pins;
     }
     for (const auto& [name, t] : s->transient) blob_bytes_ -= t.bytes;
+    for (const auto& [h, held] : s->held) blob_bytes_ -= held.bytes;
   }
 
   Status Check(const traces::Segment& seg, const traces::StringTable& strings) override {
@@ -526,8 +572,7 @@ class TorchRuntime final : public Runtime {
   // Marks the blob used by `s` (and most recently used); needs blob_mu_.
   void PinLocked(Session& s, const ContentHash& h, Blob& b) {
     lru_.splice(lru_.begin(), lru_, b.lru);
-    ++b.pins;
-    s.pinned.push_back(h);
+    if (s.pinned.insert(h).second) ++b.pins;
   }
 
   Status MakeRoomLocked(uint64_t n) {
@@ -550,17 +595,27 @@ class TorchRuntime final : public Runtime {
     return Status::OK();
   }
 
-  // A pinned, cloned view of a blob as a tensor of `meta`'s dtype and shape.
+  // A copy of the payload `h` as a tensor of `meta`'s dtype and shape: of
+  // the session's held payload, else of the blob (which the session pins).
   Result<at::Tensor> FromBlob(Session& s, const ContentHash& h, const traces::TensorMeta& meta) {
     if (h.transient()) return TakeTransient(s, h, meta);
     at::Tensor data;
     std::shared_future<bool> verified;
     {
       std::lock_guard<std::mutex> lock(blob_mu_);
-      auto it = blobs_.find(h);
-      if (it == blobs_.end()) return Status::NotFound("payload " + h.Hex(16) + " is not on this runtime");
-      verified = it->second.verified;
+      auto held = s.held.find(h);
+      if (held != s.held.end()) {
+        if (held->second.bytes != meta.nbytes())
+          return Status::InvalidArgument("payload " + h.Hex(16) + " has " + std::to_string(held->second.bytes) +
+                                         " bytes, the tensor needs " + std::to_string(meta.nbytes()));
+        data = held->second.data;
+      } else {
+        auto it = blobs_.find(h);
+        if (it == blobs_.end()) return Status::NotFound("payload " + h.Hex(16) + " is not on this runtime");
+        verified = it->second.verified;
+      }
     }
+    if (data.defined()) return CopyOf(data, meta);
     if (!verified.get()) {
       std::lock_guard<std::mutex> lock(blob_mu_);
       auto it = blobs_.find(h);
@@ -581,9 +636,14 @@ class TorchRuntime final : public Runtime {
       PinLocked(s, h, it->second);
       data = it->second.data;
     }
+    return CopyOf(data, meta);
+  }
+
+  // `data`'s bytes as a new tensor of `meta`'s dtype and shape: a copy, so
+  // in-place updates (an optimizer's) never change the bytes kept.
+  at::Tensor CopyOf(const at::Tensor& data, const traces::TensorMeta& meta) {
     at::ScalarType st = ToScalarType(meta.dtype);
     at::Tensor t = at::empty(meta.sizes, at::TensorOptions().dtype(st).device(device_));
-    // Copy, so in-place updates (an optimizer's) never change the cached bytes.
     if (t.numel() > 0) t.view({-1}).view(at::kByte).copy_(data);
     return t;
   }

@@ -96,6 +96,15 @@ class Runtime {
   // and frees the name; the session's close frees any left. Counts against
   // the memory limit as a pinned blob does.
   virtual Status PutTransient(uint64_t session, const ContentHash& name, BlobBuffer bytes) = 0;
+  // Holds `bytes`, a small payload named by its content hash `h` (computed
+  // by the caller), for `session` alone, once more: a template run's payload
+  // is held while its template slot names it (server.cc). Inputs of the
+  // session bind it as they bind a blob. ReleasePayload gives one hold
+  // back; the bytes go with the last hold, or at the session's close. Not
+  // in the shared blob cache, so not kept past its use; counts against the
+  // memory limit.
+  virtual Status HoldPayload(uint64_t session, const ContentHash& h, const std::string& bytes) = 0;
+  virtual void ReleasePayload(uint64_t session, const ContentHash& h) = 0;
 
   virtual uint64_t OpenSession() = 0;
   virtual void CloseSession(uint64_t session) = 0;

@@ -21,7 +21,8 @@
 
 namespace genie::wire {
 
-constexpr uint32_t kProtocolVersion = 4;  // 2: segment templates, execute_us; 3: CyclePush; 4: transient blobs
+constexpr uint32_t kProtocolVersion = 5;  // 2: segment templates, execute_us; 3: CyclePush; 4: transient blobs;
+                                          // 5: a template run's inline payloads are held by their slots
 // Templates a session may hold (Execute.as_template).
 constexpr uint32_t kMaxTemplates = 64;
 constexpr uint32_t kMaxEnvelopeBytes = 64u << 20;

@@ -191,6 +191,10 @@ class Connection {
   }
 
   // A segment this session keeps to run again from a few bytes (Execute.as_template).
+  // A payload that a run of it carried inline (a batch, a token) is held
+  // for the session while its slot names it (Runtime::HoldPayload), and no
+  // longer: a loop's fresh small inputs do not pile up on the runtime. The
+  // client counts on these bytes only for slots its runs leave unchanged.
   struct Template {
     traces::Segment seg;
     std::vector<uint64_t> release;
@@ -199,6 +203,7 @@ class Connection {
     traces::ReleasePredictor release_ids;
     std::vector<int64_t> ints;  // the slots of its latest run
     int defines_only = -1;      // Runtime::DefinesOnly of its segment, once asked: 0 or 1
+    std::vector<bool> held;     // by hash slot: its payload is held for it
   };
 
   // Run-ahead. A decode loop sends the same template runs at every step and
@@ -261,9 +266,12 @@ class Connection {
       traces::SegmentSlots slots;
       traces::Flatten(seg, &slots);
       std::vector<int64_t> ints = slots.ints;
+      std::vector<bool> held(slots.hashes.size(), false);
+      DropTemplate(id);
       templates_[id] = std::make_unique<Template>(
           Template{seg, release, traces::SlotPredictor(std::move(slots.ints)), std::move(slots.hashes),
-                   traces::ReleasePredictor(release, traces::FirstDefined(seg)), std::move(ints)});
+                   traces::ReleasePredictor(release, traces::FirstDefined(seg)), std::move(ints), -1,
+                   std::move(held)});
     }
     if (!ex.in_order() && !early) {
       GENIE_ASSIGN_OR_RETURN(bool answered, AnswerFirst(seg, fetch, release, ReplyKind::kWhole));
@@ -544,7 +552,6 @@ class Connection {
       if (!t.defines_only) break;
       Ahead a{seen.id, t.slots.Prediction(steps), t.hashes, {}, {}, {}, {}};
       if (!seen.fed.empty()) {
-        if (!rt_->PutBlob(session_, fed_hash, runtime::BlobBuffer::Copy(fed), true).ok()) break;
         bool inside = true;
         for (uint32_t i : seen.fed) {
           if (i >= a.hashes.size()) inside = false;
@@ -552,6 +559,16 @@ class Connection {
         }
         if (!inside) break;
       }
+      // The bytes fed are held while the run binds them; its request brings them again.
+      if (!seen.fed.empty() && !rt_->HoldPayload(session_, fed_hash, fed).ok()) break;
+      struct Unhold {
+        runtime::Runtime* rt;
+        uint64_t session;
+        const ContentHash* h;
+        ~Unhold() {
+          if (h) rt->ReleasePayload(session, *h);
+        }
+      } unhold{rt_, session_, seen.fed.empty() ? nullptr : &fed_hash};
       // The template's segment takes the predicted run; a request re-assigns its own.
       if (!traces::Assign(a.ints, a.hashes, &t.seg).ok()) break;
       if (rt_->UsesFingerprints()) {
@@ -612,6 +629,16 @@ class Connection {
     return ids;
   }
 
+  // Forgets template `id`, giving back the payloads its slots hold.
+  void DropTemplate(uint32_t id) {
+    auto it = templates_.find(id);
+    if (it == templates_.end()) return;
+    const Template& t = *it->second;
+    for (size_t i = 0; i < t.held.size(); ++i)
+      if (t.held[i]) rt_->ReleasePayload(session_, t.hashes[i]);
+    templates_.erase(it);
+  }
+
   // Brings the template named by `ex` up to this run: its slots, payloads and fingerprint.
   Result<Template*> FromTemplate(const wire::Execute& ex) {
     auto it = templates_.find(ex.from_template());
@@ -625,13 +652,18 @@ class Connection {
       if (change.index() >= t.hashes.size())
         return Status::InvalidArgument("malformed template run: payload " + std::to_string(change.index()) +
                                        " of " + std::to_string(t.hashes.size()));
-      ContentHash& h = t.hashes[change.index()];
-      if (!change.data().empty()) {
+      ContentHash h;
+      bool held = !change.data().empty();
+      if (held) {
         h = ContentHash::Of(change.data().data(), change.data().size());
-        GENIE_RETURN_IF_ERROR(rt_->PutBlob(session_, h, runtime::BlobBuffer::Copy(change.data()), true).status());
+        GENIE_RETURN_IF_ERROR(rt_->HoldPayload(session_, h, change.data()));
       } else if (!ContentHash::FromBytes(change.hash().data(), change.hash().size(), &h)) {
         return Status::InvalidArgument("malformed template run: a payload hash is not 32 bytes");
       }
+      // The slot's payload before, held for it, goes once the new one is held (they may be the same).
+      if (t.held[change.index()]) rt_->ReleasePayload(session_, t.hashes[change.index()]);
+      t.hashes[change.index()] = h;
+      t.held[change.index()] = held;
     }
     GENIE_RETURN_IF_ERROR(traces::Assign(ints, t.hashes, &t.seg));
     t.ints = std::move(ints);

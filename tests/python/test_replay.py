@@ -238,8 +238,8 @@ def read_frame(s):
 
 
 # Envelopes encoded by hand (protobuf wire format, genie.proto field numbers):
-# hello (10) {protocol_version (1): 4, client (3): "t"}.
-HELLO = bytes([0x52, 0x05, 0x08, 0x04, 0x1A, 0x01, ord("t")])
+# hello (10) {protocol_version (1): 5, client (3): "t"}.
+HELLO = bytes([0x52, 0x05, 0x08, 0x05, 0x1A, 0x01, ord("t")])
 
 
 def connect(runtime):

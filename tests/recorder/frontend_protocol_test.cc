@@ -384,7 +384,7 @@ namespace {
 class WritesSink final : public FrontendSink {
  public:
   traces::StringTable& strings() override { return strings_; }
-  Status AddPayload(const ContentHash&, std::string) override { return Status::OK(); }
+  Status AddPayload(const ContentHash&, std::string, bool) override { return Status::OK(); }
   Status AddSegment(const traces::Segment&, const std::vector<traces::ValueId>&, bool) override { return Status::OK(); }
   Status AddWrite(traces::StringId op, uint32_t position, traces::StringId name) override {
     writes.push_back(strings_.Get(op) + " " + std::to_string(position) + " " + strings_.Get(name));
@@ -412,7 +412,7 @@ namespace {
 class AnsweredSink final : public FrontendSink {
  public:
   traces::StringTable& strings() override { return strings_; }
-  Status AddPayload(const ContentHash&, std::string) override { return Status::OK(); }
+  Status AddPayload(const ContentHash&, std::string, bool) override { return Status::OK(); }
   Status AddSegment(const traces::Segment&, const std::vector<traces::ValueId>&, bool) override {
     ++segments;
     return Status::OK();
@@ -484,8 +484,9 @@ class PayloadSink final : public FrontendSink {
  public:
   explicit PayloadSink(uint64_t transient_above) : above_(transient_above) {}
   traces::StringTable& strings() override { return strings_; }
-  Status AddPayload(const ContentHash& h, std::string bytes) override {
+  Status AddPayload(const ContentHash& h, std::string bytes, bool single_use) override {
     hashed.emplace_back(h, std::move(bytes));
+    single_use_hashed.push_back(single_use);
     return Status::OK();
   }
   bool TakesTransient(uint64_t bytes) const override { return bytes > above_; }
@@ -498,6 +499,7 @@ class PayloadSink final : public FrontendSink {
     return Status::OK();
   }
   std::vector<std::pair<ContentHash, std::string>> hashed, transient;
+  std::vector<bool> single_use_hashed;  // by hashed payload: an INPUT_PAYLOAD frame's
   std::vector<traces::Segment> segments;
 
  private:
@@ -541,6 +543,8 @@ TEST_CASE("an INPUT_PAYLOAD frame's payload is hashed, unless a live sink takes 
     REQUIRE(sink.hashed.size() == 2);
     REQUIRE(sink.hashed[0].first == ContentHash::Of("cc", 2));
     REQUIRE(sink.hashed[1].first == ContentHash::Of("dddddddd", 8));
+    // The small input is the sink's to drop once sent; the parameter's bytes may be named again.
+    REQUIRE(sink.single_use_hashed == std::vector<bool>{true, false});
     // The segment names the payload by its transient name.
     auto words = kReluWords;
     words[9] = 3;  // the input's payload id

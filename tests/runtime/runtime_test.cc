@@ -236,6 +236,80 @@ TEST_CASE("a transient payload is taken by the one input that names it, and coun
   REQUIRE_FALSE(r.PutTransient(123456, ContentHash::Transient(2, 1), runtime::BlobBuffer::Copy(bytes)).ok());
 }
 
+TEST_CASE("a held payload binds inputs of its session while a hold lasts, and counts against the limit") {
+  auto rt = runtime::Runtime::Create("cpu", 64);
+  REQUIRE(rt.ok());
+  auto& r = *rt.value();
+  uint64_t session = r.OpenSession(), other = r.OpenSession();
+  std::string bytes = Floats({1, 2, 3});
+  ContentHash h = ContentHash::Of(bytes.data(), bytes.size());
+  REQUIRE(r.HoldPayload(session, h, bytes).ok());
+  REQUIRE(r.HoldPayload(session, h, bytes).ok());  // a second slot names it: no second copy
+  REQUIRE(r.stats().blob_bytes == 12);
+  REQUIRE(r.stats().blobs == 0);  // not in the shared cache
+  REQUIRE_FALSE(r.HasBlob(other, h));
+  StringTable st;
+  for (int run = 0; run < 2; ++run) {  // bound as often as asked, a copy each time
+    auto res = r.Execute(session, MulAdd(st, h), st, {2});
+    INFO(res.status().message());
+    REQUIRE(res.ok());
+    REQUIRE(res->fetched[0].bytes == Floats({5, 10, 15}));
+  }
+  // Another session does not see it.
+  auto elsewhere = r.Execute(other, MulAdd(st, h), st, {2});
+  REQUIRE_FALSE(elsewhere.ok());
+  REQUIRE(elsewhere.status().message().find("is not on this runtime") != std::string::npos);
+  // The wrong size is refused.
+  auto wrong = r.Execute(session, MulAdd(st, h, 4), st, {2});
+  REQUIRE_FALSE(wrong.ok());
+  REQUIRE(wrong.status().message().find("the tensor needs 16") != std::string::npos);
+  // The bytes go with the last hold.
+  r.ReleasePayload(session, h);
+  REQUIRE(r.stats().blob_bytes == 12);
+  r.ReleasePayload(session, h);
+  REQUIRE(r.stats().blob_bytes == 0);
+  REQUIRE_FALSE(r.Execute(session, MulAdd(st, h), st, {2}).ok());
+  r.ReleasePayload(session, h);  // no hold left: nothing happens
+  // The limit (64 bytes) counts them: five of 12 bytes fit, a sixth does not.
+  std::vector<ContentHash> held;
+  for (float i = 1; i <= 5; ++i) {
+    std::string b = Floats({i, i, i});
+    held.push_back(ContentHash::Of(b.data(), b.size()));
+    REQUIRE(r.HoldPayload(session, held.back(), b).ok());
+  }
+  std::string sixth = Floats({6, 6, 6});
+  Status full = r.HoldPayload(session, ContentHash::Of(sixth.data(), sixth.size()), sixth);
+  REQUIRE_FALSE(full.ok());
+  REQUIRE(full.message().find("memory limit") != std::string::npos);
+  // The session's close frees them.
+  r.CloseSession(session);
+  REQUIRE(r.stats().blob_bytes == 0);
+  REQUIRE_FALSE(r.HoldPayload(session, h, bytes).ok());  // closed: no such session
+}
+
+TEST_CASE("a session pins a blob once however often it uses it") {
+  auto rt = runtime::Runtime::Create("cpu", 24);
+  REQUIRE(rt.ok());
+  auto& r = *rt.value();
+  uint64_t session = r.OpenSession();
+  std::string bytes = Floats({1, 2, 3});
+  ContentHash h = ContentHash::Of(bytes.data(), bytes.size());
+  REQUIRE(r.PutBlob(session, h, bytes).ok());
+  StringTable st;
+  for (int run = 0; run < 3; ++run) {
+    REQUIRE(r.HasBlob(session, h));
+    REQUIRE(r.Execute(session, MulAdd(st, h), st, {2}).ok());
+  }
+  // One close unpins it: another session's blob evicts it.
+  r.CloseSession(session);
+  std::string other = Floats({4, 5, 6});
+  REQUIRE(r.PutBlob(r.OpenSession(), ContentHash::Of(other.data(), other.size()), other).ok());
+  std::string third = Floats({7, 8, 9});
+  REQUIRE(r.PutBlob(r.OpenSession(), ContentHash::Of(third.data(), third.size()), third).ok());
+  REQUIRE(r.stats().evictions == 1);
+  REQUIRE_FALSE(r.HasBlob(0, h));
+}
+
 TEST_CASE("an unknown device is a clear error") {
   auto rt = runtime::Runtime::Create("tpu:3", 0);
   REQUIRE_FALSE(rt.ok());
