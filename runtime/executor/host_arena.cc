@@ -80,4 +80,48 @@ size_t HostArena::free_bytes() {
   return n;
 }
 
+BufferCache::~BufferCache() {
+  for (const auto& [n, p] : free_) ::munmap(p, n);
+}
+
+std::shared_ptr<char[]> BufferCache::Take(size_t n) {
+  char* p = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = free_.find(n);
+    if (it != free_.end()) {
+      p = it->second;
+      free_.erase(it);
+      free_bytes_ -= n;
+    }
+  }
+  if (!p) {
+    void* m = ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (m == MAP_FAILED) return nullptr;
+    p = static_cast<char*>(m);
+  }
+  std::weak_ptr<BufferCache> cache = weak_from_this();
+  return std::shared_ptr<char[]>(p, [cache, n](char* q) {
+    if (auto c = cache.lock()) c->Give(q, n);
+    else ::munmap(q, n);
+  });
+}
+
+void BufferCache::Give(char* p, size_t n) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (free_bytes_ + n <= limit_) {
+      free_.emplace(n, p);
+      free_bytes_ += n;
+      return;
+    }
+  }
+  ::munmap(p, n);
+}
+
+size_t BufferCache::free_bytes() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return free_bytes_;
+}
+
 }  // namespace genie::runtime

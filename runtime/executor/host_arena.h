@@ -40,4 +40,30 @@ class HostArena {
   std::thread populate_;
 };
 
+// Mapped buffers for large uploads, each kept once freed for the next of the
+// same size (a loop's new batch at every step, on a runtime without an
+// arena): received into pages already faulted in, not fresh ones the kernel
+// zeroes first. Keeps at most `limit` bytes of free buffers. Thread-safe;
+// its buffers may outlive it. Make it with std::make_shared.
+class BufferCache : public std::enable_shared_from_this<BufferCache> {
+ public:
+  explicit BufferCache(size_t limit) : limit_(limit) {}
+  ~BufferCache();
+  BufferCache(const BufferCache&) = delete;
+  BufferCache& operator=(const BufferCache&) = delete;
+
+  // A buffer of `n` bytes: a free one of that size, else a new mapping
+  // (populated); nullptr when mapping fails.
+  std::shared_ptr<char[]> Take(size_t n);
+  size_t free_bytes();
+
+ private:
+  void Give(char* p, size_t n);
+
+  size_t limit_;
+  std::mutex mu_;
+  std::multimap<size_t, char*> free_;  // length -> buffer
+  size_t free_bytes_ = 0;
+};
+
 }  // namespace genie::runtime

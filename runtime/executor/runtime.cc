@@ -35,6 +35,8 @@ using traces::Arg;
 using traces::DType;
 
 constexpr size_t kHashHere = 64 << 10;  // uploads up to this size are hashed on the connection's thread (PutBlob)
+constexpr size_t kReusedBytes = 1u << 20;    // transient uploads from this size reuse freed buffers (CPU, no arena)
+constexpr size_t kReusedLimit = 512u << 20;  // free buffers kept for reuse, at most
 
 at::ScalarType ToScalarType(DType d) {
   switch (d) {
@@ -183,6 +185,10 @@ class TorchRuntime final : public Runtime {
     return BlobBuffer::Allocate(n);
   }
   BlobBuffer AllocateTransient(size_t n) override {
+    if (!device_.is_cuda() && max_memory_ == 0 && n >= kReusedBytes) {
+      // Without an arena: the buffer comes back for the next upload of its size once its value is freed.
+      if (std::shared_ptr<char[]> p = reused_->Take(n)) return {std::move(p), n};
+    }
     if (!device_.is_cuda() || n == 0) return AllocateBlob(n);
     at::Tensor pinned = at::empty({static_cast<int64_t>(n)}, at::TensorOptions().dtype(at::kByte).pinned_memory(true));
     char* p = static_cast<char*>(pinned.data_ptr());
@@ -1078,6 +1084,7 @@ class TorchRuntime final : public Runtime {
   c10::Device device_;
   uint64_t max_memory_;
   std::shared_ptr<HostArena> arena_;
+  std::shared_ptr<BufferCache> reused_ = std::make_shared<BufferCache>(kReusedLimit);
   std::mutex blob_mu_;
   std::unordered_map<ContentHash, Blob, ContentHashHasher> blobs_;
   std::list<ContentHash> lru_;

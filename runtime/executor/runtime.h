@@ -72,7 +72,9 @@ class Runtime {
   // A buffer for a transient payload of `n` bytes about to be received
   // (PutTransient): on CUDA, page-locked host memory, which the copy to the
   // device reads at full speed and a cache hands out again for the next one
-  // (no page faulted in anew per upload); elsewhere as AllocateBlob.
+  // (no page faulted in anew per upload); on the CPU without a memory limit,
+  // from 1 MiB, a mapping that comes back for the next upload of its size
+  // once the value that took it is freed (BufferCache); else as AllocateBlob.
   virtual BlobBuffer AllocateTransient(size_t n) = 0;
   virtual std::string torch_version() const = 0;
 

@@ -135,6 +135,25 @@ def test_a_loop_s_fresh_inputs_are_freed_on_the_runtime_once_bound(genie, tmp_pa
         rt.stop()
 
 
+def test_large_uploads_kept_alive_are_not_overwritten_by_later_ones(genie):
+    # On a CPU runtime without --max-memory, the buffer of a large upload is
+    # handed out again once its value is freed: values the program keeps must
+    # keep their bytes while later uploads of the same size arrive.
+    program = genie.script("""
+        import sys
+        import torch
+        d = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+        kept = []
+        for step in range(12):
+            y = torch.full((512, 512), float(step)).to(d)  # 1 MiB
+            if step % 3 == 0:
+                kept.append(y)
+            print(y.sum().item())
+        print([k[511, 511].item() for k in kept], sum(k.sum().item() for k in kept))
+    """)
+    live_like_eager(genie, program, ("cpu",))
+
+
 def test_a_loop_s_small_fresh_inputs_are_freed_on_the_runtime_when_the_next_replaces_them(genie, tmp_path):
     # 400 steps, each with a fresh 2 KiB batch and a fresh drawn mask, through
     # a runtime that may hold 256 KiB: small inputs travel inside template

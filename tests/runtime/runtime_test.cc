@@ -354,3 +354,30 @@ TEST_CASE("blobs received into the arena return their memory when evicted") {
   REQUIRE(r.stats().blobs == 1);
   REQUIRE(r.stats().evictions == 7);
 }
+
+TEST_CASE("a freed upload buffer is handed out again for the next of its size, up to the cache's limit") {
+  auto cache = std::make_shared<runtime::BufferCache>(3u << 20);
+  constexpr size_t kOne = 1u << 20, kTwo = 2u << 20;
+  std::shared_ptr<char[]> a = cache->Take(kOne);
+  REQUIRE(a != nullptr);
+  char* first = a.get();
+  a[kOne - 1] = 'x';  // writable to its end
+  a.reset();
+  REQUIRE(cache->free_bytes() == kOne);
+  std::shared_ptr<char[]> again = cache->Take(kOne);
+  REQUIRE(again.get() == first);  // the same mapping, its pages already in
+  REQUIRE(cache->free_bytes() == 0);
+  std::shared_ptr<char[]> other = cache->Take(kTwo);  // another size: a new one
+  REQUIRE(other.get() != first);
+  std::shared_ptr<char[]> third = cache->Take(kTwo);
+  again.reset();
+  other.reset();
+  REQUIRE(cache->free_bytes() == 3u << 20);
+  third.reset();  // past the limit: unmapped, not kept
+  REQUIRE(cache->free_bytes() == 3u << 20);
+  // A buffer may outlive its cache.
+  std::shared_ptr<char[]> late = cache->Take(kTwo);
+  cache.reset();
+  late[0] = 'y';
+  late.reset();
+}
