@@ -11,6 +11,7 @@
 #include <deque>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 
 #include "common/byte_io.h"
 #include "recorder/frontend_protocol.h"
@@ -28,6 +29,8 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kDrainGrace = std::chrono::seconds(10);
 // A changed payload up to this size travels inside its template run, not as a blob upload first.
 constexpr size_t kInlinePayloadBytes = 4096;
+// Transient payloads from this size go up as they arrive (LiveConnection::UploadAhead).
+constexpr size_t kAheadBytes = 1u << 20;
 // Parts sent ahead before their replies are read (the runtime blocks on a full socket otherwise).
 constexpr size_t kMaxPartsAhead = 64;
 
@@ -94,8 +97,30 @@ class LiveConnection final : public recorder::FrontendSink {
   bool TakesTransient(uint64_t bytes) const override { return bytes > kInlinePayloadBytes; }
   Status AddTransient(const ContentHash& name, std::string bytes) override {
     journal_bytes_ += bytes.size();
+    size_t n = bytes.size();
     payloads_[name].bytes = std::move(bytes);
+    if (n >= kAheadBytes) UploadAhead(name);
     return Status::OK();
+  }
+
+  // A large transient payload goes up as soon as it has arrived, ahead of
+  // the segment that names it: its transfer to the runtime, and there to
+  // the device, overlaps the program's capture of the ops that read it (a
+  // batch of images moved, then the model's forward). Its reply is read
+  // with the next request's. Not while a cycle is offered or held (its
+  // answer is read before any other), nor while a journal keeps payloads
+  // for a replay elsewhere; a send that fails leaves it to its segment,
+  // whose request then meets the connection's failure.
+  void UploadAhead(const ContentHash& name) {
+    if (!client_ || journaling() || !held_.empty() || !offered_.empty() || !part_error_.empty()) return;
+    const std::string& bytes = payloads_.at(name).bytes;
+    if (!client_->SendCycle().ok() || !client_->SendBlob(name, bytes).ok()) return;
+    ++early_replies_;
+    sent_ahead_.insert(name);
+    ++report_->uploaded_ahead;
+    ++report_->uploaded_blobs;
+    report_->uploaded_bytes += bytes.size();
+    DropPayload(name);
   }
 
   Status AddWrite(traces::StringId op, uint32_t position, traces::StringId name) override {
@@ -463,6 +488,8 @@ class LiveConnection final : public recorder::FrontendSink {
     monitor_.reset();
     client_.reset();
     on_runtime_.clear();
+    sent_ahead_.clear();
+    early_replies_ = 0;
     templates_.Clear();
     ahead_.clear();
     ForgetCycles();
@@ -597,7 +624,7 @@ class LiveConnection final : public recorder::FrontendSink {
   // the offered cycle. `ex` holds its slot and release differences.
   bool InCycle(const wire::Execute& ex, const TemplateTable::Plan& plan, const CycleRun& run, bool ahead,
                bool fetches) const {
-    if (held_.size() >= offered_.size() || journaling()) return false;
+    if (held_.size() >= offered_.size() || journaling() || early_replies_ != 0) return false;
     const CycleRun& want = offered_[held_.size()];
     bool last = held_.size() + 1 == offered_.size();
     if (run.id != want.id || !ex.slot_diffs().empty() || !ex.release_diffs().empty() || fetches != last ||
@@ -658,7 +685,7 @@ class LiveConnection final : public recorder::FrontendSink {
     offered_.clear();
     for (auto& env : held) {
       GENIE_RETURN_IF_ERROR(client_->SendExecute(env, {}));
-      ahead_.push_back({0, true});
+      ahead_.push_back({std::exchange(early_replies_, 0), true});
       if (ahead_.size() >= kMaxPartsAhead) GENIE_RETURN_IF_ERROR(DrainParts());
     }
     for (const auto& h : inlined) SentInline(h);
@@ -698,6 +725,7 @@ class LiveConnection final : public recorder::FrontendSink {
     std::vector<ContentHash> needed;
     uint64_t needed_bytes = 0;
     for (const auto& h : payloads) {
+      if (sent_ahead_.erase(h)) continue;  // went up as it arrived (UploadAhead)
       if (on_runtime_.count(h) || std::find(needed.begin(), needed.end(), h) != needed.end() ||
           std::find(inlined.begin(), inlined.end(), h) != inlined.end())
         continue;
@@ -711,6 +739,7 @@ class LiveConnection final : public recorder::FrontendSink {
     }
     if (needed_bytes > options_.query_threshold) {
       GENIE_RETURN_IF_ERROR(DrainParts());  // the query's answer comes after theirs
+      GENIE_RETURN_IF_ERROR(client_->ReadUploads(std::exchange(early_replies_, 0)));  // and those of uploads ahead
       std::vector<ContentHash> asked, missing;
       for (const auto& h : needed) (h.transient() ? missing : asked).push_back(h);
       GENIE_ASSIGN_OR_RETURN(std::vector<bool> present, client_->QueryBlobs(asked));
@@ -734,17 +763,19 @@ class LiveConnection final : public recorder::FrontendSink {
     for (auto it = strings_.all().begin() + static_cast<std::ptrdiff_t>(strings_sent_); it != strings_.all().end(); ++it)
       env.mutable_execute()->add_new_strings(*it);
     bool from_template = env.execute().from_template() != 0;
+    // Uploads sent ahead of this request (UploadAhead) are answered before it.
+    size_t uploads = blobs.size() + std::exchange(early_replies_, 0);
     GENIE_RETURN_IF_ERROR(client_->SendExecute(env, blobs));
     // Strings and blobs reached the runtime unless the connection breaks.
     strings_sent_ = strings_.size();
     for (const auto& h : needed) Uploaded(h);
     if (ahead) {
-      ahead_.push_back({blobs.size(), from_template, asking_});
+      ahead_.push_back({uploads, from_template, asking_});
       if (ahead_.size() >= kMaxPartsAhead) GENIE_RETURN_IF_ERROR(DrainParts());
       return ExecuteReply{};
     }
     GENIE_RETURN_IF_ERROR(DrainParts());
-    return client_->ReadExecute(blobs.size(), from_template, recorded, true);
+    return client_->ReadExecute(uploads, from_template, recorded, true);
   }
 
   void Uploaded(const ContentHash& h) {
@@ -920,14 +951,17 @@ class LiveConnection final : public recorder::FrontendSink {
   LiveReport* report_;
   traces::StringTable strings_;
   size_t strings_sent_ = 0;
-  // Payload bytes not yet on the runtime; with a backup, every payload (for a replay there).
-  // Payloads received and not (or not only) on the runtime as blobs.
+  // Payload bytes not yet on the runtime as blobs (and those the program may
+  // name again, sent inside template runs); with a backup, every payload
+  // (for a replay there).
   struct Payload {
     std::string bytes;
     bool single_use = true;  // named by one INPUT record: the program sends them again for another
   };
   std::unordered_map<ContentHash, Payload, ContentHashHasher> payloads_;
   std::unordered_set<ContentHash, ContentHashHasher> on_runtime_;
+  std::unordered_set<ContentHash, ContentHashHasher> sent_ahead_;  // transient payloads up before their segment
+  size_t early_replies_ = 0;  // their replies, not read yet: they come before the next request's
   size_t endpoint_ = 0;
   std::vector<JournalEntry> journal_;
   uint64_t journal_bytes_ = 0;

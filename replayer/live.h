@@ -76,6 +76,7 @@ struct LiveReport {
   uint64_t uploaded_blobs = 0;
   uint64_t uploaded_bytes = 0;
   uint64_t already_present = 0;   // payloads the runtime held before they were sent
+  uint64_t uploaded_ahead = 0;    // of the uploads, those sent as they arrived, ahead of their segment
   ClientCounters counters;        // summed over connections
   std::vector<double> segment_ms;  // genie's round trip per segment
   std::vector<double> runtime_ms;  // the runtime's execution per segment

@@ -199,20 +199,20 @@ Result<ExecuteReply> RuntimeClient::Execute(wire::Envelope& env,
 
 Status RuntimeClient::SendExecute(wire::Envelope& env,
                                   const std::vector<std::pair<ContentHash, std::string_view>>& blobs) {
-  for (const auto& [h, bytes] : blobs) {
-    wire::Envelope put;
-    put.mutable_put_blob()->set_hash(std::string(reinterpret_cast<const char*>(h.bytes.data()), 32));
-    if (h.transient()) put.mutable_put_blob()->set_transient(true);
-    GENIE_RETURN_IF_ERROR(Send(put, bytes.data(), bytes.size()));
-  }
+  for (const auto& [h, bytes] : blobs) GENIE_RETURN_IF_ERROR(SendBlob(h, bytes));
   return Send(env);
 }
 
-Result<ExecuteReply> RuntimeClient::ReadExecute(size_t blobs, bool from_template,
-                                                const std::vector<const traces::TensorMeta*>& recorded, bool waited,
-                                                bool cycle) {
+Status RuntimeClient::SendBlob(const ContentHash& h, std::string_view bytes) {
+  wire::Envelope put;
+  put.mutable_put_blob()->set_hash(std::string(reinterpret_cast<const char*>(h.bytes.data()), 32));
+  if (h.transient()) put.mutable_put_blob()->set_transient(true);
+  return Send(put, bytes.data(), bytes.size());
+}
+
+Status RuntimeClient::ReadUploads(size_t n) {
   Status upload;
-  for (size_t i = 0; i < blobs; ++i) {
+  for (size_t i = 0; i < n; ++i) {
     wire::Envelope put_reply;
     Status st = Receive(&put_reply);
     if (st.code() == Status::Code::kIOError) return st;
@@ -220,6 +220,14 @@ Result<ExecuteReply> RuntimeClient::ReadExecute(size_t blobs, bool from_template
       st = Status::Corruption("runtime " + address_ + " answered an upload wrongly");
     if (upload.ok()) upload = st;
   }
+  return upload;
+}
+
+Result<ExecuteReply> RuntimeClient::ReadExecute(size_t blobs, bool from_template,
+                                                const std::vector<const traces::TensorMeta*>& recorded, bool waited,
+                                                bool cycle) {
+  Status upload = ReadUploads(blobs);
+  if (upload.code() == Status::Code::kIOError) return upload;
   wire::Envelope reply;
   Status st = Receive(&reply);
   if (waited) ++counters_.round_trips;

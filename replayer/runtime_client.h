@@ -89,6 +89,12 @@ class RuntimeClient {
   Status SendExecute(wire::Envelope& request, const std::vector<std::pair<ContentHash, std::string_view>>& blobs);
   Result<ExecuteReply> ReadExecute(size_t blobs, bool from_template, const std::vector<const traces::TensorMeta*>& recorded,
                                    bool waited, bool cycle = false);
+  // One upload alone, its reply left to read: with the next request's
+  // (ReadExecute counting it among `blobs`), or by ReadUploads.
+  Status SendBlob(const ContentHash& h, std::string_view bytes);
+  // Reads the replies of `n` uploads sent last; the first refusal among
+  // them once all are read.
+  Status ReadUploads(size_t n);
 
   // Cycles answered ahead (genie.proto CyclePush). After a reply that
   // offers a cycle the runtime pushes a message; the client reads it

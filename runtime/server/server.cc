@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -72,6 +73,17 @@ class Connection {
     wire::Envelope env;
     env.mutable_error()->set_message(message);
     return Reply(env);
+  }
+
+  // Reads `n` bytes of a message's payload and drops them.
+  Status Discard(uint64_t n) {
+    std::vector<char> sink(static_cast<size_t>(std::min<uint64_t>(n, 1u << 20)));
+    for (uint64_t left = n; left > 0;) {
+      size_t k = static_cast<size_t>(std::min<uint64_t>(left, sink.size()));
+      GENIE_RETURN_IF_ERROR(sock_.RecvAll(sink.data(), k));
+      left -= k;
+    }
+    return Status::OK();
   }
 
   Status Handshake() {
@@ -150,8 +162,13 @@ class Connection {
         const std::string& h = env.put_blob().hash();
         if (!ContentHash::FromBytes(h.data(), h.size(), &ch)) return Status::Corruption("a blob hash is not 32 bytes");
         if (opts_.max_memory > 0 && env.payload_bytes() > opts_.max_memory) {
-          ReplyError("a blob of " + std::to_string(env.payload_bytes()) + " bytes exceeds the runtime's memory limit");
-          return Status::InvalidArgument("refused a blob larger than --max-memory");
+          // Read past it, so that the client, still writing it, gets this answer and the session goes on.
+          GENIE_RETURN_IF_ERROR(Discard(env.payload_bytes()));
+          Log(LogLevel::kWarn, sock_.peer() + " refused a blob of " + std::to_string(env.payload_bytes()) +
+                                   " bytes (--max-memory " + std::to_string(opts_.max_memory) + ")");
+          return ReplyError("a blob of " + std::to_string(env.payload_bytes()) +
+                            " bytes exceeds the runtime's memory limit of " + std::to_string(opts_.max_memory) +
+                            " bytes (genie serve --max-memory)");
         }
         // Received straight into the buffer the runtime keeps (a CPU tensor's storage).
         runtime::BlobBuffer bytes = env.put_blob().transient() ? rt_->AllocateTransient(env.payload_bytes())

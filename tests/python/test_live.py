@@ -129,8 +129,35 @@ def test_a_loop_s_fresh_inputs_are_freed_on_the_runtime_once_bound(genie, tmp_pa
         assert r.returncode == 0, r.stderr
         assert r.stdout == want.stdout
         assert report["uploaded_blobs"] == 62 and report["uploaded_bytes"] >= 60 * 1024 * 1024
+        # Each batch went up as it arrived, before its segment, but the first: genie connects at the first segment.
+        assert report["uploaded_ahead"] == 59
         # Nothing asked whether the runtime held a batch already: a round trip per segment.
         assert report["round_trips"] == report["segments"] + 1 - report["answered_early"]
+    finally:
+        rt.stop()
+
+
+def test_an_upload_larger_than_the_memory_limit_fails_its_segment_and_the_program_goes_on(genie, tmp_path):
+    # 8 MiB goes up as soon as genie has it, ahead of its segment; the
+    # runtime reads past it and refuses it, and the program gets that reason
+    # (before, the runtime closed the connection, and the program was told
+    # of a broken pipe). The session goes on.
+    program = genie.script("""
+        import torch
+        d = "remote_accelerator"
+        try:
+            print((torch.randn(2 * 1024 * 1024).to(d) * 2).sum().item())
+        except RuntimeError as e:
+            print("refused:", "a blob of 8388608 bytes exceeds the runtime's memory limit of 4000000 bytes" in str(e))
+        print((torch.ones(4).to(d) * 2).sum().item())
+        print((torch.ones(300 * 1024).to(d) * 2).sum().item())
+    """)
+    rt = Runtime(tmp_path, extra=("--max-memory", "4M", "--log-level", "warn"))
+    try:
+        r, report = live(genie, program, pool="test-pool", config=pool_config(tmp_path, rt.address))
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split("\n")[:3] == ["refused: True", "8.0", "614400.0"]
+        assert report["segments"] == 3
     finally:
         rt.stop()
 

@@ -191,7 +191,7 @@ def test_serve_logs_a_line_per_request_and_stops_cleanly_on_sigterm(genie, runti
     assert "shutting down" in log
 
 
-def test_a_blob_larger_than_the_memory_limit_is_refused_before_it_is_read(genie, tmp_path):
+def test_a_blob_larger_than_the_memory_limit_is_refused_with_a_clear_error(genie, tmp_path):
     rt = Runtime(tmp_path, extra=["--max-memory", "100K"])
     try:
         big = genie.script("""
