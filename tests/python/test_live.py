@@ -214,6 +214,22 @@ def test_a_loop_s_small_fresh_inputs_are_freed_on_the_runtime_when_the_next_repl
         rt.stop()
 
 
+def test_a_template_run_whose_input_becomes_empty(genie):
+    # Sizes are a template's integer slots, so these segments are runs of one
+    # template; an empty input's bytes cannot travel inside the run (an empty
+    # `data` reads as "by hash"), so it goes up as a blob. Before, the
+    # runtime refused the run: "a payload hash is not 32 bytes".
+    program = genie.script("""
+        import sys
+        import torch
+        d = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+        for n in [3, 0, 3, 0, 2, 0]:
+            print(n, (torch.ones(n).to(d) * 2).sum().item())
+    """)
+    _, report = live_like_eager(genie, program, ("cpu",))
+    assert report["template_runs"] == 5
+
+
 def test_ops_that_change_a_tensor_s_shape_in_place_run_as_in_eager(genie):
     # A vector times a matrix (nn.Linear on one sample) ends in squeeze_
     # inside matmul; the LazyTensor takes the new shape, the runtime runs the op.
