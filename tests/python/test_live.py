@@ -230,6 +230,35 @@ def test_a_template_run_whose_input_becomes_empty(genie):
     assert report["template_runs"] == 5
 
 
+def test_a_number_assigned_into_a_slice_or_through_a_mask(genie):
+    # torch makes the number a tensor on the tensor's device, the meta device
+    # for a LazyTensor, with no op that dispatch sees: it failed with "a
+    # tensor on meta was mixed with remote_accelerator tensors (in aten::copy_)".
+    program = genie.script("""
+        import sys
+        import torch
+        d = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+        z = torch.ones(2, 5).to(d)
+        z[:, 3:] = 7
+        z[0, 0] = 2.5
+        z[1] = torch.tensor([5.0, 4, 3, 2, 1]).to(d)
+        m = torch.arange(10.0).reshape(2, 5).to(d)
+        m[m > 6] = 0
+        m[0] = -1
+        i = torch.zeros(4, dtype=torch.long).to(d)
+        i[1:3] = 9
+        b = torch.zeros(3, dtype=torch.bool).to(d)
+        b[1] = True
+        print(z.tolist(), m.tolist(), i.tolist(), b.tolist())
+    """)
+    live_like_eager(genie, program, ("cpu",))
+    r, trace = genie.record(program)
+    assert r.returncode == 0, r.stderr
+    replay = genie.run("run", "--pool", "local", trace)
+    assert replay.returncode == 0, replay.stderr
+    assert "4 values match" in replay.stdout
+
+
 def test_ops_that_change_a_tensor_s_shape_in_place_run_as_in_eager(genie):
     # A vector times a matrix (nn.Linear on one sample) ends in squeeze_
     # inside matmul; the LazyTensor takes the new shape, the runtime runs the op.
@@ -251,13 +280,21 @@ def test_ops_that_change_a_tensor_s_shape_in_place_run_as_in_eager(genie):
         print(tuple(x.shape), x.stride(), [round(a, 5) for a in x.flatten().tolist()])
         y.sum().backward()
         print([round(a, 5) for a in w.weight.grad.sum(0).tolist()])
+        z = torch.arange(8.0).to(d)
+        v = z[:4]
+        v.as_strided_((4,), (1,), 2)   # further along its storage than the view reached
+        v.mul_(10)
+        g = torch.ones(3).to(d)
+        g.resize_(2, 5)                # more elements than it had
+        g.fill_(3)
+        print(z.tolist(), tuple(g.shape), g.tolist())
     """)
     live_like_eager(genie, program, ("cpu",))
     r, trace = genie.record(program)
     assert r.returncode == 0, r.stderr
     replay = genie.run("run", "--pool", "local", trace)
     assert replay.returncode == 0, replay.stderr
-    assert "4 values match" in replay.stdout
+    assert "6 values match" in replay.stdout
 
 
 def test_ops_without_meta_kernels_and_data_dependent_shapes(genie):

@@ -237,9 +237,21 @@ def bump_versions(tensors):
 def restride(lazy, value):
     """Gives a LazyTensor the shape, strides and offset of `value`, which an
     op changed in place (squeeze_, t_, transpose_; a vector times a matrix
-    ends in squeeze_ inside matmul). The runtime runs the op itself."""
+    ends in squeeze_ inside matmul; resize_). The runtime runs the op itself.
+    A wrapper's meta storage spans only its own elements: one that now
+    reaches past them (resize_ to more, as_strided_ to further along) gets
+    a meta storage that spans them."""
+    shape, stride, offset = value.shape, value.stride(), value.storage_offset()
     with _dispatch_off():
-        torch.ops.aten.as_strided_.default(lazy, value.shape, value.stride(), value.storage_offset())
+        try:
+            torch.ops.aten.as_strided_.default(lazy, shape, stride, offset)
+            return
+        except RuntimeError:
+            pass
+        extent = 1 + sum((n - 1) * s for n, s in zip(shape, stride)) if all(n > 0 for n in shape) else 0
+        meta = _empty((offset + extent,), dtype=value.dtype, device=_META)
+        storage = meta.untyped_storage() if hasattr(meta, "untyped_storage") else meta.storage()
+        torch.ops.aten.set_.source_Storage_storage_offset(lazy, storage, offset, shape, stride)
 
 
 class Session:
@@ -654,8 +666,9 @@ class Session:
                         # LazyTensor takes the new id, as _output does for the general case.
                         shape = out.shape
                         stride = out.stride()
-                        if shape != base.shape or stride != base.stride():
-                            return self._finish(info, out, args, kwargs, w)
+                        if shape != base.shape or stride != base.stride() or \
+                                out.storage_offset() != base.storage_offset():
+                            return self._finish(info, out, args, kwargs, w)  # its metadata changed (_restride)
                         self._next_id = vid + 1
                         if self.remote:
                             self.replaced(base._genie_id)
@@ -1012,11 +1025,7 @@ class Session:
         """`info`'s op changed the shape, strides or offset of `base` in
         place, into those of `o`: the LazyTensor takes them, and `o` is its
         value from now on."""
-        try:
-            restride(base, o)
-        except RuntimeError:  # beyond the memory the tensor spans (resize_ to more elements)
-            raise CaptureError(f"genie: {info.name} grows a tensor in place, which remote_accelerator does not "
-                               "support; make a new tensor of the size instead") from None
+        restride(base, o)
         base.__dict__["_genie_value"] = o
 
     def _wrote(self, t):

@@ -36,6 +36,8 @@ _META = torch.device("meta")
 _make_wrapper = torch.Tensor._make_wrapper_subclass
 _empty_strided = torch.empty_strided
 _empty = torch.empty
+_tensor = torch.tensor
+_setitem = torch.Tensor.__setitem__
 
 
 def meta_value(shape, stride, offset, dtype):
@@ -114,6 +116,16 @@ class LazyTensor(torch.Tensor):
         elif self.requires_grad:
             suffix += ", requires_grad=True"
         return text[:-1] + suffix + ")"
+
+    def __setitem__(self, key, value):
+        # `x[:, 3:] = 7`, `x[mask] = 0`: torch makes the number a tensor on
+        # the tensor's own device, which for a LazyTensor is the meta device,
+        # without an op that dispatch sees, so its value would be lost. A CPU
+        # tensor of the same dtype holds it instead, as eager's does, and is
+        # lifted as a constant like any CPU tensor mixed in.
+        if isinstance(value, (int, float, complex)):
+            value = _tensor(value, dtype=self.dtype)
+        _setitem(self, key, value)
 
     def __format__(self, spec):
         if self.dim() == 0:
