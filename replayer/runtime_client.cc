@@ -140,12 +140,12 @@ Status RuntimeClient::PutBlobs(const std::vector<std::pair<ContentHash, std::str
   GENIE_RETURN_IF_ERROR(SendCycle());
   uint64_t sent = 0;
   for (const auto& [h, bytes] : blobs) {
-    wire::Envelope env;
-    env.mutable_put_blob()->set_hash(std::string(reinterpret_cast<const char*>(h.bytes.data()), 32));
     if (!progress) {
-      GENIE_RETURN_IF_ERROR(Send(env, bytes.data(), bytes.size()));
+      GENIE_RETURN_IF_ERROR(SendBlob(h, bytes));
       continue;
     }
+    wire::Envelope env;
+    env.mutable_put_blob()->set_hash(std::string(reinterpret_cast<const char*>(h.bytes.data()), 32));
     GENIE_RETURN_IF_ERROR(wire::WriteEnvelope(sock_, env, bytes.size()));
     counters_.bytes_up += 4 + env.ByteSizeLong() + bytes.size();
     for (size_t off = 0; off < bytes.size(); off += kPiece) {
@@ -155,11 +155,7 @@ Status RuntimeClient::PutBlobs(const std::vector<std::pair<ContentHash, std::str
       progress(sent);
     }
   }
-  for (size_t i = 0; i < blobs.size(); ++i) {
-    wire::Envelope reply;
-    GENIE_RETURN_IF_ERROR(Receive(&reply));
-    if (!reply.has_put_blob_reply()) return Status::Corruption("runtime " + address_ + " answered an upload wrongly");
-  }
+  GENIE_RETURN_IF_ERROR(ReadUploads(blobs.size()));
   ++counters_.round_trips;
   return Status::OK();
 }
