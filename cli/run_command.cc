@@ -261,6 +261,7 @@ int RunLiveProgram(const RunArgs& a, const replayer::Config& config) {
     w.Key("bytes_up").Uint(r.counters.bytes_up).Key("bytes_down").Uint(r.counters.bytes_down);
     w.Key("uploaded_blobs").Uint(r.uploaded_blobs).Key("uploaded_bytes").Uint(r.uploaded_bytes);
     w.Key("already_present").Uint(r.already_present).Key("uploaded_ahead").Uint(r.uploaded_ahead);
+    w.Key("ring_payloads").Uint(r.ring_payloads);
     w.Key("median_segment_ms").Double(median).Key("median_runtime_ms").Double(replayer::Median(r.runtime_ms));
     w.Key("graph_segments").Uint(r.graph_segments).Key("template_runs").Uint(r.template_runs);
     w.Key("ran_ahead").Uint(r.ran_ahead).Key("cycles").Uint(r.cycles).Key("pushed").Uint(r.pushed).Key("answered_first").Uint(r.answered_first);

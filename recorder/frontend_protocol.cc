@@ -1,7 +1,14 @@
 #include "recorder/frontend_protocol.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "common/byte_io.h"
 #include "traces/segment_codec.h"
@@ -78,6 +85,8 @@ Status FrontendStream::HandleFrame(FrameType type, const uint8_t* body, size_t n
     case FrameType::kAnswered: return HandleSegment(body, n, FrameType::kAnswered);
     case FrameType::kPayload: return HandlePayload(body, n, false);
     case FrameType::kInputPayload: return HandlePayload(body, n, true);
+    case FrameType::kRing: return HandleRing(body, n);
+    case FrameType::kRingPayload: return HandleRingPayload(body, n);
     case FrameType::kTemplate: return HandleTemplate(body, n);
     case FrameType::kWrites: return HandleWrites(body, n);
     case FrameType::kEnd:
@@ -89,6 +98,76 @@ Status FrontendStream::HandleFrame(FrameType type, const uint8_t* body, size_t n
     case FrameType::kEarly: return Status::Corruption("an EARLY frame from the frontend");
   }
   return Status::Corruption("unknown frame type " + std::to_string(static_cast<int>(type)));
+}
+
+FrontendStream::~FrontendStream() {
+  if (fd_ >= 0) ::close(fd_);
+  if (ring_) ::munmap(ring_, kRingHeaderBytes + ring_size_);
+}
+
+void FrontendStream::ReceiveFd(int fd) {
+  if (fd_ >= 0 || ring_) {
+    ::close(fd);
+    return;
+  }
+  fd_ = fd;
+}
+
+Status FrontendStream::HandleRing(const uint8_t* body, size_t n) {
+  ByteReader in(body, n);
+  uint64_t size;
+  GENIE_RETURN_IF_ERROR(in.U64(&size));
+  if (!in.done()) return Status::Corruption("RING frame has trailing bytes");
+  if (ring_) return Status::Corruption("a second RING frame");
+  if (fd_ < 0) return Status::Corruption("RING frame came without its memory (no file descriptor passed with it)");
+  const int fd = std::exchange(fd_, -1);
+  auto fail = [fd](const std::string& why) {
+    ::close(fd);
+    return Status::Corruption("RING frame: " + why);
+  };
+  if (size == 0 || size > kMaxRingBytes) return fail("a ring of " + std::to_string(size) + " bytes");
+  // The frontend could otherwise shrink the memory under the mapping, and a read past its end is a SIGBUS here.
+  const int seals = ::fcntl(fd, F_GET_SEALS);
+  if (seals < 0 || !(seals & F_SEAL_SHRINK)) return fail("its memory is not sealed against shrinking");
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) < kRingHeaderBytes + size)
+    return fail("its memory is smaller than the ring");
+  void* p = ::mmap(nullptr, kRingHeaderBytes + size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ::close(fd);
+  if (p == MAP_FAILED) return Status::IOError(std::string("cannot map the frontend's ring: ") + std::strerror(errno));
+  ring_ = static_cast<char*>(p);
+  ring_size_ = size;
+  return Status::OK();
+}
+
+Status FrontendStream::HandleRingPayload(const uint8_t* body, size_t n) {
+  ByteReader in(body, n);
+  int64_t id;
+  uint64_t total, position;
+  GENIE_RETURN_IF_ERROR(in.U64(reinterpret_cast<uint64_t*>(&id)));
+  GENIE_RETURN_IF_ERROR(in.U64(&total));
+  GENIE_RETURN_IF_ERROR(in.U64(&position));
+  if (!in.done()) return Status::Corruption("RING_PAYLOAD frame has trailing bytes");
+  if (!ring_) return Status::Corruption("RING_PAYLOAD before RING");
+  if (id != static_cast<int64_t>(payloads_.size())) return Status::Corruption("payload ids out of order");
+  if (!partial_payload_.empty()) return Status::Corruption("RING_PAYLOAD inside another payload");
+  if (position < ring_next_ || total > ring_size_ || position > UINT64_MAX - total || position % ring_size_ + total > ring_size_)
+    return Status::Corruption("RING_PAYLOAD names bytes outside the ring");
+  std::string_view bytes(ring_ + kRingHeaderBytes + position % ring_size_, total);
+  Status st;
+  if (sink_->TakesTransient(total)) {
+    ContentHash name = ContentHash::Transient(stream_, transients_++);
+    payloads_.push_back(name);
+    st = sink_->AddTransientView(name, bytes);
+  } else {
+    ContentHash h = ContentHash::Of(bytes.data(), bytes.size());
+    payloads_.push_back(h);
+    st = sink_->AddPayload(h, std::string(bytes), true);
+  }
+  // Done with the bytes: the frontend may write over them.
+  ring_next_ = position + total;
+  __atomic_store_n(reinterpret_cast<uint64_t*>(ring_), ring_next_, __ATOMIC_RELEASE);
+  return st;
 }
 
 Status FrontendStream::HandleHello(const uint8_t* body, size_t n) {

@@ -31,6 +31,20 @@
 //            payload; live mode may name a large one without hashing it
 //            (FrontendSink::TakesTransient). All pieces of a payload come in
 //            frames of one type.
+//   RING     u64 size, sent with one file descriptor (SCM_RIGHTS): shared
+//            memory the frontend made (a memfd sealed against shrinking) of
+//            kRingHeaderBytes + size bytes, for its large single-use
+//            payloads. At most one per connection. The header's first u64 is
+//            the genie process's: every ring position below it is free again.
+//   RING_PAYLOAD  i64 payload id | u64 total bytes | u64 position: an
+//            INPUT_PAYLOAD whose bytes the frontend copied into the ring at
+//            kRingHeaderBytes + position % size (within the ring; positions
+//            count up, a payload that would wrap starts at the next multiple
+//            of size). Once the genie process is done with the bytes it
+//            stores position + total in the header. A program's batch moves
+//            with one copy into memory both processes map, rather than
+//            through the socket and out of it again, and genie run sends it
+//            on to the runtime from there (FrontendSink::AddTransientView).
 //              RELEASE 4, n, value id*n  (live mode: values the program
 //                     dropped; the runtime frees them after the segment)
 //              RUN    5, template id, first value id, k, T_1 .. T_k, n,
@@ -98,6 +112,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -107,16 +122,18 @@
 
 namespace genie::recorder {
 
-constexpr uint32_t kFrontendProtocolVersion = 5;  // 5: INPUT_PAYLOAD
+constexpr uint32_t kFrontendProtocolVersion = 6;  // 5: INPUT_PAYLOAD; 6: RING
 constexpr uint32_t kMaxFrameBody = 64u << 20;
 constexpr uint32_t kFrameHeadBytes = 5;
 constexpr uint32_t kMaxTemplates = 1u << 16;  // TEMPLATE frames per connection
 constexpr uint32_t kMaxTemplateArguments = 1u << 20;
 constexpr uint32_t kMaxTemplateTs = 16;  // the sizes a template's records vary with
+constexpr uint64_t kRingHeaderBytes = 4096;
+constexpr uint64_t kMaxRingBytes = 1ull << 30;
 
 enum class FrameType : uint8_t { kHello = 1, kStrings = 2, kSegment = 3, kPayload = 4, kEnd = 5, kReply = 6, kPart = 7,
                                  kTemplate = 8, kWrites = 9, kEarly = 10, kAnswered = 11,
-                                 kInputPayload = 12 };
+                                 kInputPayload = 12, kRing = 13, kRingPayload = 14 };
 
 struct Hello {
   uint32_t protocol_version = 0;
@@ -150,6 +167,12 @@ class FrontendSink {
   virtual Status AddTransient(const ContentHash& name, std::string bytes) {
     (void)name, (void)bytes;
     return Status::Corruption("a transient payload in a sink that takes none");
+  }
+  // AddTransient of bytes the sink may read only during the call (a
+  // RING_PAYLOAD's, in memory the frontend reuses once the call returns):
+  // live mode sends a large one to the runtime from there; by default, a copy.
+  virtual Status AddTransientView(const ContentHash& name, std::string_view bytes) {
+    return AddTransient(name, std::string(bytes));
   }
   // A segment, with the values released after it (live mode). `part`: a
   // PART frame's, which the next segment closes (live mode).
@@ -211,6 +234,14 @@ class FrontendStream {
   // Into a trace.
   FrontendStream(uint32_t stream_id, traces::TraceWriter* writer)
       : stream_(stream_id), owned_sink_(std::make_unique<TraceSink>(writer)), sink_(owned_sink_.get()) {}
+  ~FrontendStream();
+  FrontendStream(const FrontendStream&) = delete;
+  FrontendStream& operator=(const FrontendStream&) = delete;
+
+  // A file descriptor that came with the connection's bytes (SCM_RIGHTS),
+  // owned from now on: the next RING frame maps it. One at a time; another
+  // before that RING is closed.
+  void ReceiveFd(int fd);
 
   // Handles one complete frame. A malformed frame is Status::Corruption
   // naming what was wrong; the stream must not be fed further after one.
@@ -228,6 +259,8 @@ class FrontendStream {
   Status HandleSegment(const uint8_t* body, size_t n, FrameType type);
   Status HandleTemplate(const uint8_t* body, size_t n);
   Status HandleWrites(const uint8_t* body, size_t n);
+  Status HandleRing(const uint8_t* body, size_t n);
+  Status HandleRingPayload(const uint8_t* body, size_t n);
 
   uint32_t stream_;
   std::unique_ptr<FrontendSink> owned_sink_;
@@ -242,6 +275,10 @@ class FrontendStream {
   uint64_t partial_total_ = 0;
   bool partial_single_use_ = false;        // its pieces came as INPUT_PAYLOAD frames
   uint64_t transients_ = 0;                // payloads named by ContentHash::Transient so far
+  int fd_ = -1;                            // received, for the RING frame to come
+  char* ring_ = nullptr;                   // the RING's mapping: header, then ring_size_ bytes
+  uint64_t ring_size_ = 0;
+  uint64_t ring_next_ = 0;                 // the end of the last RING_PAYLOAD's bytes
   uint64_t next_segment_ = 0;
 };
 

@@ -197,12 +197,34 @@ ssize_t FrameBuffer::ReadFrom(int fd) {
       capacity_ = capacity;
     }
   }
-  ssize_t n = ::read(fd, data_.get() + size_, want);
+  iovec iov{data_.get() + size_, want};
+  alignas(cmsghdr) char control[CMSG_SPACE(4 * sizeof(int))];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  ssize_t n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
   if (n > 0) size_ += static_cast<size_t>(n);
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); n >= 0 && c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; ++i) {
+      int received;
+      std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+      fds_.push_back(received);
+    }
+  }
   return n;
 }
 
+FrameBuffer::~FrameBuffer() {
+  for (int fd : fds_) ::close(fd);
+}
+
 Status FrameBuffer::Drain(FrontendStream* stream) {
+  for (int fd : fds_) stream->ReceiveFd(fd);
+  fds_.clear();
   while (size_ - consumed_ >= kFrameHeadBytes) {
     const auto* p = reinterpret_cast<const uint8_t*>(data_.get()) + consumed_;
     uint32_t len;
@@ -210,7 +232,7 @@ Status FrameBuffer::Drain(FrontendStream* stream) {
     uint8_t type = p[4];
     if (len > kMaxFrameBody) return Status::Corruption("frame of " + std::to_string(len) + " bytes exceeds the limit");
     if (size_ - consumed_ < kFrameHeadBytes + len) break;
-    if (type < 1 || type > static_cast<uint8_t>(FrameType::kInputPayload)) return Status::Corruption("unknown frame type " + std::to_string(type));
+    if (type < 1 || type > static_cast<uint8_t>(FrameType::kRingPayload)) return Status::Corruption("unknown frame type " + std::to_string(type));
     GENIE_RETURN_IF_ERROR(stream->HandleFrame(static_cast<FrameType>(type), p + kFrameHeadBytes, len));
     consumed_ += kFrameHeadBytes + len;
   }

@@ -95,15 +95,24 @@ class ChildSignals {
 // Bytes read from one frontend connection, parsed into frames as they complete.
 class FrameBuffer {
  public:
-  // One read(2) of `fd` straight into the buffer: up to 1 MiB, or the rest of
-  // a larger frame whose head is in (a batch of images arrives without a
-  // copy through a reader's buffer, and the buffer grows once for it, kept
-  // for the next; no byte is zeroed first). Returns read's result.
+  FrameBuffer() = default;
+  ~FrameBuffer();
+  FrameBuffer(const FrameBuffer&) = delete;
+  FrameBuffer& operator=(const FrameBuffer&) = delete;
+
+  // One read of socket `fd` straight into the buffer: up to 1 MiB, or the
+  // rest of a larger frame whose head is in (a batch of images arrives
+  // without a copy through a reader's buffer, and the buffer grows once for
+  // it, kept for the next; no byte is zeroed first). File descriptors that
+  // come with the bytes (a RING frame's) are kept for Drain. Returns
+  // recvmsg's result.
   ssize_t ReadFrom(int fd);
-  // Hands every complete frame to `stream`; a malformed one is Corruption.
+  // Hands the file descriptors read to `stream` (FrontendStream::ReceiveFd),
+  // then every complete frame; a malformed one is Corruption.
   Status Drain(FrontendStream* stream);
 
  private:
+  std::vector<int> fds_;  // received, not yet handed on
   std::unique_ptr<char[]> data_;
   size_t size_ = 0;      // bytes read into data_
   size_t capacity_ = 0;

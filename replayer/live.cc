@@ -29,7 +29,7 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kDrainGrace = std::chrono::seconds(10);
 // A changed payload up to this size travels inside its template run, not as a blob upload first.
 constexpr size_t kInlinePayloadBytes = 4096;
-// Transient payloads from this size go up as they arrive (LiveConnection::UploadAhead).
+// Transient payloads from this size go up as they arrive (LiveConnection::SendAhead).
 constexpr size_t kAheadBytes = 1u << 20;
 // Parts sent ahead before their replies are read (the runtime blocks on a full socket otherwise).
 constexpr size_t kMaxPartsAhead = 64;
@@ -97,10 +97,17 @@ class LiveConnection final : public recorder::FrontendSink {
   bool TakesTransient(uint64_t bytes) const override { return bytes > kInlinePayloadBytes; }
   Status AddTransient(const ContentHash& name, std::string bytes) override {
     journal_bytes_ += bytes.size();
-    size_t n = bytes.size();
-    payloads_[name].bytes = std::move(bytes);
-    if (n >= kAheadBytes) UploadAhead(name);
+    auto& payload = payloads_[name];
+    payload.bytes = std::move(bytes);
+    if (payload.bytes.size() >= kAheadBytes && SendAhead(name, payload.bytes)) DropPayload(name);
     return Status::OK();
+  }
+  // A RING_PAYLOAD's bytes, in the frontend's ring until this returns: a
+  // large one goes to the runtime straight from there, not copied here first.
+  Status AddTransientView(const ContentHash& name, std::string_view bytes) override {
+    ++report_->ring_payloads;
+    if (bytes.size() >= kAheadBytes && SendAhead(name, bytes)) return Status::OK();
+    return AddTransient(name, std::string(bytes));
   }
 
   // A large transient payload goes up as soon as it has arrived, ahead of
@@ -109,18 +116,17 @@ class LiveConnection final : public recorder::FrontendSink {
   // batch of images moved, then the model's forward). Its reply is read
   // with the next request's. Not while a cycle is offered or held (its
   // answer is read before any other), nor while a journal keeps payloads
-  // for a replay elsewhere; a send that fails leaves it to its segment,
-  // whose request then meets the connection's failure.
-  void UploadAhead(const ContentHash& name) {
-    if (!client_ || journaling() || !held_.empty() || !offered_.empty() || !part_error_.empty()) return;
-    const std::string& bytes = payloads_.at(name).bytes;
-    if (!client_->SendCycle().ok() || !client_->SendBlob(name, bytes).ok()) return;
+  // for a replay elsewhere; a send that fails (false) leaves it to its
+  // segment, whose request then meets the connection's failure.
+  bool SendAhead(const ContentHash& name, std::string_view bytes) {
+    if (!client_ || journaling() || !held_.empty() || !offered_.empty() || !part_error_.empty()) return false;
+    if (!client_->SendCycle().ok() || !client_->SendBlob(name, bytes).ok()) return false;
     ++early_replies_;
     sent_ahead_.insert(name);
     ++report_->uploaded_ahead;
     ++report_->uploaded_blobs;
     report_->uploaded_bytes += bytes.size();
-    DropPayload(name);
+    return true;
   }
 
   Status AddWrite(traces::StringId op, uint32_t position, traces::StringId name) override {
@@ -725,7 +731,7 @@ class LiveConnection final : public recorder::FrontendSink {
     std::vector<ContentHash> needed;
     uint64_t needed_bytes = 0;
     for (const auto& h : payloads) {
-      if (sent_ahead_.erase(h)) continue;  // went up as it arrived (UploadAhead)
+      if (sent_ahead_.erase(h)) continue;  // went up as it arrived (SendAhead)
       if (on_runtime_.count(h) || std::find(needed.begin(), needed.end(), h) != needed.end() ||
           std::find(inlined.begin(), inlined.end(), h) != inlined.end())
         continue;
@@ -763,7 +769,7 @@ class LiveConnection final : public recorder::FrontendSink {
     for (auto it = strings_.all().begin() + static_cast<std::ptrdiff_t>(strings_sent_); it != strings_.all().end(); ++it)
       env.mutable_execute()->add_new_strings(*it);
     bool from_template = env.execute().from_template() != 0;
-    // Uploads sent ahead of this request (UploadAhead) are answered before it.
+    // Uploads sent ahead of this request (SendAhead) are answered before it.
     size_t uploads = blobs.size() + std::exchange(early_replies_, 0);
     GENIE_RETURN_IF_ERROR(client_->SendExecute(env, blobs));
     // Strings and blobs reached the runtime unless the connection breaks.

@@ -77,6 +77,7 @@ struct LiveReport {
   uint64_t uploaded_bytes = 0;
   uint64_t already_present = 0;   // payloads the runtime held before they were sent
   uint64_t uploaded_ahead = 0;    // of the uploads, those sent as they arrived, ahead of their segment
+  uint64_t ring_payloads = 0;     // large inputs the program moved through the shared ring (RING_PAYLOAD)
   ClientCounters counters;        // summed over connections
   std::vector<double> segment_ms;  // genie's round trip per segment
   std::vector<double> runtime_ms;  // the runtime's execution per segment

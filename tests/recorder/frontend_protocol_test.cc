@@ -1,11 +1,17 @@
 #include "recorder/frontend_protocol.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <array>
 #include <cstring>
 
 #include "tests/catch.h"
 #include "tests/temp_dir.h"
 #include "common/byte_io.h"
+#include "recorder/launcher.h"
 #include "traces/segment_codec.h"
 #include "traces/trace_reader.h"
 
@@ -494,11 +500,18 @@ class PayloadSink final : public FrontendSink {
     transient.emplace_back(name, std::move(bytes));
     return Status::OK();
   }
+  Status AddTransientView(const ContentHash& name, std::string_view bytes) override {
+    // While the sink has them, the ring's header does not give the bytes back yet.
+    if (released) released_during_view.push_back(__atomic_load_n(released, __ATOMIC_ACQUIRE));
+    return AddTransient(name, std::string(bytes));
+  }
   Status AddSegment(const traces::Segment& seg, const std::vector<traces::ValueId>&, bool) override {
     segments.push_back(seg);
     return Status::OK();
   }
   std::vector<std::pair<ContentHash, std::string>> hashed, transient;
+  const uint64_t* released = nullptr;  // a ring's header, when a test watches it
+  std::vector<uint64_t> released_during_view;
   std::vector<bool> single_use_hashed;  // by hashed payload: an INPUT_PAYLOAD frame's
   std::vector<traces::Segment> segments;
 
@@ -562,4 +575,152 @@ TEST_CASE("an INPUT_PAYLOAD frame's payload is hashed, unless a live sink takes 
     REQUIRE(st.code() == Status::Code::kCorruption);
     REQUIRE(st.message().find("two types") != std::string::npos);
   }
+}
+
+namespace {
+
+// Shared memory as the frontend makes it for a RING frame (channel.py): a
+// memfd of the header and `size` ring bytes, sealed against shrinking unless `seal` is false.
+int RingMemory(uint64_t size, bool seal = true) {
+  int fd = ::memfd_create("test-ring", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  REQUIRE(fd >= 0);
+  REQUIRE(::ftruncate(fd, static_cast<off_t>(kRingHeaderBytes + size)) == 0);
+  if (seal) REQUIRE(::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) == 0);
+  return fd;
+}
+
+std::string Frame(FrameType t, const std::string& body) {
+  std::string s;
+  PutU32(s, static_cast<uint32_t>(body.size()));
+  s.push_back(static_cast<char>(t));
+  return s + body;
+}
+
+std::string RingBody(uint64_t size) {
+  std::string s;
+  PutU64(s, size);
+  return s;
+}
+
+std::string RingPayloadBody(int64_t id, uint64_t total, uint64_t position) {
+  std::string s;
+  PutU64(s, static_cast<uint64_t>(id));
+  PutU64(s, total);
+  PutU64(s, position);
+  return s;
+}
+
+// Writes `bytes` to `sock`, with file descriptor `fd` (SCM_RIGHTS) unless it is -1.
+void SendWithFd(int sock, const std::string& bytes, int fd) {
+  iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (fd >= 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
+  }
+  REQUIRE(::sendmsg(sock, &msg, 0) == static_cast<ssize_t>(bytes.size()));
+}
+
+}  // namespace
+
+TEST_CASE("a RING frame's memory travels with it; RING_PAYLOADs are read from there and given back") {
+  int socks[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, socks) == 0);
+  constexpr uint64_t kSize = 1 << 16;
+  int memory = RingMemory(kSize);
+  auto* mapped = static_cast<char*>(
+      ::mmap(nullptr, kRingHeaderBytes + kSize, PROT_READ | PROT_WRITE, MAP_SHARED, memory, 0));
+  REQUIRE(mapped != MAP_FAILED);
+  char* ring = mapped + kRingHeaderBytes;
+  PayloadSink sink(4);
+  sink.released = reinterpret_cast<const uint64_t*>(mapped);
+  FrontendStream fs(3, &sink);
+  FrameBuffer frames;
+
+  SendWithFd(socks[0], Frame(FrameType::kHello, HelloBody()) + Frame(FrameType::kStrings, Strings({"aten::relu", ""})),
+             -1);
+  SendWithFd(socks[0], Frame(FrameType::kRing, RingBody(kSize)), memory);
+  ::close(memory);  // the genie side holds its own descriptor
+  std::memcpy(ring, "aaaabbbb", 8);
+  std::memcpy(ring + 8, "cc", 2);
+  std::memcpy(ring + kSize - 6, "dddddd", 6);  // the last bytes of the ring
+  SendWithFd(socks[0],
+             Frame(FrameType::kRingPayload, RingPayloadBody(0, 8, 0)) +
+                 Frame(FrameType::kRingPayload, RingPayloadBody(1, 2, 8)) +
+                 Frame(FrameType::kRingPayload, RingPayloadBody(2, 6, kSize - 6)),
+             -1);
+  while (!sink.released || __atomic_load_n(sink.released, __ATOMIC_ACQUIRE) < kSize) {
+    REQUIRE(frames.ReadFrom(socks[1]) > 0);
+    REQUIRE(frames.Drain(&fs).ok());
+  }
+  // Above the sink's size: transient, as an INPUT_PAYLOAD's; below it: hashed, single-use.
+  REQUIRE(sink.transient.size() == 2);
+  REQUIRE(sink.transient[0] == std::make_pair(ContentHash::Transient(3, 0), std::string("aaaabbbb")));
+  REQUIRE(sink.transient[1] == std::make_pair(ContentHash::Transient(3, 1), std::string("dddddd")));
+  REQUIRE(sink.hashed.size() == 1);
+  REQUIRE(sink.hashed[0].first == ContentHash::Of("cc", 2));
+  REQUIRE(sink.single_use_hashed == std::vector<bool>{true});
+  REQUIRE(sink.released_during_view == std::vector<uint64_t>{0, 10});
+  REQUIRE(*sink.released == kSize);
+
+  SECTION("the next payload starts at the ring's start again: the bytes there are the new ones") {
+    std::memcpy(ring, "eeeeeeee", 8);
+    SendWithFd(socks[0], Frame(FrameType::kRingPayload, RingPayloadBody(3, 8, kSize)), -1);
+    REQUIRE(frames.ReadFrom(socks[1]) > 0);
+    REQUIRE(frames.Drain(&fs).ok());
+    REQUIRE(sink.transient.back().second == "eeeeeeee");
+    REQUIRE(*sink.released == kSize + 8);
+  }
+  SECTION("a position before the last payload's end, or bytes past the ring's end, are refused") {
+    auto feed = [&](uint64_t total, uint64_t position) {
+      return Feed(fs, FrameType::kRingPayload, RingPayloadBody(3, total, position));
+    };
+    REQUIRE(feed(8, kSize - 8).code() == Status::Code::kCorruption);     // before what was given back
+    REQUIRE(feed(8, 2 * kSize - 4).code() == Status::Code::kCorruption); // would wrap
+    REQUIRE(feed(kSize + 1, 2 * kSize).code() == Status::Code::kCorruption);
+    REQUIRE(feed(8, UINT64_MAX - 4).code() == Status::Code::kCorruption);
+  }
+  SECTION("a second RING is refused") {
+    SendWithFd(socks[0], Frame(FrameType::kRing, RingBody(kSize)), RingMemory(kSize));
+    REQUIRE(frames.ReadFrom(socks[1]) > 0);
+    Status st = frames.Drain(&fs);
+    REQUIRE(st.code() == Status::Code::kCorruption);
+    REQUIRE(st.message().find("second RING") != std::string::npos);
+  }
+  ::munmap(mapped, kRingHeaderBytes + kSize);
+  ::close(socks[0]);
+  ::close(socks[1]);
+}
+
+TEST_CASE("a RING frame whose memory is missing, unsealed or too small is refused") {
+  PayloadSink sink(4);
+  FrontendStream fs(0, &sink);
+  REQUIRE(Feed(fs, FrameType::kHello, HelloBody()).ok());
+  auto ring = [&](int fd, uint64_t size) {
+    if (fd >= 0) fs.ReceiveFd(fd);
+    return Feed(fs, FrameType::kRing, RingBody(size));
+  };
+  std::string why;
+  SECTION("none passed") { why = ring(-1, 4096).message(); }
+  SECTION("not sealed against shrinking: the frontend could cut it under the mapping") {
+    why = ring(RingMemory(4096, false), 4096).message();
+    REQUIRE(why.find("not sealed") != std::string::npos);
+  }
+  SECTION("smaller than the ring it announces") { why = ring(RingMemory(4096), 8192).message(); }
+  SECTION("a ring of no bytes") { why = ring(RingMemory(4096), 0).message(); }
+  SECTION("a RING_PAYLOAD before any RING") {
+    why = Feed(fs, FrameType::kRingPayload, RingPayloadBody(0, 8, 0)).message();
+    REQUIRE(why.find("before RING") != std::string::npos);
+  }
+  REQUIRE_FALSE(why.empty());
+  REQUIRE(why.find("RING") != std::string::npos);
+  REQUIRE(sink.transient.empty());
 }

@@ -15,7 +15,7 @@ from array import array
 import torch
 
 from . import DEVICE, codes, lazy
-from .channel import pack_strings
+from .channel import RING_MIN, pack_strings
 from .lazy import LazyTensor, meta_value
 
 _META = torch.device("meta")
@@ -361,6 +361,9 @@ class Session:
         # The bytes in place, without ATen ops (a decode step's token costs
         # five of them through numpy); `value` outlives the sends below.
         total = value.numel() * value.element_size()
+        if frame == codes.FRAME_INPUT_PAYLOAD and total >= RING_MIN and \
+                self.channel.send_ring_payload(pid, value.data_ptr(), total):
+            return pid
         data = memoryview((ctypes.c_char * total).from_address(value.data_ptr())).cast("B") if total \
             else memoryview(b"")
         offset = 0

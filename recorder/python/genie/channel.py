@@ -1,4 +1,8 @@
 """The frontend's side of the unix socket to the genie process."""
+import collections
+import ctypes
+import fcntl
+import mmap
 import os
 import socket
 import struct
@@ -37,6 +41,21 @@ _BATCH_BYTES = 1 << 20
 _SPIN = int(os.environ.get("GENIE_SPIN_US", "400")) * 1e-6
 _now = time.perf_counter
 
+# Large single-use payloads (a batch of images moved to the device) go
+# through a ring of shared memory rather than the socket (frontend_protocol.h,
+# RING): one copy into memory the genie process maps too, which sends them on
+# to the runtime from there, instead of a copy into the socket, one out of it
+# and one more in the genie process; and the program goes on once its copy is
+# made. From RING_MIN bytes up to half the ring (GENIE_RING_MB, 0: no ring);
+# made at the first such payload. A payload that finds no room (the genie
+# process has not caught up) goes through the socket, as does every payload
+# of a process forked from the one that made the ring.
+_RING_BYTES = int(os.environ.get("GENIE_RING_MB", "64")) << 20
+RING_MIN = 64 << 10
+_RING_PAYLOAD = struct.Struct("<qQQ")
+_U64 = struct.Struct("<Q")
+_NOW_BYTES = 1 << 20  # a ring payload from this size is announced at once: genie run sends it on
+
 
 class Channel:
     """Sends frames to the genie process. Sends block when the genie process
@@ -52,6 +71,9 @@ class Channel:
         self.answered_early = False  # the last reply's (see recv_reply)
         self._early = None  # (value id, parts, tensor) of the last EARLY frame (see take_early)
         self._ahead = bytearray()  # bytes take_early read past the EARLY frames
+        self._ring = None  # (mmap, address of its first ring byte, pid that made it); False: none to be had
+        self._ring_head = 0  # ring position after the last payload placed in it
+        self._ring_placed = collections.deque()  # (position, end) of the payloads genie has not given back
 
     def send(self, frame_type, *parts):
         """Sends one frame whose body is the concatenation of `parts`
@@ -84,6 +106,63 @@ class Channel:
         self._pending_bytes += _FRAME_HEAD.size + size
         if self._pending_bytes >= _BATCH_BYTES:
             self._write_pending()
+
+    def send_ring_payload(self, pid, address, total):
+        """Sends payload `pid`, `total` bytes at `address`, as a RING_PAYLOAD
+        (see _RING_BYTES): copies them into the ring and announces them, at
+        once from _NOW_BYTES, else with the next frame that is not deferred.
+        False, having sent nothing, when the ring cannot take them now."""
+        ring = self._ring
+        if ring is None:
+            ring = self._make_ring()
+        if not ring or total > _RING_BYTES // 2 or ring[2] != os.getpid():
+            return False
+        mm, base, _ = ring
+        (released,) = _U64.unpack_from(mm, 0)
+        placed = self._ring_placed
+        while placed and placed[0][1] <= released:
+            placed.popleft()
+        head = self._ring_head
+        if not placed or head % _RING_BYTES + total > _RING_BYTES:
+            # Nothing in flight: back to the ring's start, whose pages are warm; or it would wrap.
+            head = -(-head // _RING_BYTES) * _RING_BYTES
+        if head + total - (placed[0][0] if placed else head) > _RING_BYTES:
+            return False  # the genie process has not caught up
+        ctypes.memmove(base + head % _RING_BYTES, address, total)
+        self._ring_head = head + total
+        placed.append((head, head + total))
+        frame = (_FRAME_HEAD.pack(_RING_PAYLOAD.size, codes.FRAME_RING_PAYLOAD), _RING_PAYLOAD.pack(pid, total, head))
+        self._pending.extend(frame)
+        self._pending_bytes += _FRAME_HEAD.size + _RING_PAYLOAD.size
+        if total >= _NOW_BYTES or self._pending_bytes >= _BATCH_BYTES:
+            self._write_pending()
+        return True
+
+    def _make_ring(self):
+        """Makes the ring and sends the RING frame with its file descriptor:
+        the ring, or False where there is none to be had."""
+        self._ring = False
+        if _RING_BYTES <= 0 or not hasattr(os, "memfd_create") or not hasattr(socket, "send_fds"):
+            return False
+        size = codes.RING_HEADER_BYTES + _RING_BYTES
+        try:
+            fd = os.memfd_create("genie-ring", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        except OSError:
+            return False
+        try:
+            os.ftruncate(fd, size)
+            # The genie process maps it: it must not shrink under that mapping.
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
+            mm = mmap.mmap(fd, size)
+            self._write_pending()
+            socket.send_fds(self._sock, [_FRAME_HEAD.pack(8, codes.FRAME_RING) + _U64.pack(_RING_BYTES)], [fd])
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        base = ctypes.addressof(ctypes.c_char.from_buffer(mm)) + codes.RING_HEADER_BYTES
+        self._ring = (mm, base, os.getpid())
+        return self._ring
 
     def _write_pending(self):
         if self._pending:

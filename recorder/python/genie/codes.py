@@ -5,7 +5,7 @@ layout of each body is documented in frontend_protocol.h. Every code here has
 the same value there. This module imports nothing, so an interpreter
 without torch can still say hello.
 """
-PROTOCOL_VERSION = 5
+PROTOCOL_VERSION = 6
 MAX_FRAME_BODY = 64 << 20  # larger payloads travel as several PAYLOAD frames
 MAX_TEMPLATES = 1 << 16    # TEMPLATE frames per connection
 
@@ -22,6 +22,9 @@ FRAME_WRITES = 9    # the arguments ops write in place (live mode's early answer
 FRAME_EARLY = 10    # genie -> frontend, live mode only: a value fetched early, before it is asked for
 FRAME_ANSWERED = 11 # live mode: a SEGMENT whose one value the frontend took from an EARLY frame
 FRAME_INPUT_PAYLOAD = 12  # a PAYLOAD that one INPUT record names: a batch, a drawn value (live mode need not hash it)
+FRAME_RING = 13     # shared memory for large INPUT_PAYLOADs, its file descriptor passed with the frame
+FRAME_RING_PAYLOAD = 14  # an INPUT_PAYLOAD whose bytes are in the ring
+RING_HEADER_BYTES = 4096
 
 # Step tags inside a SEGMENT frame's word stream.
 TAG_INPUT = 1
