@@ -178,26 +178,30 @@ def test_large_uploads_kept_alive_are_not_overwritten_by_later_ones(genie):
 
 
 def test_large_inputs_go_through_the_shared_ring_and_through_the_socket_when_it_is_full(genie, monkeypatch):
-    # A ring of 4 MiB (GENIE_RING_MB): inputs from 64 KiB to half of it are
+    # A ring of 8 MiB (GENIE_RING_MB): inputs from 64 KiB to half of it are
     # copied into it, those below 1 MiB announced with the next segment, so
-    # six of 768 KiB moved before a materialization fill it at the sixth,
-    # which goes through the socket; one of 3 MiB is more than half of it;
+    # eleven of 768 KiB moved before a materialization fill it at the
+    # eleventh, which goes through the socket; one of 5 MiB is more than half
+    # of it; one of 3 MiB is copied by three threads (GENIE_COPY_THREADS);
     # one of 1 MiB goes at once. The counts are exact: the socket's frames
     # come after the ring's, so the genie process has given those back by the
     # time a large one has gone through the socket, and all by an item's reply.
-    monkeypatch.setenv("GENIE_RING_MB", "4")
+    monkeypatch.setenv("GENIE_RING_MB", "8")
+    monkeypatch.setenv("GENIE_COPY_THREADS", "3")
     program = genie.script("""
         import sys
         import torch
         d = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
         for step in range(4):
-            parts = [torch.full((96, 2048), float(step + i)).to(d) for i in range(6)]  # 768 KiB each
-            big = torch.arange(786432, dtype=torch.float32).to(d) * step                # 3 MiB
+            parts = [torch.full((96, 2048), float(step + i)).to(d) for i in range(11)]  # 768 KiB each
+            big = torch.arange(5 << 18, dtype=torch.float32).to(d) * step               # 5 MiB
+            mid = torch.arange(3 << 18, dtype=torch.float32).to(d) - step               # 3 MiB
             one = torch.ones(512, 512).to(d)                                           # 1 MiB
-            print(sum(p.sum() for p in parts).item(), big[-1].item(), one.sum().item())
+            print(sum(p.sum() for p in parts).item(), big[-1].item(), mid.sum().item(), mid[-1].item(),
+                  one.sum().item())
     """)
     _, report = live_like_eager(genie, program, ("cpu",))
-    assert report["ring_payloads"] == 4 * (5 + 1)
+    assert report["ring_payloads"] == 4 * (10 + 1 + 1)
 
 
 def test_a_loop_s_small_fresh_inputs_are_freed_on_the_runtime_when_the_next_replaces_them(genie, tmp_path):
