@@ -77,6 +77,8 @@ class Words {
 Status FrontendStream::HandleFrame(FrameType type, const uint8_t* body, size_t n) {
   if (!has_hello_ && type != FrameType::kHello) return Status::Corruption("first frame is not HELLO");
   if (ended_) return Status::Corruption("frame after END");
+  if (piece_.ready > 0 && type != FrameType::kRingPayload)
+    return Status::Corruption("a frame between the pieces of a RING_PAYLOAD");
   switch (type) {
     case FrameType::kHello: return HandleHello(body, n);
     case FrameType::kStrings: return HandleStrings(body, n);
@@ -143,27 +145,43 @@ Status FrontendStream::HandleRing(const uint8_t* body, size_t n) {
 Status FrontendStream::HandleRingPayload(const uint8_t* body, size_t n) {
   ByteReader in(body, n);
   int64_t id;
-  uint64_t total, position;
+  uint64_t total, position, ready;
   GENIE_RETURN_IF_ERROR(in.U64(reinterpret_cast<uint64_t*>(&id)));
   GENIE_RETURN_IF_ERROR(in.U64(&total));
   GENIE_RETURN_IF_ERROR(in.U64(&position));
+  GENIE_RETURN_IF_ERROR(in.U64(&ready));
   if (!in.done()) return Status::Corruption("RING_PAYLOAD frame has trailing bytes");
   if (!ring_) return Status::Corruption("RING_PAYLOAD before RING");
-  if (id != static_cast<int64_t>(payloads_.size())) return Status::Corruption("payload ids out of order");
-  if (!partial_payload_.empty()) return Status::Corruption("RING_PAYLOAD inside another payload");
-  if (position < ring_next_ || total > ring_size_ || position > UINT64_MAX - total || position % ring_size_ + total > ring_size_)
-    return Status::Corruption("RING_PAYLOAD names bytes outside the ring");
+  if (piece_.ready > 0) {
+    if (id != piece_.id || total != piece_.total || position != piece_.position || ready <= piece_.ready ||
+        ready > total)
+      return Status::Corruption("RING_PAYLOAD pieces out of order");
+  } else {
+    if (id != static_cast<int64_t>(payloads_.size())) return Status::Corruption("payload ids out of order");
+    if (!partial_payload_.empty()) return Status::Corruption("RING_PAYLOAD inside another payload");
+    if (position < ring_next_ || total > ring_size_ || position > UINT64_MAX - total ||
+        position % ring_size_ + total > ring_size_)
+      return Status::Corruption("RING_PAYLOAD names bytes outside the ring");
+    if (ready == 0 || ready > total) return Status::Corruption("RING_PAYLOAD has " + std::to_string(ready) +
+                                                               " of " + std::to_string(total) + " bytes ready");
+    piece_.id = id;
+    piece_.total = total;
+    piece_.position = position;
+    piece_.transient = sink_->TakesTransient(total);
+    if (piece_.transient) piece_.name = ContentHash::Transient(stream_, transients_++);
+  }
+  piece_.ready = ready;
   std::string_view bytes(ring_ + kRingHeaderBytes + position % ring_size_, total);
   Status st;
-  if (sink_->TakesTransient(total)) {
-    ContentHash name = ContentHash::Transient(stream_, transients_++);
-    payloads_.push_back(name);
-    st = sink_->AddTransientView(name, bytes);
-  } else {
-    ContentHash h = ContentHash::Of(bytes.data(), bytes.size());
-    payloads_.push_back(h);
-    st = sink_->AddPayload(h, std::string(bytes), true);
+  if (piece_.transient) {
+    st = sink_->AddTransientView(piece_.name, bytes, ready);
+  } else if (ready == total) {
+    piece_.name = ContentHash::Of(bytes.data(), bytes.size());
+    st = sink_->AddPayload(piece_.name, std::string(bytes), true);
   }
+  if (ready < total) return st;
+  payloads_.push_back(piece_.name);
+  piece_ = RingPiece();
   // Done with the bytes: the frontend may write over them.
   ring_next_ = position + total;
   __atomic_store_n(reinterpret_cast<uint64_t*>(ring_), ring_next_, __ATOMIC_RELEASE);

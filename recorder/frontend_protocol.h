@@ -31,26 +31,31 @@
 //            payload; live mode may name a large one without hashing it
 //            (FrontendSink::TakesTransient). All pieces of a payload come in
 //            frames of one type.
-//   RING     u64 size, sent with one file descriptor (SCM_RIGHTS): shared
-//            memory the frontend made (a memfd sealed against shrinking) of
-//            kRingHeaderBytes + size bytes, for its large single-use
-//            payloads. At most one per connection. The header's first u64 is
-//            the genie process's: every ring position below it is free again.
-//   RING_PAYLOAD  i64 payload id | u64 total bytes | u64 position: an
-//            INPUT_PAYLOAD whose bytes the frontend copied into the ring at
-//            kRingHeaderBytes + position % size (within the ring; positions
-//            count up, a payload that would wrap starts at the next multiple
-//            of size). Once the genie process is done with the bytes it
-//            stores position + total in the header. A program's batch moves
-//            with one copy into memory both processes map, rather than
-//            through the socket and out of it again, and genie run sends it
-//            on to the runtime from there (FrontendSink::AddTransientView).
 //              RELEASE 4, n, value id*n  (live mode: values the program
 //                     dropped; the runtime frees them after the segment)
 //              RUN    5, template id, first value id, k, T_1 .. T_k, n,
 //                     (value id, storage value id)*n: a TEMPLATE's records
 //                     for one module call on n arguments whose sizes vary
 //                     with T_1 .. T_k (see TEMPLATE)
+//   RING     u64 size, sent with one file descriptor (SCM_RIGHTS): shared
+//            memory the frontend made (a memfd sealed against shrinking) of
+//            kRingHeaderBytes + size bytes, for its large single-use
+//            payloads. At most one per connection. The header's first u64 is
+//            the genie process's: every ring position below it is free again.
+//   RING_PAYLOAD  i64 payload id | u64 total bytes | u64 position |
+//            u64 ready: an INPUT_PAYLOAD whose bytes the frontend copies into
+//            the ring at kRingHeaderBytes + position % size (within the ring;
+//            positions count up, a payload that would wrap starts at the next
+//            multiple of size), of which the first `ready` (1 to total) are
+//            there. One with ready < total is followed at once by frames of
+//            the same payload with more ready, up to total, and no other
+//            frame between: a large payload is announced piece by piece as
+//            it is copied, so that genie run sends each piece on to the
+//            runtime while the frontend copies the next
+//            (FrontendSink::AddTransientView). When the genie process is done
+//            with the bytes it stores position + total in the header. A
+//            program's batch moves with one copy into memory both processes
+//            map, rather than through the socket and out of it again.
 //   PART     as SEGMENT, without MAT steps: live mode sends a long segment's
 //            ops ahead in parts at module-call boundaries; the genie process
 //            executes each without answering, and the SEGMENT that follows
@@ -168,10 +173,15 @@ class FrontendSink {
     (void)name, (void)bytes;
     return Status::Corruption("a transient payload in a sink that takes none");
   }
-  // AddTransient of bytes the sink may read only during the call (a
-  // RING_PAYLOAD's, in memory the frontend reuses once the call returns):
-  // live mode sends a large one to the runtime from there; by default, a copy.
-  virtual Status AddTransientView(const ContentHash& name, std::string_view bytes) {
+  // A RING_PAYLOAD's transient payload as its pieces come: `bytes` is the
+  // whole payload, in the frontend's ring, of which the first `ready` are
+  // there; called once per piece with `ready` growing, the last time equal
+  // to bytes.size(). The sink may read them during the call only (the
+  // frontend reuses the memory once the last call returns): live mode sends
+  // a large one to the runtime piece by piece from there; by default, a copy
+  // into AddTransient at the last piece.
+  virtual Status AddTransientView(const ContentHash& name, std::string_view bytes, uint64_t ready) {
+    if (ready < bytes.size()) return Status::OK();
     return AddTransient(name, std::string(bytes));
   }
   // A segment, with the values released after it (live mode). `part`: a
@@ -279,6 +289,13 @@ class FrontendStream {
   char* ring_ = nullptr;                   // the RING's mapping: header, then ring_size_ bytes
   uint64_t ring_size_ = 0;
   uint64_t ring_next_ = 0;                 // the end of the last RING_PAYLOAD's bytes
+  // The RING_PAYLOAD whose pieces are arriving: ready > 0 while one is.
+  struct RingPiece {
+    int64_t id = 0;
+    uint64_t total = 0, position = 0, ready = 0;
+    bool transient = false;
+    ContentHash name;
+  } piece_;
   uint64_t next_segment_ = 0;
 };
 

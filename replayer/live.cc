@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -102,12 +103,27 @@ class LiveConnection final : public recorder::FrontendSink {
     if (payload.bytes.size() >= kAheadBytes && SendAhead(name, payload.bytes)) DropPayload(name);
     return Status::OK();
   }
-  // A RING_PAYLOAD's bytes, in the frontend's ring until this returns: a
-  // large one goes to the runtime straight from there, not copied here first.
-  Status AddTransientView(const ContentHash& name, std::string_view bytes) override {
-    ++report_->ring_payloads;
-    if (bytes.size() >= kAheadBytes && SendAhead(name, bytes)) return Status::OK();
-    return AddTransient(name, std::string(bytes));
+  // A RING_PAYLOAD's bytes, in the frontend's ring until the last piece's
+  // call returns: a large one goes to the runtime straight from there, each
+  // piece as it comes (the program copies the next meanwhile), not copied
+  // here first. One that cannot go ahead is copied at its last piece.
+  Status AddTransientView(const ContentHash& name, std::string_view bytes, uint64_t ready) override {
+    if (!streaming_ || streaming_->name != name) {  // its first piece
+      ++report_->ring_payloads;
+      streaming_.reset();
+      if (bytes.size() >= kAheadBytes && CanSendAhead() && client_->BeginBlob(name, bytes.size()).ok())
+        streaming_ = Streaming{name, 0, true};
+      else
+        streaming_ = Streaming{name, 0, false};
+    }
+    if (streaming_->sending && !client_->SendBytes(bytes.substr(streaming_->sent, ready - streaming_->sent)).ok())
+      streaming_->sending = false;  // the connection is gone: the segment that names it meets that
+    streaming_->sent = ready;
+    if (ready < bytes.size()) return Status::OK();
+    const bool sent = std::exchange(streaming_, std::nullopt)->sending;
+    if (!sent) return AddTransient(name, std::string(bytes));
+    SentAhead(name, bytes.size());
+    return Status::OK();
   }
 
   // A large transient payload goes up as soon as it has arrived, ahead of
@@ -119,14 +135,20 @@ class LiveConnection final : public recorder::FrontendSink {
   // for a replay elsewhere; a send that fails (false) leaves it to its
   // segment, whose request then meets the connection's failure.
   bool SendAhead(const ContentHash& name, std::string_view bytes) {
-    if (!client_ || journaling() || !held_.empty() || !offered_.empty() || !part_error_.empty()) return false;
-    if (!client_->SendCycle().ok() || !client_->SendBlob(name, bytes).ok()) return false;
+    if (!CanSendAhead() || !client_->SendCycle().ok() || !client_->SendBlob(name, bytes).ok()) return false;
+    SentAhead(name, bytes.size());
+    return true;
+  }
+  bool CanSendAhead() const {
+    return client_ && !journaling() && held_.empty() && offered_.empty() && part_error_.empty();
+  }
+  // Its reply comes with the next request's; the segment that names it sends nothing.
+  void SentAhead(const ContentHash& name, uint64_t bytes) {
     ++early_replies_;
     sent_ahead_.insert(name);
     ++report_->uploaded_ahead;
     ++report_->uploaded_blobs;
-    report_->uploaded_bytes += bytes.size();
-    return true;
+    report_->uploaded_bytes += bytes;
   }
 
   Status AddWrite(traces::StringId op, uint32_t position, traces::StringId name) override {
@@ -967,6 +989,14 @@ class LiveConnection final : public recorder::FrontendSink {
   std::unordered_map<ContentHash, Payload, ContentHashHasher> payloads_;
   std::unordered_set<ContentHash, ContentHashHasher> on_runtime_;
   std::unordered_set<ContentHash, ContentHashHasher> sent_ahead_;  // transient payloads up before their segment
+  // The RING_PAYLOAD whose pieces are arriving (AddTransientView): the bytes
+  // seen so far, and whether they are going to the runtime as they come.
+  struct Streaming {
+    ContentHash name;
+    uint64_t sent = 0;
+    bool sending = false;
+  };
+  std::optional<Streaming> streaming_;
   size_t early_replies_ = 0;  // their replies, not read yet: they come before the next request's
   size_t endpoint_ = 0;
   std::vector<JournalEntry> journal_;

@@ -144,13 +144,10 @@ Status RuntimeClient::PutBlobs(const std::vector<std::pair<ContentHash, std::str
       GENIE_RETURN_IF_ERROR(SendBlob(h, bytes));
       continue;
     }
-    wire::Envelope env;
-    env.mutable_put_blob()->set_hash(std::string(reinterpret_cast<const char*>(h.bytes.data()), 32));
-    GENIE_RETURN_IF_ERROR(wire::WriteEnvelope(sock_, env, bytes.size()));
-    counters_.bytes_up += 4 + env.ByteSizeLong() + bytes.size();
+    GENIE_RETURN_IF_ERROR(BeginBlob(h, bytes.size()));
     for (size_t off = 0; off < bytes.size(); off += kPiece) {
       size_t n = std::min(kPiece, bytes.size() - off);
-      GENIE_RETURN_IF_ERROR(sock_.SendAll(bytes.data() + off, n));
+      GENIE_RETURN_IF_ERROR(SendBytes(bytes.substr(off, n)));
       sent += n;
       progress(sent);
     }
@@ -204,6 +201,22 @@ Status RuntimeClient::SendBlob(const ContentHash& h, std::string_view bytes) {
   put.mutable_put_blob()->set_hash(std::string(reinterpret_cast<const char*>(h.bytes.data()), 32));
   if (h.transient()) put.mutable_put_blob()->set_transient(true);
   return Send(put, bytes.data(), bytes.size());
+}
+
+Status RuntimeClient::BeginBlob(const ContentHash& h, uint64_t n) {
+  wire::Envelope put;
+  put.mutable_put_blob()->set_hash(std::string(reinterpret_cast<const char*>(h.bytes.data()), 32));
+  if (h.transient()) put.mutable_put_blob()->set_transient(true);
+  GENIE_RETURN_IF_ERROR(SendCycle());
+  GENIE_RETURN_IF_ERROR(wire::WriteEnvelope(sock_, put, n));
+  counters_.bytes_up += 4 + put.ByteSizeLong();
+  return Status::OK();
+}
+
+Status RuntimeClient::SendBytes(std::string_view bytes) {
+  GENIE_RETURN_IF_ERROR(sock_.SendAll(bytes.data(), bytes.size()));
+  counters_.bytes_up += bytes.size();
+  return Status::OK();
 }
 
 Status RuntimeClient::ReadUploads(size_t n) {

@@ -92,6 +92,11 @@ class RuntimeClient {
   // One upload alone, its reply left to read: with the next request's
   // (ReadExecute counting it among `blobs`), or by ReadUploads.
   Status SendBlob(const ContentHash& h, std::string_view bytes);
+  // SendBlob in pieces, as the bytes become available: BeginBlob sends the
+  // PutBlob of `n` bytes, then SendBytes must bring exactly `n` bytes in all
+  // before any other message (the connection is inside the blob till then).
+  Status BeginBlob(const ContentHash& h, uint64_t n);
+  Status SendBytes(std::string_view bytes);
   // Reads the replies of `n` uploads sent last; the first refusal among
   // them once all are read.
   Status ReadUploads(size_t n);

@@ -182,12 +182,12 @@ def test_large_inputs_go_through_the_shared_ring_and_through_the_socket_when_it_
     # copied into it, those below 1 MiB announced with the next segment, so
     # eleven of 768 KiB moved before a materialization fill it at the
     # eleventh, which goes through the socket; one of 5 MiB is more than half
-    # of it; one of 3 MiB is copied by three threads (GENIE_COPY_THREADS);
-    # one of 1 MiB goes at once. The counts are exact: the socket's frames
-    # come after the ring's, so the genie process has given those back by the
-    # time a large one has gone through the socket, and all by an item's reply.
+    # of it; one of 3 MiB is copied and announced in three pieces, which
+    # genie run sends on one by one; one of 1 MiB goes at once, whole. The
+    # counts are exact: the socket's frames come after the ring's, so the
+    # genie process has given those back by the time a large one has gone
+    # through the socket, and all by an item's reply.
     monkeypatch.setenv("GENIE_RING_MB", "8")
-    monkeypatch.setenv("GENIE_COPY_THREADS", "3")
     program = genie.script("""
         import sys
         import torch
@@ -202,6 +202,10 @@ def test_large_inputs_go_through_the_shared_ring_and_through_the_socket_when_it_
     """)
     _, report = live_like_eager(genie, program, ("cpu",))
     assert report["ring_payloads"] == 4 * (10 + 1 + 1)
+    # From the second step on (no runtime is connected before the first
+    # segment), the three of 1 MiB or more go ahead of their segment: the 5
+    # MiB one from genie's copy, the 3 MiB one piece by piece from the ring.
+    assert report["uploaded_ahead"] == 3 * 3
 
 
 def test_a_loop_s_small_fresh_inputs_are_freed_on_the_runtime_when_the_next_replaces_them(genie, tmp_path):

@@ -500,9 +500,11 @@ class PayloadSink final : public FrontendSink {
     transient.emplace_back(name, std::move(bytes));
     return Status::OK();
   }
-  Status AddTransientView(const ContentHash& name, std::string_view bytes) override {
+  Status AddTransientView(const ContentHash& name, std::string_view bytes, uint64_t ready) override {
     // While the sink has them, the ring's header does not give the bytes back yet.
     if (released) released_during_view.push_back(__atomic_load_n(released, __ATOMIC_ACQUIRE));
+    pieces.push_back(ready);
+    if (ready < bytes.size()) return Status::OK();
     return AddTransient(name, std::string(bytes));
   }
   Status AddSegment(const traces::Segment& seg, const std::vector<traces::ValueId>&, bool) override {
@@ -512,6 +514,7 @@ class PayloadSink final : public FrontendSink {
   std::vector<std::pair<ContentHash, std::string>> hashed, transient;
   const uint64_t* released = nullptr;  // a ring's header, when a test watches it
   std::vector<uint64_t> released_during_view;
+  std::vector<uint64_t> pieces;  // `ready` of each AddTransientView call
   std::vector<bool> single_use_hashed;  // by hashed payload: an INPUT_PAYLOAD frame's
   std::vector<traces::Segment> segments;
 
@@ -602,11 +605,12 @@ std::string RingBody(uint64_t size) {
   return s;
 }
 
-std::string RingPayloadBody(int64_t id, uint64_t total, uint64_t position) {
+std::string RingPayloadBody(int64_t id, uint64_t total, uint64_t position, uint64_t ready = UINT64_MAX) {
   std::string s;
   PutU64(s, static_cast<uint64_t>(id));
   PutU64(s, total);
   PutU64(s, position);
+  PutU64(s, ready == UINT64_MAX ? total : ready);
   return s;
 }
 
@@ -678,6 +682,43 @@ TEST_CASE("a RING frame's memory travels with it; RING_PAYLOADs are read from th
     REQUIRE(frames.Drain(&fs).ok());
     REQUIRE(sink.transient.back().second == "eeeeeeee");
     REQUIRE(*sink.released == kSize + 8);
+  }
+  SECTION("a payload announced in pieces reaches the sink piece by piece and is given back after the last") {
+    std::memcpy(ring, "ffff", 4);
+    SendWithFd(socks[0], Frame(FrameType::kRingPayload, RingPayloadBody(3, 10, kSize, 4)), -1);
+    REQUIRE(frames.ReadFrom(socks[1]) > 0);
+    REQUIRE(frames.Drain(&fs).ok());
+    std::memcpy(ring + 4, "gggggg", 6);
+    SendWithFd(socks[0],
+               Frame(FrameType::kRingPayload, RingPayloadBody(3, 10, kSize, 7)) +
+                   Frame(FrameType::kRingPayload, RingPayloadBody(3, 10, kSize, 10)),
+               -1);
+    while (*sink.released < kSize + 10) {
+      REQUIRE(frames.ReadFrom(socks[1]) > 0);
+      REQUIRE(frames.Drain(&fs).ok());
+    }
+    REQUIRE(sink.pieces == std::vector<uint64_t>{8, 6, 4, 7, 10});
+    REQUIRE(sink.released_during_view == std::vector<uint64_t>{0, 10, kSize, kSize, kSize});
+    REQUIRE(sink.transient.back() == std::make_pair(ContentHash::Transient(3, 2), std::string("ffffgggggg")));
+    // The segment that follows names it by payload id 3.
+    REQUIRE(Feed(fs, FrameType::kRingPayload, RingPayloadBody(4, 8, kSize + 16)).ok());
+    REQUIRE(sink.transient.back().first == ContentHash::Transient(3, 3));
+  }
+  SECTION("pieces out of order, or another frame between them, are refused") {
+    REQUIRE(Feed(fs, FrameType::kRingPayload, RingPayloadBody(3, 10, kSize, 4)).ok());
+    std::string why;
+    SECTION("fewer bytes ready than before") { why = Feed(fs, FrameType::kRingPayload, RingPayloadBody(3, 10, kSize, 3)).message(); }
+    SECTION("more than the payload") { why = Feed(fs, FrameType::kRingPayload, RingPayloadBody(3, 10, kSize, 11)).message(); }
+    SECTION("another position") { why = Feed(fs, FrameType::kRingPayload, RingPayloadBody(3, 10, kSize + 1, 8)).message(); }
+    SECTION("another payload") { why = Feed(fs, FrameType::kRingPayload, RingPayloadBody(4, 10, kSize + 16)).message(); }
+    SECTION("a segment") {
+      why = Feed(fs, FrameType::kSegment, SegmentBody(kReluWords)).message();
+      REQUIRE(why.find("between the pieces") != std::string::npos);
+    }
+    REQUIRE_FALSE(why.empty());
+  }
+  SECTION("a payload with no bytes ready is refused") {
+    REQUIRE(Feed(fs, FrameType::kRingPayload, RingPayloadBody(3, 10, kSize, 0)).code() == Status::Code::kCorruption);
   }
   SECTION("a position before the last payload's end, or bytes past the ring's end, are refused") {
     auto feed = [&](uint64_t total, uint64_t position) {
