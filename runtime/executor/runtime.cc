@@ -132,6 +132,10 @@ struct CachedGraph {
 };
 #endif
 
+// A transient payload of twice this or more goes to a CUDA device in pieces
+// of this size as they arrive (Runtime::ReceiveTransient).
+constexpr int64_t kDevicePieceBytes = 1 << 20;
+
 // A transient payload (Runtime::PutTransient): its bytes until an input takes them.
 struct Transient {
   at::Tensor data;  // uint8, 1-D, on the runtime's device
@@ -278,6 +282,56 @@ class TorchRuntime final : public Runtime {
       blob_bytes_ -= n;
       return Status::Internal(std::string("could not store a transient payload: ") + e.what());
     }
+    std::lock_guard<std::mutex> lock(blob_mu_);
+    auto [it, fresh] = s->transient.try_emplace(name);
+    if (!fresh) blob_bytes_ -= it->second.bytes;  // the same name again: these bytes replace those
+    it->second.data = std::move(data);
+    it->second.bytes = n;
+    return Status::OK();
+  }
+
+  Status ReceiveTransient(uint64_t session, const ContentHash& name, uint64_t n, const Reader& read) override {
+    if (!device_.is_cuda() || n < 2 * kDevicePieceBytes) return Runtime::ReceiveTransient(session, name, n, read);
+    Session* s = FindSession(session);
+    Status kept = s ? Status::OK() : Status::InvalidArgument("no session " + std::to_string(session) + " on this runtime");
+    if (kept.ok()) {
+      std::lock_guard<std::mutex> lock(blob_mu_);
+      kept = MakeRoomLocked(n);
+      if (kept.ok()) blob_bytes_ += n;  // now, so that a failure below gives it back
+    }
+    auto give_back = [&] {
+      std::lock_guard<std::mutex> lock(blob_mu_);
+      blob_bytes_ -= n;
+    };
+    const auto length = static_cast<int64_t>(n);
+    at::Tensor host = at::empty({length}, at::TensorOptions().dtype(at::kByte).pinned_memory(true));
+    at::Tensor data;
+    if (kept.ok()) {
+      try {
+        data = at::empty({length}, at::TensorOptions().dtype(at::kByte).device(device_));
+      } catch (const std::exception& e) {
+        give_back();
+        kept = Status::Internal(std::string("could not store a transient payload: ") + e.what());
+      }
+    }
+    char* p = static_cast<char*>(host.data_ptr());
+    for (int64_t off = 0; off < length; off += kDevicePieceBytes) {
+      const int64_t piece = std::min<int64_t>(kDevicePieceBytes, length - off);
+      Status st = read(p + off, static_cast<size_t>(piece));
+      if (!st.ok()) {
+        if (kept.ok()) give_back();
+        return st;
+      }
+      if (!kept.ok()) continue;  // read past, to answer with the reason
+      try {
+        // Asynchronous but the last: that one waits for the stream, so for all of them.
+        data.narrow(0, off, piece).copy_(host.narrow(0, off, piece), /*non_blocking=*/off + piece < length);
+      } catch (const std::exception& e) {
+        give_back();
+        kept = Status::Internal(std::string("could not store a transient payload: ") + e.what());
+      }
+    }
+    if (!kept.ok()) return kept;
     std::lock_guard<std::mutex> lock(blob_mu_);
     auto [it, fresh] = s->transient.try_emplace(name);
     if (!fresh) blob_bytes_ -= it->second.bytes;  // the same name again: these bytes replace those
@@ -1112,6 +1166,12 @@ BlobBuffer BlobBuffer::Copy(const std::string& s) {
   BlobBuffer b = Allocate(s.size());
   std::memcpy(b.data.get(), s.data(), s.size());
   return b;
+}
+
+Status Runtime::ReceiveTransient(uint64_t session, const ContentHash& name, uint64_t n, const Reader& read) {
+  BlobBuffer bytes = AllocateTransient(n);
+  GENIE_RETURN_IF_ERROR(read(bytes.data.get(), n));
+  return PutTransient(session, name, std::move(bytes));
 }
 
 Result<std::unique_ptr<Runtime>> Runtime::Create(const std::string& device, uint64_t max_memory, bool tf32_conv) {

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -98,6 +99,16 @@ class Runtime {
   // and frees the name; the session's close frees any left. Counts against
   // the memory limit as a pinned blob does.
   virtual Status PutTransient(uint64_t session, const ContentHash& name, BlobBuffer bytes) = 0;
+  // Receives a transient payload of `n` bytes through `read`, which fills
+  // the buffer it is given (pieces in order, `n` bytes in all), and stores
+  // it as PutTransient does. On CUDA, a large one is copied to the device
+  // piece by piece as it arrives, so that the copy overlaps the network;
+  // elsewhere it is AllocateTransient, one read, PutTransient. A failure of
+  // `read` is returned as it is, at once (the connection is gone); any
+  // other failure only after all `n` bytes were read, so that the caller's
+  // stream stays in step.
+  using Reader = std::function<Status(char* into, size_t n)>;
+  virtual Status ReceiveTransient(uint64_t session, const ContentHash& name, uint64_t n, const Reader& read);
   // Holds `bytes`, a small payload named by its content hash `h` (computed
   // by the caller), for `session` alone, once more: a template run's payload
   // is held while its template slot names it (server.cc). Inputs of the

@@ -170,21 +170,26 @@ class Connection {
                             " bytes exceeds the runtime's memory limit of " + std::to_string(opts_.max_memory) +
                             " bytes (genie serve --max-memory)");
         }
-        // Received straight into the buffer the runtime keeps (a CPU tensor's storage).
-        runtime::BlobBuffer bytes = env.put_blob().transient() ? rt_->AllocateTransient(env.payload_bytes())
-                                                                : rt_->AllocateBlob(env.payload_bytes());
-        GENIE_RETURN_IF_ERROR(sock_.RecvAll(bytes.data.get(), bytes.size));
-        uint64_t n = bytes.size;
+        const uint64_t n = env.payload_bytes();
         if (env.put_blob().transient()) {
           // A name the client gave a single-use input's bytes: no hash to check, nothing shared.
           if (!ch.transient()) return Status::Corruption("a transient blob's name is not a transient name");
-          Status st = rt_->PutTransient(session_, ch, std::move(bytes));
+          bool lost = false;  // the connection, while reading
+          Status st = rt_->ReceiveTransient(session_, ch, n, [&](char* into, size_t len) {
+            Status read = sock_.RecvAll(into, len);
+            lost = !read.ok();
+            return read;
+          });
+          if (lost) return st;
           if (!st.ok()) return ReplyError(st.message());
           Log(LogLevel::kDebug, sock_.peer() + " put transient " + ch.Hex(16) + " (" + std::to_string(n) + " bytes)");
           wire::Envelope reply;
           reply.mutable_put_blob_reply()->set_stored(true);
           return Reply(reply);
         }
+        // Received straight into the buffer the runtime keeps (a CPU tensor's storage).
+        runtime::BlobBuffer bytes = rt_->AllocateBlob(n);
+        GENIE_RETURN_IF_ERROR(sock_.RecvAll(bytes.data.get(), bytes.size));
         auto stored = rt_->PutBlob(session_, ch, std::move(bytes));
         if (!stored.ok()) return ReplyError(stored.status().message());
         Log(LogLevel::kInfo, sock_.peer() + " put blob " + ch.Hex(16) + " (" + std::to_string(n) + " bytes)");
