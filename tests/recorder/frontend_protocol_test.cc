@@ -741,6 +741,35 @@ TEST_CASE("a RING frame's memory travels with it; RING_PAYLOADs are read from th
   ::close(socks[1]);
 }
 
+TEST_CASE("a trace keeps a RING_PAYLOAD that came in pieces as the payload of its bytes") {
+  Fixture f;
+  FrontendStream fs(0, f.writer.get());
+  constexpr uint64_t kSize = 1 << 16;
+  int memory = RingMemory(kSize);
+  auto* mapped = static_cast<char*>(
+      ::mmap(nullptr, kRingHeaderBytes + kSize, PROT_READ | PROT_WRITE, MAP_SHARED, memory, 0));
+  REQUIRE(mapped != MAP_FAILED);
+  REQUIRE(Feed(fs, FrameType::kHello, HelloBody()).ok());
+  REQUIRE(Feed(fs, FrameType::kStrings, Strings({"aten::relu", ""})).ok());
+  fs.ReceiveFd(memory);
+  REQUIRE(Feed(fs, FrameType::kRing, RingBody(kSize)).ok());
+  char* ring = mapped + kRingHeaderBytes;
+  std::memcpy(ring + 100, "aaaa", 4);
+  REQUIRE(Feed(fs, FrameType::kRingPayload, RingPayloadBody(0, 8, 100, 4)).ok());
+  std::memcpy(ring + 104, "bbbb", 4);
+  REQUIRE(Feed(fs, FrameType::kRingPayload, RingPayloadBody(0, 8, 100, 8)).ok());
+  REQUIRE(*reinterpret_cast<const uint64_t*>(mapped) == 108);
+  std::memcpy(ring + 100, "zzzzzzzz", 8);  // the frontend reuses the space: the trace has its copy
+  REQUIRE(Feed(fs, FrameType::kSegment, SegmentBody(kReluWords)).ok());
+  REQUIRE(f.writer->Finish(traces::TraceFooter()).ok());
+  auto r = traces::TraceReader::Open(f.dir.File("t.gtrace"));
+  REQUIRE(r.ok());
+  traces::Segment seg;
+  REQUIRE(r.value()->Next(&seg).value());
+  REQUIRE(*seg.steps[0].input.payload == ContentHash::Of("aaaabbbb", 8));
+  ::munmap(mapped, kRingHeaderBytes + kSize);
+}
+
 TEST_CASE("a RING frame whose memory is missing, unsealed or too small is refused") {
   PayloadSink sink(4);
   FrontendStream fs(0, &sink);
