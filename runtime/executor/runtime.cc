@@ -194,7 +194,12 @@ class TorchRuntime final : public Runtime {
       if (std::shared_ptr<char[]> p = reused_->Take(n)) return {std::move(p), n};
     }
     if (!device_.is_cuda() || n == 0) return AllocateBlob(n);
-    at::Tensor pinned = at::empty({static_cast<int64_t>(n)}, at::TensorOptions().dtype(at::kByte).pinned_memory(true));
+    at::Tensor pinned;
+    try {
+      pinned = at::empty({static_cast<int64_t>(n)}, at::TensorOptions().dtype(at::kByte).pinned_memory(true));
+    } catch (const std::exception&) {
+      return AllocateBlob(n);  // no page-locked memory left: pageable, whose copy to the device is slower
+    }
     char* p = static_cast<char*>(pinned.data_ptr());
     // Back to the pinned cache once the device copy (synchronous) has read it.
     return {std::shared_ptr<char[]>(p, [pinned](char*) mutable { pinned.reset(); }), n};
@@ -292,6 +297,13 @@ class TorchRuntime final : public Runtime {
 
   Status ReceiveTransient(uint64_t session, const ContentHash& name, uint64_t n, const Reader& read) override {
     if (!device_.is_cuda() || n < 2 * kDevicePieceBytes) return Runtime::ReceiveTransient(session, name, n, read);
+    const auto length = static_cast<int64_t>(n);
+    at::Tensor host;
+    try {
+      host = at::empty({length}, at::TensorOptions().dtype(at::kByte).pinned_memory(true));
+    } catch (const std::exception&) {
+      return Runtime::ReceiveTransient(session, name, n, read);  // in pageable memory, whole
+    }
     Session* s = FindSession(session);
     Status kept = s ? Status::OK() : Status::InvalidArgument("no session " + std::to_string(session) + " on this runtime");
     if (kept.ok()) {
@@ -303,8 +315,6 @@ class TorchRuntime final : public Runtime {
       std::lock_guard<std::mutex> lock(blob_mu_);
       blob_bytes_ -= n;
     };
-    const auto length = static_cast<int64_t>(n);
-    at::Tensor host = at::empty({length}, at::TensorOptions().dtype(at::kByte).pinned_memory(true));
     at::Tensor data;
     if (kept.ok()) {
       try {
