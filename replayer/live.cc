@@ -110,11 +110,8 @@ class LiveConnection final : public recorder::FrontendSink {
   Status AddTransientView(const ContentHash& name, std::string_view bytes, uint64_t ready) override {
     if (!streaming_ || streaming_->name != name) {  // its first piece
       ++report_->ring_payloads;
-      streaming_.reset();
-      if (bytes.size() >= kAheadBytes && CanSendAhead() && client_->BeginBlob(name, bytes.size()).ok())
-        streaming_ = Streaming{name, 0, true};
-      else
-        streaming_ = Streaming{name, 0, false};
+      const bool sending = bytes.size() >= kAheadBytes && CanSendAhead() && client_->BeginBlob(name, bytes.size()).ok();
+      streaming_ = Streaming{name, 0, sending};
     }
     if (streaming_->sending && !client_->SendBytes(bytes.substr(streaming_->sent, ready - streaming_->sent)).ok())
       streaming_->sending = false;  // the connection is gone: the segment that names it meets that

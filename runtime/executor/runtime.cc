@@ -287,11 +287,7 @@ class TorchRuntime final : public Runtime {
       blob_bytes_ -= n;
       return Status::Internal(std::string("could not store a transient payload: ") + e.what());
     }
-    std::lock_guard<std::mutex> lock(blob_mu_);
-    auto [it, fresh] = s->transient.try_emplace(name);
-    if (!fresh) blob_bytes_ -= it->second.bytes;  // the same name again: these bytes replace those
-    it->second.data = std::move(data);
-    it->second.bytes = n;
+    KeepTransient(*s, name, std::move(data), n);
     return Status::OK();
   }
 
@@ -342,12 +338,17 @@ class TorchRuntime final : public Runtime {
       }
     }
     if (!kept.ok()) return kept;
+    KeepTransient(*s, name, std::move(data), n);
+    return Status::OK();
+  }
+
+  // A transient payload's bytes on the device, `n` of them already counted in blob_bytes_, under `name` for `s`.
+  void KeepTransient(Session& s, const ContentHash& name, at::Tensor data, uint64_t n) {
     std::lock_guard<std::mutex> lock(blob_mu_);
-    auto [it, fresh] = s->transient.try_emplace(name);
+    auto [it, fresh] = s.transient.try_emplace(name);
     if (!fresh) blob_bytes_ -= it->second.bytes;  // the same name again: these bytes replace those
     it->second.data = std::move(data);
     it->second.bytes = n;
-    return Status::OK();
   }
 
   Status HoldPayload(uint64_t session, const ContentHash& h, const std::string& bytes) override {

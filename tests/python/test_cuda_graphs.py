@@ -96,19 +96,27 @@ with torch.no_grad():
 """
 
 
-def test_fresh_inputs_on_a_cuda_runtime_are_bound_in_graph_replays_and_freed(genie, tmp_path):
-    # Through pinned host buffers, taken as the input without a copy; the
-    # repeated segment runs as a graph, whose input buffers are refilled from
-    # each step's upload. 40 uploads of 196 KiB under a 4 MiB limit: each is
-    # freed once bound.
-    program = genie.script(FRESH)
+def on_a_cuda_runtime(genie, tmp_path, source, max_memory):
+    """Runs program `source` eagerly on the CPU, then live against a CUDA
+    runtime with `--max-memory max_memory`; asserts that the live run
+    succeeds. Returns (the eager process, the live process, its report)."""
+    program = genie.script(source)
     want = subprocess.run([PYTHON, str(program), "cpu"], capture_output=True, text=True, check=True)
-    rt = Runtime(tmp_path, extra=("--max-memory", "4M", "--log-level", "warn"), device="cuda")
+    rt = Runtime(tmp_path, extra=("--max-memory", max_memory, "--log-level", "warn"), device="cuda")
     try:
         r, report = live(genie, program, "remote_accelerator", pool="test-pool", config=str(pool_config(tmp_path, rt.address)))
     finally:
         rt.stop()
     assert r.returncode == 0, r.stderr
+    return want, r, report
+
+
+def test_fresh_inputs_on_a_cuda_runtime_are_bound_in_graph_replays_and_freed(genie, tmp_path):
+    # Through pinned host buffers, taken as the input without a copy; the
+    # repeated segment runs as a graph, whose input buffers are refilled from
+    # each step's upload. 40 uploads of 196 KiB under a 4 MiB limit: each is
+    # freed once bound.
+    want, r, report = on_a_cuda_runtime(genie, tmp_path, FRESH, "4M")
     assert values(r.stdout) == pytest.approx(values(want.stdout), rel=1e-4, abs=1e-4)
     assert report["graph_segments"] >= 30, report
     assert report["uploaded_blobs"] >= 40, report
@@ -135,14 +143,7 @@ def test_large_uploads_reach_a_cuda_device_piece_by_piece_with_eager_results(gen
     # Through the shared ring, from which genie run sends each piece as the
     # program copies the next, and on the runtime each piece copied to the
     # device as it arrives (Runtime::ReceiveTransient); every fourth kept.
-    program = genie.script(LARGE)
-    want = subprocess.run([PYTHON, str(program), "cpu"], capture_output=True, text=True, check=True)
-    rt = Runtime(tmp_path, extra=("--max-memory", "32M", "--log-level", "warn"), device="cuda")
-    try:
-        r, report = live(genie, program, "remote_accelerator", pool="test-pool", config=str(pool_config(tmp_path, rt.address)))
-    finally:
-        rt.stop()
-    assert r.returncode == 0, r.stderr
+    want, r, report = on_a_cuda_runtime(genie, tmp_path, LARGE, "32M")
     # A piece in the wrong place would move these sums by hundreds.
     assert values(r.stdout) == pytest.approx(values(want.stdout), rel=1e-4, abs=0.05)
     assert report["ring_payloads"] == 12, report

@@ -36,6 +36,16 @@ def live_like_eager(genie, program, eager_args, *args, **kwargs):
     return want, report
 
 
+def replays_matching(genie, program, values):
+    """Records `program` and replays the trace on a local runtime: asserts
+    that `values` materialized values match the recording."""
+    r, trace = genie.record(program)
+    assert r.returncode == 0, r.stderr
+    replay = genie.run("run", "--pool", "local", trace)
+    assert replay.returncode == 0, replay.stderr
+    assert f"{values} values match" in replay.stdout
+
+
 @pytest.mark.parametrize("name", sorted(EXAMPLE_ARGS))
 def test_every_example_prints_what_eager_cpu_prints(genie, name):
     program = EXAMPLES / f"{name}.py"
@@ -275,11 +285,7 @@ def test_a_number_assigned_into_a_slice_or_through_a_mask(genie):
         print(z.tolist(), m.tolist(), i.tolist(), b.tolist())
     """)
     live_like_eager(genie, program, ("cpu",))
-    r, trace = genie.record(program)
-    assert r.returncode == 0, r.stderr
-    replay = genie.run("run", "--pool", "local", trace)
-    assert replay.returncode == 0, replay.stderr
-    assert "4 values match" in replay.stdout
+    replays_matching(genie, program, 4)
 
 
 def test_ops_that_change_a_tensor_s_shape_in_place_run_as_in_eager(genie):
@@ -313,11 +319,7 @@ def test_ops_that_change_a_tensor_s_shape_in_place_run_as_in_eager(genie):
         print(z.tolist(), tuple(g.shape), g.tolist())
     """)
     live_like_eager(genie, program, ("cpu",))
-    r, trace = genie.record(program)
-    assert r.returncode == 0, r.stderr
-    replay = genie.run("run", "--pool", "local", trace)
-    assert replay.returncode == 0, replay.stderr
-    assert "6 values match" in replay.stdout
+    replays_matching(genie, program, 6)
 
 
 def test_ops_without_meta_kernels_and_data_dependent_shapes(genie):

@@ -69,6 +69,16 @@ struct Fixture {
   }
 };
 
+// The first segment of the trace `f` wrote, once it is finished.
+traces::Segment FirstSegment(Fixture& f) {
+  REQUIRE(f.writer->Finish(traces::TraceFooter()).ok());
+  auto r = traces::TraceReader::Open(f.dir.File("t.gtrace"));
+  REQUIRE(r.ok());
+  traces::Segment seg;
+  REQUIRE(r.value()->Next(&seg).value());
+  return seg;
+}
+
 // An input (float32[2], payload 0) and relu over it (sids: 0 "aten::relu", 1 "").
 const std::vector<int64_t> kReluWords = {
     1, 0, 1, 8, 1, 2, 1, 0, 0, 0,                  // INPUT id 0, tensor, float32[2]{1}, offset 0, storage 0, payload 0
@@ -534,12 +544,7 @@ TEST_CASE("an INPUT_PAYLOAD frame's payload is hashed, unless a live sink takes 
     REQUIRE(Feed(fs, FrameType::kInputPayload, PayloadBody(0, "aaaa", 8, 0)).ok());
     REQUIRE(Feed(fs, FrameType::kInputPayload, PayloadBody(0, "bbbb", 8, 4)).ok());
     REQUIRE(Feed(fs, FrameType::kSegment, SegmentBody(kReluWords)).ok());
-    REQUIRE(f.writer->Finish(traces::TraceFooter()).ok());
-    auto r = traces::TraceReader::Open(f.dir.File("t.gtrace"));
-    REQUIRE(r.ok());
-    traces::Segment seg;
-    REQUIRE(r.value()->Next(&seg).value());
-    REQUIRE(*seg.steps[0].input.payload == ContentHash::Of("aaaabbbb", 8));
+    REQUIRE(*FirstSegment(f).steps[0].input.payload == ContentHash::Of("aaaabbbb", 8));
   }
   SECTION("a live sink takes those above its size as transient, named by stream and count") {
     PayloadSink sink(4);
@@ -761,12 +766,7 @@ TEST_CASE("a trace keeps a RING_PAYLOAD that came in pieces as the payload of it
   REQUIRE(*reinterpret_cast<const uint64_t*>(mapped) == 108);
   std::memcpy(ring + 100, "zzzzzzzz", 8);  // the frontend reuses the space: the trace has its copy
   REQUIRE(Feed(fs, FrameType::kSegment, SegmentBody(kReluWords)).ok());
-  REQUIRE(f.writer->Finish(traces::TraceFooter()).ok());
-  auto r = traces::TraceReader::Open(f.dir.File("t.gtrace"));
-  REQUIRE(r.ok());
-  traces::Segment seg;
-  REQUIRE(r.value()->Next(&seg).value());
-  REQUIRE(*seg.steps[0].input.payload == ContentHash::Of("aaaabbbb", 8));
+  REQUIRE(*FirstSegment(f).steps[0].input.payload == ContentHash::Of("aaaabbbb", 8));
   ::munmap(mapped, kRingHeaderBytes + kSize);
 }
 
