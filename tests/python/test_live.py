@@ -288,6 +288,41 @@ def test_a_number_assigned_into_a_slice_or_through_a_mask(genie):
     replays_matching(genie, program, 4)
 
 
+def test_the_program_s_own_cpu_tensors_keep_eager_s_gradients_beside_remote_ones(genie):
+    # backward() routes every op inside it to genie (autograd's helpers for a
+    # LazyTensor's gradient are made on the meta device): a CPU model's
+    # gradients became LazyTensors, and its optimizer step then changed
+    # nothing (the head's loss stayed where it was, a CPU-only loop's too).
+    program = genie.script("""
+        import sys
+        import torch
+        d = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+        torch.manual_seed(0)
+        body = torch.nn.Linear(4, 3).to(d)
+        head = torch.nn.Linear(3, 1)           # on the CPU, fed by the remote body
+        opt = torch.optim.SGD([*body.parameters(), *head.parameters()], lr=0.1)
+        alone = torch.nn.Linear(3, 2)          # a CPU model of its own
+        opt_alone = torch.optim.Adam(alone.parameters(), lr=0.1)
+        x = torch.randn(8, 4)
+        for step in range(3):
+            opt.zero_grad()
+            loss = head(body(x.to(d)).relu().cpu()).pow(2).mean()
+            loss.backward()
+            opt.step()
+            opt_alone.zero_grad()
+            own = alone(x[:, :3]).pow(2).sum()
+            own.backward()
+            opt_alone.step()
+            (g,) = torch.autograd.grad(alone(x[:, :3]).sum(), alone.bias)
+            print(step, round(loss.item(), 5), round(own.item(), 5), g.tolist(),
+                  type(head.weight.grad).__name__, head.weight.grad.device.type,
+                  type(alone.weight.grad).__name__, alone.weight.grad.device.type,
+                  round(body.weight.grad.sum().item(), 5))
+    """)
+    live_like_eager(genie, program, ("cpu",))
+    replays_matching(genie, program, 6)
+
+
 def test_ops_that_change_a_tensor_s_shape_in_place_run_as_in_eager(genie):
     # A vector times a matrix (nn.Linear on one sample) ends in squeeze_
     # inside matmul; the LazyTensor takes the new shape, the runtime runs the op.

@@ -28,13 +28,44 @@ _OP_FACTORIES = (
 )
 
 
+def _on_host(args, kwargs):
+    """Whether an op seen under capture_all() neither reads a LazyTensor nor
+    names the meta device (a tensor there, or `device=`): an op of the
+    program's own CPU (or CUDA) tensors, which runs as it would in eager. A
+    CPU model's backward() in a program that also uses remote_accelerator,
+    or a program that uses none, gets eager's gradients, on its device.
+    Autograd's helper tensors for a LazyTensor's gradient are made on the
+    meta device (the wrapper's), so they still go to the session."""
+    for a in args:
+        t = type(a)
+        if t is LazyTensor:
+            return False
+        if t is list or t is tuple:
+            for e in a:
+                if type(e) is LazyTensor or (isinstance(e, _Tensor) and e.is_meta):
+                    return False
+        elif isinstance(a, _Tensor):
+            if a.is_meta:
+                return False
+    for k, v in kwargs.items():
+        if type(v) is LazyTensor or (isinstance(v, _Tensor) and v.is_meta):
+            return False
+        if k == "device" and v is not None and torch.device(v).type == "meta":
+            return False
+    return True
+
+
 class CaptureAll(TorchDispatchMode):
     """Sends every ATen op to the session while active: around a factory with
     the remote device (whose op has no LazyTensor argument to route it) and
-    around backward(). Entered through capture_all()."""
+    around backward(); ops on the program's own host tensors run as they
+    are (_on_host). Entered through capture_all()."""
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        return lazy._session.dispatch(func, args, kwargs or {})
+        kwargs = kwargs or {}
+        if _on_host(args, kwargs):
+            return func(*args, **kwargs)
+        return lazy._session.dispatch(func, args, kwargs)
 
 
 # torch 1.13 runs every op under a mode through a Python helper mode
@@ -50,9 +81,12 @@ _stack_depth = getattr(torch._C, "_len_torch_dispatch_stack", None)
 
 class _DirectCaptureAll:
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
         _set_mode(None)
         try:
-            return lazy._session.dispatch(func, args, kwargs or {})
+            if _on_host(args, kwargs):
+                return func(*args, **kwargs)
+            return lazy._session.dispatch(func, args, kwargs)
         finally:
             _set_mode(self)
 
