@@ -298,6 +298,9 @@ def test_the_program_s_own_cpu_tensors_keep_eager_s_gradients_beside_remote_ones
         import torch
         d = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
         torch.manual_seed(0)
+        first = torch.nn.Linear(2, 1)          # before any remote tensor exists
+        first(torch.ones(3, 2)).sum().backward()
+        print(type(first.weight.grad).__name__, first.weight.grad.tolist())
         body = torch.nn.Linear(4, 3).to(d)
         head = torch.nn.Linear(3, 1)           # on the CPU, fed by the remote body
         opt = torch.optim.SGD([*body.parameters(), *head.parameters()], lr=0.1)

@@ -1044,6 +1044,10 @@ class Session:
 
     # ---- materialization ----------------------------------------------
 
+    def made_any(self):
+        """Whether a value of the program's has been made here (a LazyTensor or an input)."""
+        return self._next_id != 0
+
     def materialize(self, lazy, how):
         """Closes the segment with `lazy`'s value pulled to the host; returns the CPU value."""
         value = lazy._genie_value

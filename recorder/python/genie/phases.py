@@ -131,6 +131,11 @@ def _with_phase(phase, fn, capture_all=False):
     @functools.wraps(fn)
     def run(*args, **kwargs):
         session = lazy._session
+        if capture_all and not session.made_any():
+            # A program that has not used remote_accelerator yet: its
+            # backward is all its own, and a dispatch mode would only slow
+            # every op of it down (device._on_host lets them through).
+            return fn(*args, **kwargs)
         if session.remote and not _override:
             # What came before (a training step's forward and loss) goes
             # ahead too: the runtime runs it while the backward is captured.
