@@ -274,9 +274,11 @@ int RunLiveProgram(const RunArgs& a, const replayer::Config& config) {
     w.Key("error").String(r.error).Key("late_error").String(r.late_error).EndObject();
     std::cerr << w.str() << "\n";
   } else {
-    std::fprintf(stderr, "genie run: %s on %s (%s, %s, torch %s) %s\n", a.program.front().c_str(),
-                 (r.pool.empty() ? a.pool : r.pool).c_str(), r.address.c_str(), r.device.empty() ? "no segment ran" : r.device.c_str(), r.torch_version.c_str(),
-                 r.exit_description.c_str());
+    // A program that used no remote tensor never met a runtime: nothing to say of one.
+    std::string where = r.device.empty() ? "no segment ran"
+                                         : r.address + ", " + r.device + ", torch " + r.torch_version;
+    std::fprintf(stderr, "genie run: %s on %s (%s) %s\n", a.program.front().c_str(),
+                 (r.pool.empty() ? a.pool : r.pool).c_str(), where.c_str(), r.exit_description.c_str());
     std::fprintf(stderr, "  segments %s, ops %s, round trips %s; uploaded %s in %s payloads; bytes up %s, down %s\n",
                  FormatCount(r.segments).c_str(), FormatCount(r.ops).c_str(), FormatCount(r.counters.round_trips).c_str(),
                  FormatBytes(r.uploaded_bytes).c_str(), FormatCount(r.uploaded_blobs).c_str(),
