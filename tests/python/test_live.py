@@ -326,6 +326,40 @@ def test_the_program_s_own_cpu_tensors_keep_eager_s_gradients_beside_remote_ones
     replays_matching(genie, program, 6)
 
 
+def test_a_cpu_tensor_that_requires_grad_gets_its_gradient_back_from_the_remote_copy(genie):
+    # `x.to(device)` is differentiable in eager: the remote copy's gradient
+    # comes back to x. Under genie a CPU leaf's .grad stayed None, and a CPU
+    # tensor with a grad_fn (an encoder's output) was refused.
+    program = genie.script("""
+        import sys
+        import torch
+        d = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+        torch.manual_seed(0)
+        image = torch.randn(2, 4, requires_grad=True)        # a saliency map's input
+        model = torch.nn.Linear(4, 3).to(d)
+        model(image.to(d)).max(1).values.sum().backward()
+        print(type(image.grad).__name__, image.grad.device.type, [round(v, 5) for v in image.grad.flatten().tolist()])
+        encoder = torch.nn.Linear(3, 4)                       # on the CPU, trained through the remote head
+        head = torch.nn.Linear(4, 1).to(d)
+        opt = torch.optim.SGD([*encoder.parameters(), *head.parameters()], lr=0.1)
+        x = torch.randn(8, 3)
+        for step in range(3):
+            opt.zero_grad()
+            h = encoder(x).to(d, torch.float64)                # a cast on the way, differentiated too
+            loss = head(h.float()).pow(2).mean()
+            loss.backward()
+            opt.step()
+            print(step, round(loss.item(), 5), [round(v, 5) for v in encoder.weight.grad.sum(0).tolist()])
+        with torch.no_grad():
+            print(encoder(x).to(d).requires_grad)
+        y = torch.ones(2, requires_grad=True)
+        (g,) = torch.autograd.grad((y.to(d) ** 2).sum(), y, create_graph=True)
+        print(g.tolist())
+    """)
+    live_like_eager(genie, program, ("cpu",))
+    replays_matching(genie, program, 8)
+
+
 def test_ops_that_change_a_tensor_s_shape_in_place_run_as_in_eager(genie):
     # A vector times a matrix (nn.Linear on one sample) ends in squeeze_
     # inside matmul; the LazyTensor takes the new shape, the runtime runs the op.

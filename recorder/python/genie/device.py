@@ -199,6 +199,26 @@ def _replace_device(args, kwargs, device):
     return args, dict(kwargs, device=device)
 
 
+class _ToRemote(torch.autograd.Function):
+    """`cpu_tensor.to("remote_accelerator")` in grad mode, of a tensor that
+    requires grad (a leaf the program wants the gradient of, an input image
+    of a saliency map, a CPU encoder's output): the remote copy is an input
+    of the segment, and the gradient that reaches it in backward() comes back
+    to the CPU (one materialization, as eager's device-to-host copy), into
+    the leaf's .grad or on through the CPU graph. Before, the remote copy was
+    a leaf of its own: a CPU leaf's .grad stayed None, and a CPU tensor with
+    a grad_fn was refused."""
+
+    @staticmethod
+    def forward(ctx, value):
+        return lazy._session.add_input(value, codes.INPUT_TENSOR)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        return None if grad is None else grad.cpu()
+
+
 def _wrap_to(orig):
     @functools.wraps(orig)
     def to(self, *args, **kwargs):
@@ -216,10 +236,10 @@ def _wrap_to(orig):
         if type(self) is LazyTensor:
             args, kwargs = _replace_device(args, kwargs, _META)
             return orig(self, *args, **kwargs)
-        if self.requires_grad and torch.is_grad_enabled() and not self.is_leaf:
-            raise CaptureError("genie: moving a CPU tensor that is part of an autograd graph to remote_accelerator "
-                               "is not supported (gradients would not flow back); move it before computing with it")
         args, kwargs = _replace_device(args, kwargs, _CPU)
+        if self.requires_grad and torch.is_grad_enabled() and not isinstance(self, torch.nn.Parameter):
+            # Differentiable, as eager's to() is (_ToRemote).
+            return _ToRemote.apply(orig(self, *args, **kwargs))
         value = orig(self, *args, **kwargs)
         kind = codes.INPUT_PARAMETER if isinstance(self, torch.nn.Parameter) else codes.INPUT_TENSOR
         out = lazy._session.add_input(value, kind)
