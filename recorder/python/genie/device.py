@@ -242,10 +242,8 @@ def _wrap_to(orig):
             return _ToRemote.apply(orig(self, *args, **kwargs))
         value = orig(self, *args, **kwargs)
         kind = codes.INPUT_PARAMETER if isinstance(self, torch.nn.Parameter) else codes.INPUT_TENSOR
-        out = lazy._session.add_input(value, kind)
-        if self.requires_grad and not isinstance(self, torch.nn.Parameter):
-            out.requires_grad_(True)
-        return out
+        # Without grad mode the copy does not require grad, as eager's does not.
+        return lazy._session.add_input(value, kind)
     return to
 
 
