@@ -360,6 +360,31 @@ def test_a_cpu_tensor_that_requires_grad_gets_its_gradient_back_from_the_remote_
     replays_matching(genie, program, 8)
 
 
+def test_a_remote_value_copied_into_a_tensor_of_the_program_s_own_lands_there(genie):
+    # `host.copy_(remote)` is a device-to-host copy in eager; under genie it
+    # was recorded as an op writing into a lifted constant, and the
+    # program's tensor kept whatever it held (uninitialized memory).
+    program = genie.script("""
+        import sys
+        import torch
+        d = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+        r = torch.arange(6.0).to(d) * 2
+        host = torch.empty(6)
+        host.copy_(r)
+        print(host.tolist())
+        pinned = torch.zeros(2, 3)
+        pinned[1].copy_(r[:3] + 1, non_blocking=True)   # into a view of it
+        pinned[0, 1:] = r[4:]                            # through __setitem__
+        print(pinned.tolist())
+        counts = torch.zeros(6, dtype=torch.long)
+        counts.copy_(r)                                  # with a cast
+        counts.add_(1)
+        print(counts.tolist(), (r + 1).sum().item())
+    """)
+    live_like_eager(genie, program, ("cpu",))
+    replays_matching(genie, program, 5)
+
+
 def test_ops_that_change_a_tensor_s_shape_in_place_run_as_in_eager(genie):
     # A vector times a matrix (nn.Linear on one sample) ends in squeeze_
     # inside matmul; the LazyTensor takes the new shape, the runtime runs the op.

@@ -63,10 +63,13 @@ def is_remote_device(dev):
     return isinstance(dev, torch.device) and dev.type == "meta"
 
 
+_ONE_TENSOR = frozenset(["Tensor", "Optional[Tensor]"])  # schema argument types of one tensor
+
+
 class _OpInfo:
     """What the session needs to know about an OpOverload, computed once."""
     __slots__ = ("func", "call", "name", "sid", "flags", "returns", "special", "single", "fresh", "written", "each",
-                 "silent_writes")
+                 "silent_writes", "writes")
 
     def __init__(self, func, session):
         schema = func._schema
@@ -104,6 +107,9 @@ class _OpInfo:
         # in-place foreach op recorded as itself: `_foreach_maximum_`).
         self.silent_writes = () if schema.returns else \
             tuple((i, a.name) for i, a in enumerate(schema.arguments) if a.alias_info is not None and a.alias_info.is_write)
+        # The tensor arguments (not lists) it writes in place or as `out=`.
+        self.writes = tuple((i, a.name) for i, a in enumerate(schema.arguments)
+                            if a.alias_info is not None and a.alias_info.is_write and str(a.type) in _ONE_TENSOR)
         self.special = None
         self.each = _foreach_plan(func, session) if schema.name.startswith("aten::_foreach_") else None
         if self.each is not None:
@@ -527,7 +533,24 @@ class Session:
                 return func(value, *args[1:], **kwargs)
             elif info.special == "random":
                 return self._random_locally(func, info, args, kwargs)
+        for pos, name in info.writes:
+            t = args[pos] if pos < len(args) else kwargs.get(name)
+            if type(t) is not LazyTensor and isinstance(t, _Tensor) and not t.is_meta:
+                return self._into_host(func, args, kwargs)
         return self._op(info, args, kwargs, None)
+
+    def _into_host(self, func, args, kwargs):
+        """An op that writes into a tensor of the program's own, reading
+        LazyTensors: `host.copy_(remote)`, a device-to-host copy in eager.
+        Each LazyTensor it reads is materialized (a segment closes there, as
+        at `.cpu()`) and the op runs on the host values, writing where the
+        program asked. Recorded as an op on the remote side, it wrote into a
+        lifted constant and left the program's tensor as it was."""
+        def host(t):
+            return self.materialize(t, codes.HOW_CPU) if type(t) is LazyTensor else t
+        args = [_map_tensors(a, host) for a in args]
+        kwargs = {k: _map_tensors(v, host) for k, v in kwargs.items()}
+        return func(*args, **kwargs)
 
     def _op(self, info, args, kwargs, computed):
         """Records op `info` on `args` and returns its results: from `computed`
