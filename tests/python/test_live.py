@@ -385,6 +385,40 @@ def test_a_remote_value_copied_into_a_tensor_of_the_program_s_own_lands_there(ge
     replays_matching(genie, program, 5)
 
 
+def test_a_remote_model_is_saved_with_its_weights_and_deep_copied_apart(genie):
+    # torch.save pickled the meta tensor a LazyTensor wraps (no data), and
+    # copy.deepcopy gave a clone that named the original's value: its first
+    # use failed ("fetched value ... does not exist").
+    program = genie.script("""
+        import copy, io, sys
+        import torch
+        d = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 2).to(d)
+        buf = io.BytesIO()
+        torch.save({"model": model.state_dict(), "step": 7}, buf)
+        buf.seek(0)
+        saved = torch.load(buf)
+        print(saved["step"], {k: (v.device.type, [round(x, 5) for x in v.flatten().tolist()]) for k, v in saved["model"].items()})
+        again = torch.nn.Linear(3, 2)
+        again.load_state_dict(saved["model"])
+        twin = copy.deepcopy(model)
+        print(isinstance(twin.weight, torch.nn.Parameter), twin.weight.requires_grad)
+        opt = torch.optim.SGD(twin.parameters(), lr=0.5)
+        twin(torch.ones(4, 3).to(d)).pow(2).sum().backward()
+        opt.step()
+        x = torch.randn(5, 3)
+        print([round(v, 5) for v in model(x.to(d)).sum(1).tolist()], [round(v, 5) for v in twin(x.to(d)).sum(1).tolist()],
+              [round(v, 5) for v in again(x).sum(1).tolist()])
+        t = torch.ones(2).to(d) * 3
+        u = copy.deepcopy(t)
+        u.add_(1)
+        print(t.tolist(), u.tolist())
+    """)
+    live_like_eager(genie, program, ("cpu",))
+    replays_matching(genie, program, 6)
+
+
 def test_ops_that_change_a_tensor_s_shape_in_place_run_as_in_eager(genie):
     # A vector times a matrix (nn.Linear on one sample) ends in squeeze_
     # inside matmul; the LazyTensor takes the new shape, the runtime runs the op.

@@ -105,6 +105,40 @@ class LazyTensor(torch.Tensor):
         # program change it without an op, which no replay could reproduce.
         return _session.materialize(self, codes.HOW_NUMPY).numpy(*args, **kwargs).copy()
 
+    def __reduce_ex__(self, protocol):
+        # torch.save and pickle: torch would pickle the meta tensor the
+        # wrapper is, which holds no data (a checkpoint of a remote model
+        # saved no weights). The values are fetched and pickled as a CPU
+        # tensor, as eager pickles a device tensor with its data; loading
+        # gives CPU tensors, which `.to("remote_accelerator")` moves back.
+        from . import codes
+        value = _session.materialize(self, codes.HOW_CPU).clone()
+        if self.requires_grad:
+            value.requires_grad_(True)
+        return value.__reduce_ex__(protocol)
+
+    def __deepcopy__(self, memo):
+        # copy.deepcopy (of a model, an optimizer's state): torch's own copies
+        # the wrapper's __dict__ onto the clone, which then named the
+        # original's value, and the copy's first use failed ("fetched value
+        # ... does not exist") or wrote into the original. A clone, captured
+        # as an op, with the program's own attributes (a Parameter's
+        # `_is_param`) copied and genie's left to the clone.
+        if id(self) in memo:
+            return memo[id(self)]
+        if not self.is_leaf:
+            raise RuntimeError("Only Tensors created explicitly by the user (graph leaves) support the deepcopy "
+                               "protocol at the moment")
+        import copy
+        with torch.no_grad():
+            new = self.clone()
+        new.requires_grad_(self.requires_grad)
+        memo[id(self)] = new
+        for k, v in self.__dict__.items():
+            if not k.startswith("_genie"):
+                setattr(new, k, copy.deepcopy(v, memo))
+        return new
+
     def __repr__(self, *args, **kwargs):
         from . import codes
         text = repr(_session.materialize(self, codes.HOW_PRINT))
