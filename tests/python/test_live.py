@@ -46,6 +46,14 @@ def replays_matching(genie, program, values):
     assert f"{values} values match" in replay.stdout
 
 
+def like_eager_live_and_replayed(genie, program, values):
+    """`program` (which takes its device as its first argument, the remote
+    one by default) live prints what it prints eagerly on the CPU, and its
+    recording replays with `values` materialized values matching."""
+    live_like_eager(genie, program, ("cpu",))
+    replays_matching(genie, program, values)
+
+
 @pytest.mark.parametrize("name", sorted(EXAMPLE_ARGS))
 def test_every_example_prints_what_eager_cpu_prints(genie, name):
     program = EXAMPLES / f"{name}.py"
@@ -284,8 +292,7 @@ def test_a_number_assigned_into_a_slice_or_through_a_mask(genie):
         b[1] = True
         print(z.tolist(), m.tolist(), i.tolist(), b.tolist())
     """)
-    live_like_eager(genie, program, ("cpu",))
-    replays_matching(genie, program, 4)
+    like_eager_live_and_replayed(genie, program, 4)
 
 
 def test_the_program_s_own_cpu_tensors_keep_eager_s_gradients_beside_remote_ones(genie):
@@ -322,8 +329,7 @@ def test_the_program_s_own_cpu_tensors_keep_eager_s_gradients_beside_remote_ones
                   type(alone.weight.grad).__name__, alone.weight.grad.device.type,
                   round(body.weight.grad.sum().item(), 5))
     """)
-    live_like_eager(genie, program, ("cpu",))
-    replays_matching(genie, program, 6)
+    like_eager_live_and_replayed(genie, program, 6)
 
 
 def test_a_cpu_tensor_that_requires_grad_gets_its_gradient_back_from_the_remote_copy(genie):
@@ -356,8 +362,7 @@ def test_a_cpu_tensor_that_requires_grad_gets_its_gradient_back_from_the_remote_
         (g,) = torch.autograd.grad((y.to(d) ** 2).sum(), y, create_graph=True)
         print(g.tolist())
     """)
-    live_like_eager(genie, program, ("cpu",))
-    replays_matching(genie, program, 8)
+    like_eager_live_and_replayed(genie, program, 8)
 
 
 def test_a_remote_value_copied_into_a_tensor_of_the_program_s_own_lands_there(genie):
@@ -381,8 +386,7 @@ def test_a_remote_value_copied_into_a_tensor_of_the_program_s_own_lands_there(ge
         counts.add_(1)
         print(counts.tolist(), (r + 1).sum().item())
     """)
-    live_like_eager(genie, program, ("cpu",))
-    replays_matching(genie, program, 5)
+    like_eager_live_and_replayed(genie, program, 5)
 
 
 def test_a_remote_model_is_saved_with_its_weights_and_deep_copied_apart(genie):
@@ -415,8 +419,7 @@ def test_a_remote_model_is_saved_with_its_weights_and_deep_copied_apart(genie):
         u.add_(1)
         print(t.tolist(), u.tolist())
     """)
-    live_like_eager(genie, program, ("cpu",))
-    replays_matching(genie, program, 6)
+    like_eager_live_and_replayed(genie, program, 6)
 
 
 def test_ops_that_change_a_tensor_s_shape_in_place_run_as_in_eager(genie):
@@ -449,8 +452,7 @@ def test_ops_that_change_a_tensor_s_shape_in_place_run_as_in_eager(genie):
         g.fill_(3)
         print(z.tolist(), tuple(g.shape), g.tolist())
     """)
-    live_like_eager(genie, program, ("cpu",))
-    replays_matching(genie, program, 6)
+    like_eager_live_and_replayed(genie, program, 6)
 
 
 def test_ops_without_meta_kernels_and_data_dependent_shapes(genie):

@@ -10,6 +10,8 @@ completion with eager results.
 Attributes use a `_genie_` prefix: a name like a Tensor property (`data`,
 `grad`, `real`) on the subclass would break it.
 """
+import copy
+
 import torch
 
 _session = None  # the active capture.Session; set by capture.activate()
@@ -129,7 +131,6 @@ class LazyTensor(torch.Tensor):
         if not self.is_leaf:
             raise RuntimeError("Only Tensors created explicitly by the user (graph leaves) support the deepcopy "
                                "protocol at the moment")
-        import copy
         with torch.no_grad():
             new = self.clone()
         new.requires_grad_(self.requires_grad)
