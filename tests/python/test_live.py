@@ -422,6 +422,77 @@ def test_a_remote_model_is_saved_with_its_weights_and_deep_copied_apart(genie):
     like_eager_live_and_replayed(genie, program, 6)
 
 
+def test_a_tensor_s_data_set_to_another_remote_tensor_takes_its_values_and_storage(genie):
+    # torch's `.data` setter changed the wrapper in C++ and the tensor went
+    # on naming its old value: `param.data = w` was lost.
+    program = genie.script("""
+        import gc, sys
+        import torch
+        d = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+        torch.manual_seed(0)
+        m = torch.nn.Linear(3, 2).to(d)
+        opt = torch.optim.SGD(m.parameters(), lr=0.5)
+        w = torch.full((2, 3), 0.25).to(d)
+        m.weight.data = w
+        w.add_(1)                                   # shared storage: seen through the weight
+        print(m.weight.tolist())
+        del w
+        gc.collect()                                # the weight keeps the value
+        for step in range(3):
+            opt.zero_grad()
+            loss = m(torch.ones(4, 3).to(d)).pow(2).sum()
+            loss.backward()
+            opt.step()
+            print(step, round(loss.item(), 4), [round(v, 5) for v in m.weight.flatten().tolist()])
+        m.bias.data = torch.arange(4.0).to(d)[1:3]  # a view of another tensor
+        print(m.bias.tolist(), m(torch.ones(1, 3).to(d)).tolist())
+        t = torch.zeros(2, 2).to(d)
+        with torch.no_grad():
+            t.data = torch.ones(5).to(d)            # another shape
+        print(t.shape, (t * 3).tolist())
+        if d != "cpu":
+            try:
+                t.data = torch.ones(5)              # eager would move it to the CPU
+            except RuntimeError as e:
+                assert "move it first" in str(e), e
+            else:
+                raise SystemExit("a CPU tensor was taken as .data of a remote one")
+    """)
+    like_eager_live_and_replayed(genie, program, 10)
+
+
+def test_a_random_op_without_a_meta_kernel_is_drawn_remotely_and_leaves_the_program_s_generator(genie):
+    # torch 1.13 has no meta kernel for multinomial: its shapes came from a
+    # run on zeros, no distribution ("invalid multinomial distribution"),
+    # and such a run of rrelu drew from the program's generator.
+    program = genie.script("""
+        import os, sys
+        import torch
+        import torch.nn.functional as F
+        d = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+        torch.manual_seed(0)
+        logits = torch.randn(3, 5).to(d)
+        certain = logits.masked_fill(torch.arange(5).to(d) != 2, float("-inf"))
+        tokens = torch.multinomial(F.softmax(certain, -1), 1)  # one outcome
+        print(tokens.dtype, tokens.flatten().tolist())
+        some = torch.multinomial(F.softmax(logits, -1), 4, replacement=True)
+        print(tuple(some.shape), all(0 <= t < 5 for t in some.flatten().tolist()))
+        x = F.rrelu(logits, training=True)
+        print(tuple(x.shape), bool((x[logits > 0] == logits[logits > 0]).all()))
+        if os.environ.get("GENIE_MODE") == "remote":
+            # Live, remote draws leave the program's generator as a device's
+            # draws do (recording, ops run on the program's CPU values).
+            torch.manual_seed(5)
+            torch.multinomial(F.softmax(torch.randn(2, 7).to(d), -1), 3)
+            F.rrelu(torch.randn(4, 3).to(d), training=True)
+            after = torch.rand(3)
+            torch.manual_seed(5)
+            torch.randn(2, 7), torch.randn(4, 3)
+            assert torch.equal(after, torch.rand(3)), "a remote draw took from the program's generator"
+    """)
+    like_eager_live_and_replayed(genie, program, 3)
+
+
 def test_ops_that_change_a_tensor_s_shape_in_place_run_as_in_eager(genie):
     # A vector times a matrix (nn.Linear on one sample) ends in squeeze_
     # inside matmul; the LazyTensor takes the new shape, the runtime runs the op.

@@ -1537,6 +1537,10 @@ def _zeros_like_meta(m):
     return _empty_strided(m.shape, m.stride(), dtype=m.dtype).zero_()
 
 
+def _ones_like_meta(m):
+    return _empty_strided(m.shape, m.stride(), dtype=m.dtype).fill_(1)
+
+
 def _to_meta(o):
     return _empty_strided(o.shape, o.stride(), dtype=o.dtype, device=_META)
 
@@ -1806,9 +1810,22 @@ class RemoteSession(Session):
         values (then the op runs on the real values, see _run_locally)."""
         if func._schema.name in _DATA_DEPENDENT:
             return None
-        zargs = [_map_tensors(a, _zeros_like_meta) for a in cpu_args]
-        zkwargs = {k: _map_tensors(v, _zeros_like_meta) for k, v in cpu_kwargs.items()}
-        out = self._in_kernel(func, zargs, zkwargs)
+        if func._schema.name not in _RANDOM_OPS:
+            zargs = [_map_tensors(a, _zeros_like_meta) for a in cpu_args]
+            zkwargs = {k: _map_tensors(v, _zeros_like_meta) for k, v in cpu_kwargs.items()}
+            out = self._in_kernel(func, zargs, zkwargs)
+        else:
+            # A random op the runtime draws (`torch.multinomial(probs, 1)`):
+            # run on ones, which every distribution takes (zeros are no
+            # probabilities to sample from), and with the program's generator
+            # put back after, as a draw on a device leaves it.
+            zargs = [_map_tensors(a, _ones_like_meta) for a in cpu_args]
+            zkwargs = {k: _map_tensors(v, _ones_like_meta) for k, v in cpu_kwargs.items()}
+            state = torch.get_rng_state()
+            try:
+                out = self._in_kernel(func, zargs, zkwargs)
+            finally:
+                torch.set_rng_state(state)
         if _has_scalar(out):
             return None
         out = _map_tensors(out, _to_meta)

@@ -40,6 +40,7 @@ _empty_strided = torch.empty_strided
 _empty = torch.empty
 _tensor = torch.tensor
 _setitem = torch.Tensor.__setitem__
+_data = torch._C._TensorBase.data  # the C property: metadata and storage
 
 
 def meta_value(shape, stride, offset, dtype):
@@ -151,6 +152,38 @@ class LazyTensor(torch.Tensor):
         elif self.requires_grad:
             suffix += ", requires_grad=True"
         return text[:-1] + suffix + ")"
+
+    @property
+    def data(self):
+        return _data.__get__(self)
+
+    @data.setter
+    def data(self, new):
+        # `param.data = other` (an initialization, a weight swapped in):
+        # torch's setter gives the wrapper the other's metadata and storage
+        # in C++, where genie does not see it, and the tensor went on naming
+        # its old value. The tensor takes a view of the other's value as its
+        # own (an alias, captured as an op, so either one may be dropped
+        # first), sharing its storage as in eager.
+        if type(new) is not LazyTensor:
+            raise RuntimeError("genie: .data of a remote_accelerator tensor set to a tensor on "
+                               f"{new.device if isinstance(new, torch.Tensor) else type(new).__name__}; "
+                               "move it first (`.data = t.to(\"remote_accelerator\")`)")
+        with torch.no_grad():
+            alias = torch.ops.aten.alias.default(new)
+        _data.__set__(self, alias)
+        d = self.__dict__
+        if "_genie_alias" in d:
+            del d["_genie_alias"]  # it owned no value, and owns the alias's now
+        elif _session.remote:
+            release(self)
+        alias.__dict__["_genie_alias"] = True
+        d["_genie_id"] = alias._genie_id
+        d["_genie_storage"] = alias._genie_storage
+        if "_genie_value" in alias.__dict__:
+            d["_genie_value"] = alias.__dict__["_genie_value"]
+        else:
+            d.pop("_genie_value", None)  # live mode: made again from the new metadata
 
     def __setitem__(self, key, value):
         # `x[:, 3:] = 7`, `x[mask] = 0`: torch makes the number a tensor on
