@@ -7,6 +7,7 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/stack.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
+#include <torch/library.h>
 #include <torch/version.h>
 #ifdef GENIE_WITH_CUDA_GRAPHS
 #include <ATen/cuda/CUDAEvent.h>
@@ -28,11 +29,19 @@
 #include <unordered_map>
 #include <unordered_set>
 
+// What a live program's torch.manual_seed(seed) sends: the session's random
+// ops draw from a generator of its own, seeded there (Session::generator).
+// Defined so that segments naming it pass the checks that every op exists;
+// it has no kernel, RunOp takes it.
+TORCH_LIBRARY_FRAGMENT(genie, m) { m.def("manual_seed(int seed) -> ()"); }
+
 namespace genie::runtime {
 namespace {
 
 using traces::Arg;
 using traces::DType;
+
+constexpr char kSeedOp[] = "genie::manual_seed";
 
 constexpr size_t kHashHere = 64 << 10;  // uploads up to this size are hashed on the connection's thread (PutBlob)
 constexpr size_t kReusedBytes = 1u << 20;    // transient uploads from this size reuse freed buffers (CPU, no arena)
@@ -155,6 +164,11 @@ struct Session {
   std::unordered_map<ContentHash, Transient, ContentHashHasher> transient;  // guarded by blob_mu_
   std::unordered_map<ContentHash, Held, ContentHashHasher> held;            // guarded by blob_mu_
   std::vector<c10::optional<c10::OperatorHandle>> ops;  // by the session's string id
+  // What the session's random ops draw from: its own, so that a program's
+  // draws do not depend on the other sessions of the runtime and repeat from
+  // run to run; seeded by the program's torch.manual_seed (kSeedOp), else
+  // with torch's default seed, as a fresh process's generators are.
+  c10::optional<at::Generator> generator;
 #ifdef GENIE_WITH_CUDA_GRAPHS
   std::unordered_map<uint64_t, CachedGraph> graphs;     // by segment fingerprint
 #endif
@@ -1090,10 +1104,36 @@ class TorchRuntime final : public Runtime {
     return Status::OK();
   }
 
+  // A generator of the runtime's device, apart from its default one.
+  at::Generator NewGenerator(uint64_t seed) {
+    at::Generator base = at::globalContext().defaultGenerator(device_);  // a handle on the default one
+    at::Generator g;
+    {
+      std::lock_guard<std::mutex> lock(base.mutex());
+      g = base.clone();
+    }
+    g.set_current_seed(seed);
+    return g;
+  }
+
+  at::Generator& SessionGenerator(Session& s) {
+    if (!s.generator) s.generator = NewGenerator(c10::default_rng_seed_val);
+    return *s.generator;
+  }
+
+  Status Seed(Session& s, const traces::Op& op) {
+    if (op.args.size() != 1 || op.args[0].kind != Arg::Kind::kInt || !op.kwargs.empty())
+      return Status::InvalidArgument(std::string(kSeedOp) + " takes one integer");
+    s.generator = NewGenerator(static_cast<uint64_t>(op.args[0].i));
+    return Status::OK();
+  }
+
   Status RunOp(Session& s, const traces::Op& op, const traces::StringTable& strings, std::vector<Arg>* scalars) {
     bool recorded = (op.flags & traces::Op::kRandom) != 0 && !op.outputs.empty();
     for (const auto& out : op.outputs) recorded = recorded && (!out.is_tensor || out.payload.has_value());
     if (recorded) return ReplayRandom(s, op, strings);
+    bool random = (op.flags & traces::Op::kRandom) != 0;
+    if (random && op.outputs.empty() && strings.Get(op.schema) == kSeedOp) return Seed(s, op);
 
     GENIE_ASSIGN_OR_RETURN(c10::OperatorHandle handle, SessionOp(s, op.schema, strings));
     const c10::FunctionSchema& schema = handle.schema();
@@ -1106,7 +1146,9 @@ class TorchRuntime final : public Runtime {
     for (size_t i = 0; i < params.size(); ++i) {
       const c10::Argument& p = params[i];
       const Arg* given = GivenArg(op, p, i, strings);
-      if (given) {
+      if (random && (!given || given->kind == Arg::Kind::kNone) && p.name() == "generator") {
+        stack.push_back(c10::IValue(SessionGenerator(s)));
+      } else if (given) {
         GENIE_ASSIGN_OR_RETURN(c10::IValue v, ToIValue(s, *given, p.type(), strings));
         stack.push_back(std::move(v));
       } else if (p.default_value()) {

@@ -493,6 +493,40 @@ def test_a_random_op_without_a_meta_kernel_is_drawn_remotely_and_leaves_the_prog
     like_eager_live_and_replayed(genie, program, 3)
 
 
+def test_a_seeded_program_s_remote_draws_repeat_from_run_to_run_and_follow_its_seed(genie, runtime, tmp_path):
+    # The runtime drew with its process's one generator, which nothing
+    # seeded and every session advanced: a seeded program sampling tokens
+    # with torch.multinomial printed other tokens at every run.
+    program = genie.script("""
+        import sys
+        import torch
+        import torch.nn.functional as F
+        seed = int(sys.argv[1])
+        torch.manual_seed(seed)
+        logits = torch.randn(2, 50).to("remote_accelerator")
+        def draw():
+            tokens = torch.multinomial(F.softmax(logits, -1), 3)
+            noise = torch.normal(logits[:, :4], 1.0)
+            coins = torch.bernoulli(torch.sigmoid(logits[:, :6]))
+            return tokens.flatten().tolist() + [round(v, 5) for v in noise.flatten().tolist()] + coins.flatten().tolist()
+        first = draw()
+        later = draw()
+        torch.manual_seed(seed)
+        print(first == draw(), first != later, first)
+    """)
+    def run(seed, **kwargs):
+        r, _ = live(genie, program, str(seed), **kwargs)
+        assert r.returncode == 0, r.stderr
+        again, apart, values = r.stdout.split(" ", 2)
+        assert again == "True" and apart == "True", r.stdout  # torch.manual_seed reseeds the remote draws
+        return values
+    cfg = pool_config(tmp_path, runtime.address)
+    shared = [run(7, pool="test-pool", config=cfg) for _ in range(2)]  # two sessions of one runtime
+    assert shared[0] == shared[1]
+    assert run(7) == shared[0]   # a runtime of its own draws the same
+    assert run(8) != shared[0]   # and another seed other values
+
+
 def test_ops_that_change_a_tensor_s_shape_in_place_run_as_in_eager(genie):
     # A vector times a matrix (nn.Linear on one sample) ends in squeeze_
     # inside matmul; the LazyTensor takes the new shape, the runtime runs the op.

@@ -2,6 +2,7 @@
 #include "runtime/executor/host_arena.h"
 
 #include <cstring>
+#include <optional>
 
 #include "tests/catch.h"
 
@@ -380,4 +381,64 @@ TEST_CASE("a freed upload buffer is handed out again for the next of its size, u
   cache.reset();
   late[0] = 'y';
   late.reset();
+}
+
+namespace {
+
+// genie::manual_seed(seed) (unless seed is absent), then
+// %1 = aten::normal.Tensor_float(%0, 1.0) on the input %0 (zeros).
+Segment SeededNormal(StringTable& st, const ContentHash& zeros, std::optional<int64_t> seed) {
+  Segment seg;
+  Step in;
+  in.kind = Step::Kind::kInput;
+  in.input.id = 0;
+  in.input.meta = Vec(3, 0);
+  in.input.payload = zeros;
+  seg.steps.push_back(in);
+  if (seed) {
+    Step s;
+    s.op.schema = st.Intern("genie::manual_seed");
+    s.op.flags = Op::kRandom;
+    s.op.args = {Arg::Int(*seed)};
+    seg.steps.push_back(s);
+  }
+  Step normal = OneOp(st, "aten::normal.Tensor_float", {Arg::Tensor(0), Arg::Float(1.0)}, 1, 1);
+  normal.op.flags = Op::kRandom;
+  seg.steps.push_back(normal);
+  return seg;
+}
+
+}  // namespace
+
+TEST_CASE("a session's random ops draw from a generator of its own, seeded by genie::manual_seed") {
+  auto rt = runtime::Runtime::Create("cpu", 0);
+  REQUIRE(rt.ok());
+  std::string bytes = Floats({0, 0, 0});
+  ContentHash h = ContentHash::Of(bytes.data(), bytes.size());
+  StringTable st;
+  auto open = [&] {
+    uint64_t s = rt.value()->OpenSession();
+    REQUIRE(rt.value()->PutBlob(s, h, bytes).ok());  // stored by the first, pinned by the others
+    return s;
+  };
+  auto draw = [&](uint64_t session, std::optional<int64_t> seed) {
+    auto res = rt.value()->Execute(session, SeededNormal(st, h, seed), st, {1});
+    INFO(res.status().message());
+    REQUIRE(res.ok());
+    return res->fetched[0].bytes;
+  };
+  uint64_t a = open(), b = open(), c = open();
+  std::string a1 = draw(a, 7);
+  std::string unseeded = draw(b, std::nullopt);
+  std::string a2 = draw(a, std::nullopt);
+  REQUIRE(a1 != a2);               // the generator goes on
+  REQUIRE(draw(a, 7) == a1);       // and the seed starts it again
+  REQUIRE(draw(c, std::nullopt) == unseeded);  // b's draws and a's left c's alone: torch's default seed
+  REQUIRE(draw(b, -3) != a1);
+  Segment bad = SeededNormal(st, h, 7);
+  bad.steps[1].op.args.push_back(Arg::Int(1));
+  auto res = rt.value()->Execute(a, bad, st, {1});
+  REQUIRE(!res.ok());
+  REQUIRE(res.status().message().find("genie::manual_seed takes one integer") != std::string::npos);
+  for (uint64_t s : {a, b, c}) rt.value()->CloseSession(s);
 }

@@ -47,6 +47,8 @@ _RANDOM_OPS = frozenset([
     "aten::randint_like", "aten::normal", "aten::normal_", "aten::uniform_", "aten::bernoulli",
     "aten::bernoulli_", "aten::dropout", "aten::native_dropout", "aten::multinomial", "aten::exponential_",
     "aten::random_", "aten::geometric_", "aten::cauchy_", "aten::log_normal_", "aten::rrelu_with_noise",
+    "aten::poisson", "aten::binomial", "aten::_standard_gamma", "aten::_sample_dirichlet", "aten::uniform",
+    "aten::_fused_dropout",
 ])
 
 
@@ -537,7 +539,22 @@ class Session:
             t = args[pos] if pos < len(args) else kwargs.get(name)
             if type(t) is not LazyTensor and isinstance(t, _Tensor) and not t.is_meta:
                 return self._into_host(func, args, kwargs)
+        if info.flags and self.remote and self.seed_pending is not None:
+            self.seed_runtime()
         return self._op(info, args, kwargs, None)
+
+    def seed_runtime(self):
+        """Live mode: sends the program's last torch.manual_seed before the
+        first random op the runtime draws after it. The runtime seeds the
+        session's own generator there (runtime.cc, genie::manual_seed), as
+        torch.manual_seed seeds a device's: a seeded program's remote draws
+        (`torch.multinomial` sampling a token) repeat from run to run and
+        change with the seed. Record mode records random results instead."""
+        seed, self.seed_pending = self.seed_pending, None
+        if seed >= 1 << 63:
+            seed -= 1 << 64  # a uint64 seed as the int64 word it is on the wire
+        self.words += (_TAG_OP, self.intern("genie::manual_seed"), self.module_sid, self.phase, codes.FLAG_RANDOM,
+                       1, _ARG_INT, seed, 0, 0)
 
     def _into_host(self, func, args, kwargs):
         """An op that writes into a tensor of the program's own, reading
@@ -1564,6 +1581,8 @@ class RemoteSession(Session):
         self.hold_parts = False  # see flush
         self._quiet = 0
         self.parts_sent = 0  # PART frames sent (see materialize)
+        # The program's last torch.manual_seed, not sent yet (see seed_runtime).
+        self.seed_pending = None
         self._mat_parts = 0  # parts_sent at the last materialization
         self._parts = []  # (index, words, run_made) of the PARTs sent since, or None (see _sent_part)
         self._parts_bytes = 0

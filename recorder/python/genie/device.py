@@ -349,8 +349,20 @@ def _wrap_module_apply(orig):
     return _apply
 
 
+def _wrap_manual_seed(orig):
+    @functools.wraps(orig)
+    def manual_seed(seed):
+        out = orig(seed)
+        session = lazy._session
+        if session.remote:
+            session.seed_pending = torch.initial_seed()  # sent with the next remote draw (Session.seed_runtime)
+        return out
+    return manual_seed
+
+
 def install():
     """Wraps the entry points; called once, when the frontend activates."""
+    torch.manual_seed = torch.random.manual_seed = _wrap_manual_seed(torch.random.manual_seed)
     if hasattr(torch.nn.functional, "scaled_dot_product_attention"):
         torch.nn.functional.scaled_dot_product_attention = _wrap_attention(
             torch.nn.functional.scaled_dot_product_attention)
