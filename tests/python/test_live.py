@@ -584,6 +584,42 @@ def test_ops_without_meta_kernels_and_data_dependent_shapes(genie):
     _, report = live_like_eager(genie, program, ("--device", "cpu"))
 
 
+def test_one_hot_where_with_a_number_repeat_interleave_and_packed_sequences_run_as_in_eager(genie):
+    # torch 1.13's one_hot refuses any meta tensor; torch.where and
+    # repeat_interleave by an int make a number a tensor on the meta device
+    # in C++ (its value lost: the ops were refused); a packed sequence's
+    # lengths and batch sizes must stay on the CPU (the meta kernel refused
+    # them, and its shapes depend on them), and its padding was never filled.
+    program = genie.script("""
+        import sys
+        import torch
+        import torch.nn.functional as F
+        d = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+        torch.manual_seed(0)
+        labels = torch.tensor([[0, 2], [1, 1]]).to(d)
+        print(F.one_hot(labels, num_classes=4).tolist(), F.one_hot(labels).tolist())
+        x = torch.randn(2, 3).to(d)
+        i = torch.arange(6).view(2, 3).to(d)
+        for r in (torch.where(x > 0, x, 0.0), torch.where(x > 0, 1.5, x), torch.where(x > 0, 1, 0),
+                  torch.where(x > 0, i, 0.5), torch.where(x > 0, x.half(), 0.25), torch.where(x > 0, True, False)):
+            print(r.dtype, [round(v, 4) for v in r.float().flatten().tolist()])
+        k = torch.randn(2, 2, 3, 4).to(d).requires_grad_()
+        heads = k.repeat_interleave(3, dim=1)       # grouped-query attention's keys
+        (heads * torch.arange(6.0).view(1, 6, 1, 1).to(d)).sum().backward()
+        print(tuple(heads.shape), [round(v, 4) for v in k.grad[0, :, 0, 0].tolist()], i.repeat_interleave(2).tolist(),
+              torch.repeat_interleave(i, torch.tensor([1, 2]).to(d), dim=0).tolist())
+        seq = torch.randn(3, 4, 5).to(d)
+        gru = torch.nn.GRU(5, 6, batch_first=True).to(d)
+        packed = torch.nn.utils.rnn.pack_padded_sequence(seq, torch.tensor([4, 2, 1]), batch_first=True)
+        out, h = gru(packed)
+        padded, lengths = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True)
+        print(packed.batch_sizes.tolist(), lengths.tolist(), tuple(padded.shape))
+        (padded.sum() + h.sum()).backward()
+        print(round(padded.sum().item(), 4), [round(v, 4) for v in gru.weight_hh_l0.grad.sum(1).tolist()])
+    """)
+    like_eager_live_and_replayed(genie, program, 12)
+
+
 def test_the_local_runtime_goes_when_genie_is_killed(genie):
     # SIGKILL runs no destructor: the runtime --pool local started must not outlive genie all the same.
     program = genie.script("""

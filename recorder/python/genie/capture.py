@@ -1199,7 +1199,14 @@ _DATA_DEPENDENT = frozenset([
     "aten::unique_consecutive", "aten::unique_dim_consecutive", "aten::repeat_interleave", "aten::bincount",
     "aten::histc", "aten::index", "aten::argwhere", "aten::equal", "aten::allclose", "aten::is_nonzero",
     "aten::nonzero_static", "aten::_assert_async",
+    # A packed sequence's sizes come from its lengths, which torch wants on the CPU.
+    "aten::_pack_padded_sequence",
 ])
+
+# Results of ops run in the program's process (_run_locally) that stay
+# there, as eager keeps them on the CPU for a device tensor's op: a packed
+# sequence's batch sizes, which the RNN's loop reads as Python numbers.
+_HOST_RESULTS = {"aten::_pack_padded_sequence": (1,)}
 
 
 # Ops whose meta kernels give other result shapes than the CPU kernels (on
@@ -1879,8 +1886,9 @@ class RemoteSession(Session):
                            {k: _map_tensors(v, host) for k, v in kwargs.items()})
         results = out if isinstance(out, (tuple, list)) else [out]
         lifted = []
+        host_results = _HOST_RESULTS.get(func._schema.name, ())
         for i, o in enumerate(results):
-            if not isinstance(o, torch.Tensor):
+            if not isinstance(o, torch.Tensor) or i in host_results:
                 lifted.append(o)
                 continue
             alias = info.returns[i] if i < len(info.returns) else (info.returns[0] if len(info.returns) == 1 else None)

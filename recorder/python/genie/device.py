@@ -334,6 +334,105 @@ def _wrap_attention(orig):
     return attention
 
 
+def _wrap_one_hot(orig):
+    """F.one_hot on a LazyTensor. torch 1.13's refuses every meta tensor,
+    the number of classes given or not ("Can not infer total number of
+    classes from meta tensor"), before any op genie could capture. As its
+    own code does it: zeros, and a one scattered at each class. Without
+    `num_classes`, the largest class is fetched (eager reads it too); the
+    CPU kernel's checks of the values (negative, past `num_classes`) are
+    the runtime's scatter's, as a CUDA tensor's are its device's."""
+    @functools.wraps(orig)
+    def one_hot(tensor, num_classes=-1):
+        if type(tensor) is not LazyTensor:
+            return orig(tensor, num_classes)
+        if tensor.dtype != torch.int64:
+            raise RuntimeError("one_hot is only applicable to index tensor.")
+        if num_classes == -1:
+            if not tensor.numel():
+                raise RuntimeError("Can not infer total number of classes from empty tensor.")
+            num_classes = int(tensor.max().item()) + 1
+        out = torch.zeros(*tensor.shape, num_classes, dtype=torch.int64, device=tensor.device)
+        return out.scatter_(-1, tensor.unsqueeze(-1), 1)
+    return one_hot
+
+
+def _wrap_pad_packed(orig):
+    """nn.utils.rnn.pad_packed_sequence of a remote packed sequence: torch's
+    `_pad_packed_sequence` is C++ that makes its padded result with a
+    factory on the data's device, for a LazyTensor the meta device, which
+    no LazyTensor argument routes to genie: the padding was never filled
+    (the runtime's padded rows held whatever memory held). Run with every
+    op going to genie, as backward() is (capture_all), the factory is
+    captured too."""
+    @functools.wraps(orig)
+    def pad_packed_sequence(sequence, *args, **kwargs):
+        if type(sequence.data) is not LazyTensor:
+            return orig(sequence, *args, **kwargs)
+        with capture_all():
+            return orig(sequence, *args, **kwargs)
+    return pad_packed_sequence
+
+
+def _wrap_repeat_interleave(orig):
+    """repeat_interleave of a LazyTensor by an int (grouped-query attention's
+    `k.repeat_interleave(n_rep, dim=1)`): torch 1.13 makes the count a
+    tensor on the tensor's device in C++, for a LazyTensor the meta device,
+    and then refuses it ("cannot repeat_interleave a meta tensor without
+    output_size"). The same values as a view expanded along a new dimension
+    and flattened into `dim`, as torch 2.x computes it. Counts given as a
+    tensor go through torch (their result's size depends on their values)."""
+    @functools.wraps(orig)
+    def repeat_interleave(input, *args, **kwargs):
+        if type(input) is LazyTensor:
+            repeats = args[0] if args else kwargs.get("repeats")
+            if type(repeats) is int:
+                return _repeat_each(input, repeats, args[1] if len(args) > 1 else kwargs.get("dim"))
+        return orig(input, *args, **kwargs)
+    return repeat_interleave
+
+
+def _repeat_each(x, n, dim):
+    if n < 0:
+        raise RuntimeError("repeats can not be negative")
+    if dim is None:
+        x, dim = x.flatten(), 0
+    elif dim < 0:
+        dim += x.dim()
+    shape = list(x.shape)
+    out = x.unsqueeze(dim + 1).expand(*shape[:dim + 1], n, *shape[dim + 1:])
+    return out.reshape(*shape[:dim], shape[dim] * n, *shape[dim + 1:])
+
+
+def _tensor_of(number):
+    return lazy._tensor(number)  # torch.tensor before genie wraps it: a CPU tensor
+
+
+def _wrap_where(orig):
+    """torch.where and Tensor.where with a Python number for a branch
+    (`torch.where(x > 0, x, 0.0)`): torch makes the number a tensor on the
+    tensor's device in C++, for a LazyTensor the meta device, where its value
+    is lost, and the op was refused ("a tensor on meta was mixed with
+    remote_accelerator tensors"). A CPU tensor of the number instead, of the
+    dtype torch infers for it, which promotes as the number would and is
+    lifted as a constant."""
+    @functools.wraps(orig)
+    def where(condition, *args, **kwargs):
+        if len(args) == 2 and not kwargs and (type(condition) is LazyTensor or any(type(a) is LazyTensor for a in args)):
+            args = tuple(a if isinstance(a, torch.Tensor) else _tensor_of(a) for a in args)
+        return orig(condition, *args, **kwargs)
+    return where
+
+
+def _wrap_tensor_where(orig):
+    @functools.wraps(orig)
+    def where(self, condition, other):
+        if type(self) is LazyTensor and not isinstance(other, torch.Tensor):
+            other = _tensor_of(other)
+        return orig(self, condition, other)
+    return where
+
+
 def _wrap_module_apply(orig):
     """nn.Module._apply (what `module.to(...)` runs): the tensors it moves
     are the model's state, which goes up addressed by content (see
@@ -363,6 +462,17 @@ def _wrap_manual_seed(orig):
 def install():
     """Wraps the entry points; called once, when the frontend activates."""
     torch.manual_seed = torch.random.manual_seed = _wrap_manual_seed(torch.random.manual_seed)
+    torch.nn.functional.one_hot = _wrap_one_hot(torch.nn.functional.one_hot)
+    torch.where = _wrap_where(torch.where)
+    torch.repeat_interleave = _wrap_repeat_interleave(torch.repeat_interleave)
+    torch.Tensor.repeat_interleave = _wrap_repeat_interleave(torch.Tensor.repeat_interleave)
+    torch.nn.utils.rnn.pad_packed_sequence = _wrap_pad_packed(torch.nn.utils.rnn.pad_packed_sequence)
+    try:
+        torch.Tensor.where(torch.zeros(1), torch.ones(1, dtype=torch.bool), 0.0)
+    except TypeError:
+        pass  # torch 1.13's takes tensors only, as eager does then
+    else:
+        torch.Tensor.where = _wrap_tensor_where(torch.Tensor.where)
     if hasattr(torch.nn.functional, "scaled_dot_product_attention"):
         torch.nn.functional.scaled_dot_product_attention = _wrap_attention(
             torch.nn.functional.scaled_dot_product_attention)
