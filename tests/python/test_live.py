@@ -584,12 +584,14 @@ def test_ops_without_meta_kernels_and_data_dependent_shapes(genie):
     _, report = live_like_eager(genie, program, ("--device", "cpu"))
 
 
-def test_one_hot_where_with_a_number_repeat_interleave_and_packed_sequences_run_as_in_eager(genie):
+def test_functions_that_make_tensors_on_their_argument_s_device_in_c_plus_plus_run_as_in_eager(genie):
     # torch 1.13's one_hot refuses any meta tensor; torch.where and
     # repeat_interleave by an int make a number a tensor on the meta device
-    # in C++ (its value lost: the ops were refused); a packed sequence's
-    # lengths and batch sizes must stay on the CPU (the meta kernel refused
-    # them, and its shapes depend on them), and its padding was never filled.
+    # in C++ (its value lost: the ops were refused), as combinations and
+    # vander make theirs (refused; combinations empty on torch 2.x); a
+    # packed sequence's lengths and batch sizes must stay on the CPU (the
+    # meta kernel refused them, and its shapes depend on them), and its
+    # padding was never filled.
     program = genie.script("""
         import sys
         import torch
@@ -608,6 +610,7 @@ def test_one_hot_where_with_a_number_repeat_interleave_and_packed_sequences_run_
         (heads * torch.arange(6.0).view(1, 6, 1, 1).to(d)).sum().backward()
         print(tuple(heads.shape), [round(v, 4) for v in k.grad[0, :, 0, 0].tolist()], i.repeat_interleave(2).tolist(),
               torch.repeat_interleave(i, torch.tensor([1, 2]).to(d), dim=0).tolist())
+        print(torch.combinations(i[0]).tolist(), [round(v, 4) for v in torch.vander(x[0], 3).flatten().tolist()])
         seq = torch.randn(3, 4, 5).to(d)
         gru = torch.nn.GRU(5, 6, batch_first=True).to(d)
         packed = torch.nn.utils.rnn.pack_padded_sequence(seq, torch.tensor([4, 2, 1]), batch_first=True)
@@ -617,7 +620,7 @@ def test_one_hot_where_with_a_number_repeat_interleave_and_packed_sequences_run_
         (padded.sum() + h.sum()).backward()
         print(round(padded.sum().item(), 4), [round(v, 4) for v in gru.weight_hh_l0.grad.sum(1).tolist()])
     """)
-    like_eager_live_and_replayed(genie, program, 12)
+    like_eager_live_and_replayed(genie, program, 14)
 
 
 def test_the_local_runtime_goes_when_genie_is_killed(genie):

@@ -1212,9 +1212,12 @@ _HOST_RESULTS = {"aten::_pack_padded_sequence": (1,)}
 # Ops whose meta kernels give other result shapes than the CPU kernels (on
 # torch 1.13, _embedding_bag's offset2bag and max_indices): composite code
 # such as their backward branches on those shapes, so they come from a run on
-# zeros instead.
+# zeros instead; and ops whose meta kernels (torch 2.x) cannot know them:
+# _pack_padded_sequence's depend on the lengths' values, so it runs in the
+# program's process (_DATA_DEPENDENT).
 _CPU_SHAPES = frozenset(getattr(torch.ops.aten, name).default for name in
-                        ("_embedding_bag", "_embedding_bag_forward_only") if hasattr(torch.ops.aten, name))
+                        ("_embedding_bag", "_embedding_bag_forward_only", "_pack_padded_sequence")
+                        if hasattr(torch.ops.aten, name))
 
 
 # arange's meta kernel on torch 1.13 makes int64 results for float bounds

@@ -357,21 +357,29 @@ def _wrap_one_hot(orig):
     return one_hot
 
 
-def _wrap_pad_packed(orig):
-    """nn.utils.rnn.pad_packed_sequence of a remote packed sequence: torch's
-    `_pad_packed_sequence` is C++ that makes its padded result with a
-    factory on the data's device, for a LazyTensor the meta device, which
-    no LazyTensor argument routes to genie: the padding was never filled
-    (the runtime's padded rows held whatever memory held). Run with every
-    op going to genie, as backward() is (capture_all), the factory is
-    captured too."""
+def _wrap_capturing_all(orig, remote):
+    """Functions that are C++ making a tensor with a factory on their
+    argument's device, for a LazyTensor the meta device, which no LazyTensor
+    argument routes to genie: `_pad_packed_sequence`'s padded result (its
+    padding was never filled: the runtime's padded rows held whatever memory
+    held), `combinations`' and `vander`'s (refused, or on torch 2.x an empty
+    result). Where `remote(args)`, they run with every op going to genie, as
+    backward() does (capture_all), and the factory is captured too."""
     @functools.wraps(orig)
-    def pad_packed_sequence(sequence, *args, **kwargs):
-        if type(sequence.data) is not LazyTensor:
-            return orig(sequence, *args, **kwargs)
+    def run(*args, **kwargs):
+        if not remote(args):
+            return orig(*args, **kwargs)
         with capture_all():
-            return orig(sequence, *args, **kwargs)
-    return pad_packed_sequence
+            return orig(*args, **kwargs)
+    return run
+
+
+def _first_is_remote(args):
+    return bool(args) and type(args[0]) is LazyTensor
+
+
+def _packed_is_remote(args):
+    return bool(args) and type(getattr(args[0], "data", None)) is LazyTensor
 
 
 def _wrap_repeat_interleave(orig):
@@ -466,7 +474,9 @@ def install():
     torch.where = _wrap_where(torch.where)
     torch.repeat_interleave = _wrap_repeat_interleave(torch.repeat_interleave)
     torch.Tensor.repeat_interleave = _wrap_repeat_interleave(torch.Tensor.repeat_interleave)
-    torch.nn.utils.rnn.pad_packed_sequence = _wrap_pad_packed(torch.nn.utils.rnn.pad_packed_sequence)
+    torch.nn.utils.rnn.pad_packed_sequence = _wrap_capturing_all(torch.nn.utils.rnn.pad_packed_sequence, _packed_is_remote)
+    for name in ("combinations", "vander"):
+        setattr(torch, name, _wrap_capturing_all(getattr(torch, name), _first_is_remote))
     try:
         torch.Tensor.where(torch.zeros(1), torch.ones(1, dtype=torch.bool), 0.0)
     except TypeError:
