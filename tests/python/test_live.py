@@ -611,16 +611,17 @@ def test_functions_that_make_tensors_on_their_argument_s_device_in_c_plus_plus_r
         print(tuple(heads.shape), [round(v, 4) for v in k.grad[0, :, 0, 0].tolist()], i.repeat_interleave(2).tolist(),
               torch.repeat_interleave(i, torch.tensor([1, 2]).to(d), dim=0).tolist())
         print(torch.combinations(i[0]).tolist(), [round(v, 4) for v in torch.vander(x[0], 3).flatten().tolist()])
-        seq = torch.randn(3, 4, 5).to(d)
+        seq = torch.randn(3, 4, 5).to(d).requires_grad_()
         gru = torch.nn.GRU(5, 6, batch_first=True).to(d)
         packed = torch.nn.utils.rnn.pack_padded_sequence(seq, torch.tensor([4, 2, 1]), batch_first=True)
         out, h = gru(packed)
         padded, lengths = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True)
         print(packed.batch_sizes.tolist(), lengths.tolist(), tuple(padded.shape))
         (padded.sum() + h.sum()).backward()
-        print(round(padded.sum().item(), 4), [round(v, 4) for v in gru.weight_hh_l0.grad.sum(1).tolist()])
+        print(round(padded.sum().item(), 4), [round(v, 4) for v in gru.weight_hh_l0.grad.sum(1).tolist()],
+              [round(v, 4) for v in seq.grad.sum(2).flatten().tolist()])
     """)
-    like_eager_live_and_replayed(genie, program, 14)
+    like_eager_live_and_replayed(genie, program, 18)
 
 
 def test_the_local_runtime_goes_when_genie_is_killed(genie):

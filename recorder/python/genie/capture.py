@@ -124,6 +124,8 @@ class _OpInfo:
             self.special = "to_copy"
         elif session.remote and _draws_without_reading(schema):
             self.special = "random"
+        elif schema.name in _HOST_OPS:
+            self.special = "host"
 
 # Foreach ops (`torch._foreach_mul_(tensors, 0.9)`: what optimizers use with
 # foreach=True) are recorded as the per-tensor op they apply to each element
@@ -529,6 +531,8 @@ class Session:
                 return args[0].shape == args[1].shape
             elif info.special == "item":
                 return self.materialize(args[0], codes.HOW_ITEM).item()
+            elif info.special == "host":
+                return self._host_op(func, args, kwargs)
             dev = kwargs.get("device")
             if dev is not None and not is_remote_device(dev):
                 value = self.materialize(args[0], codes.HOW_CPU)
@@ -555,6 +559,18 @@ class Session:
             seed -= 1 << 64  # a uint64 seed as the int64 word it is on the wire
         self.words += (_TAG_OP, self.intern("genie::manual_seed"), self.module_sid, self.phase, codes.FLAG_RANDOM,
                        1, _ARG_INT, seed, 0, 0)
+
+    def _host_op(self, func, args, kwargs):
+        """An op of _HOST_OPS: runs here on the values of the LazyTensors it
+        reads (materialized, a segment closing there as at `.cpu()`); its
+        tensor results go up as inputs, but those _HOST_OPS keeps here."""
+        def host(t):
+            return self.materialize(t, codes.HOW_CPU).clone() if type(t) is LazyTensor else t
+        out = func(*[_map_tensors(a, host) for a in args], **{k: _map_tensors(v, host) for k, v in kwargs.items()})
+        kept = _HOST_OPS[func._schema.name]
+        results = [o if i in kept or not isinstance(o, torch.Tensor) else self.add_input(o, codes.INPUT_TENSOR)
+                   for i, o in enumerate(out if isinstance(out, (tuple, list)) else [out])]
+        return type(out)(results) if isinstance(out, (tuple, list)) else results[0]
 
     def _into_host(self, func, args, kwargs):
         """An op that writes into a tensor of the program's own, reading
@@ -1199,25 +1215,22 @@ _DATA_DEPENDENT = frozenset([
     "aten::unique_consecutive", "aten::unique_dim_consecutive", "aten::repeat_interleave", "aten::bincount",
     "aten::histc", "aten::index", "aten::argwhere", "aten::equal", "aten::allclose", "aten::is_nonzero",
     "aten::nonzero_static", "aten::_assert_async",
-    # A packed sequence's sizes come from its lengths, which torch wants on the CPU.
-    "aten::_pack_padded_sequence",
 ])
 
-# Results of ops run in the program's process (_run_locally) that stay
-# there, as eager keeps them on the CPU for a device tensor's op: a packed
-# sequence's batch sizes, which the RNN's loop reads as Python numbers.
-_HOST_RESULTS = {"aten::_pack_padded_sequence": (1,)}
+# Ops that take a CPU tensor beside a device tensor and give CPU tensors
+# back in eager, which code after them reads as Python numbers: they run in
+# the program's process in both modes (Session._host_op), and the results at
+# these positions stay there. A packed sequence's sizes are its lengths (the
+# CPU kernel's alone, torch wants them on the CPU), its batch sizes stay CPU.
+_HOST_OPS = {"aten::_pack_padded_sequence": (1,)}
 
 
 # Ops whose meta kernels give other result shapes than the CPU kernels (on
 # torch 1.13, _embedding_bag's offset2bag and max_indices): composite code
 # such as their backward branches on those shapes, so they come from a run on
-# zeros instead; and ops whose meta kernels (torch 2.x) cannot know them:
-# _pack_padded_sequence's depend on the lengths' values, so it runs in the
-# program's process (_DATA_DEPENDENT).
+# zeros instead.
 _CPU_SHAPES = frozenset(getattr(torch.ops.aten, name).default for name in
-                        ("_embedding_bag", "_embedding_bag_forward_only", "_pack_padded_sequence")
-                        if hasattr(torch.ops.aten, name))
+                        ("_embedding_bag", "_embedding_bag_forward_only") if hasattr(torch.ops.aten, name))
 
 
 # arange's meta kernel on torch 1.13 makes int64 results for float bounds
@@ -1889,9 +1902,8 @@ class RemoteSession(Session):
                            {k: _map_tensors(v, host) for k, v in kwargs.items()})
         results = out if isinstance(out, (tuple, list)) else [out]
         lifted = []
-        host_results = _HOST_RESULTS.get(func._schema.name, ())
         for i, o in enumerate(results):
-            if not isinstance(o, torch.Tensor) or i in host_results:
+            if not isinstance(o, torch.Tensor):
                 lifted.append(o)
                 continue
             alias = info.returns[i] if i < len(info.returns) else (info.returns[0] if len(info.returns) == 1 else None)
