@@ -527,6 +527,38 @@ def test_a_seeded_program_s_remote_draws_repeat_from_run_to_run_and_follow_its_s
     assert run(8) != shared[0]   # and another seed other values
 
 
+def test_a_checkpoint_loads_onto_the_device_and_a_whole_model_pickles_with_its_parameters(genie):
+    # torch.load(f, map_location="remote_accelerator") failed ("don't know
+    # how to restore data location"), and a pickled remote module loaded
+    # with plain tensors for Parameters (its `.to()` then failed).
+    program = genie.script("""
+        import io, sys
+        import torch
+        d = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+        torch.manual_seed(0)
+        buf = io.BytesIO()
+        torch.save({"model": torch.nn.Linear(3, 2).state_dict(), "step": 3, "scale": torch.nn.Parameter(torch.ones(2)),
+                    "extra": [torch.zeros(1)]}, buf)
+        buf.seek(0)
+        saved = torch.load(buf, map_location=d)
+        print(type(saved["model"]).__name__, saved["step"], isinstance(saved["scale"], torch.nn.Parameter),
+              saved["scale"].requires_grad)
+        model = torch.nn.Linear(3, 2).to(d)
+        model.load_state_dict(saved["model"])
+        x = torch.ones(1, 3).to(d)
+        print([round(v, 4) for v in model(x).flatten().tolist()], (saved["scale"] * 2 + saved["extra"][0]).tolist())
+        whole = io.BytesIO()
+        torch.save(model, whole)
+        whole.seek(0)
+        again = torch.load(whole, map_location=d)
+        print(type(again).__name__, isinstance(again.weight, torch.nn.Parameter), [round(v, 4) for v in again(x).flatten().tolist()])
+        whole.seek(0)
+        on_cpu = torch.load(whole).to(torch.float64)   # Parameters, so .to() works
+        print(on_cpu.weight.dtype, isinstance(on_cpu.weight, torch.nn.Parameter))
+    """)
+    like_eager_live_and_replayed(genie, program, 5)
+
+
 def test_ops_that_change_a_tensor_s_shape_in_place_run_as_in_eager(genie):
     # A vector times a matrix (nn.Linear on one sample) ends in squeeze_
     # inside matmul; the LazyTensor takes the new shape, the runtime runs the op.

@@ -412,6 +412,48 @@ def _repeat_each(x, n, dim):
     return out.reshape(*shape[:dim], shape[dim] * n, *shape[dim + 1:])
 
 
+def _wrap_load(orig):
+    """torch.load(f, map_location="remote_accelerator") (a checkpoint loaded
+    straight onto the device): torch restores each storage with the
+    location's function, and knows none for this device ("don't know how to
+    restore data location ... tagged with remote_accelerator"). Loaded on
+    the CPU, then each tensor, Parameter and module moved to the device as
+    `.to("remote_accelerator")` moves it; a map naming the device for any
+    location moves all. Tensors that shared a storage in the file (views of
+    one tensor) each get their own copy."""
+    @functools.wraps(orig)
+    def load(f, map_location=None, *args, **kwargs):
+        names = map_location.values() if isinstance(map_location, dict) else (map_location,)
+        if not any(isinstance(n, str) and is_remote_device(n) and n != "meta" for n in names):
+            return orig(f, map_location, *args, **kwargs)
+        return _moved(orig(f, "cpu", *args, **kwargs), {})
+    return load
+
+
+def _moved(obj, memo):
+    """`obj` with the tensors and modules in it on the device (torch.load's result)."""
+    if id(obj) in memo:
+        return memo[id(obj)]
+    if isinstance(obj, torch.nn.Parameter):
+        out = torch.nn.Parameter(obj.detach().to(DEVICE), requires_grad=obj.requires_grad)
+    elif isinstance(obj, torch.Tensor):
+        out = obj.to(DEVICE)
+    elif isinstance(obj, torch.nn.Module):
+        out = obj.to(DEVICE)
+    elif isinstance(obj, dict):
+        out = type(obj)()  # OrderedDict (a state_dict) keeps its type and its _metadata
+        for k, v in obj.items():
+            out[k] = _moved(v, memo)
+        if hasattr(obj, "_metadata"):
+            out._metadata = obj._metadata
+    elif isinstance(obj, (list, tuple)) and type(obj) in (list, tuple):
+        out = type(obj)(_moved(v, memo) for v in obj)
+    else:
+        out = obj
+    memo[id(obj)] = out
+    return out
+
+
 def _tensor_of(number):
     return lazy._tensor(number)  # torch.tensor before genie wraps it: a CPU tensor
 
@@ -472,6 +514,7 @@ def install():
     torch.manual_seed = torch.random.manual_seed = _wrap_manual_seed(torch.random.manual_seed)
     torch.nn.functional.one_hot = _wrap_one_hot(torch.nn.functional.one_hot)
     torch.where = _wrap_where(torch.where)
+    torch.load = _wrap_load(torch.load)
     torch.repeat_interleave = _wrap_repeat_interleave(torch.repeat_interleave)
     torch.Tensor.repeat_interleave = _wrap_repeat_interleave(torch.Tensor.repeat_interleave)
     torch.nn.utils.rnn.pad_packed_sequence = _wrap_capturing_all(torch.nn.utils.rnn.pad_packed_sequence, _packed_is_remote)

@@ -116,7 +116,11 @@ class LazyTensor(torch.Tensor):
         # gives CPU tensors, which `.to("remote_accelerator")` moves back.
         from . import codes
         value = _session.materialize(self, codes.HOW_CPU).clone()
-        if self.requires_grad:
+        if self.__dict__.get("_is_param"):
+            # A remote Parameter (torch marks a subclass's so): a Parameter,
+            # so that a whole pickled module loads with Parameters.
+            value = torch.nn.Parameter(value, requires_grad=self.requires_grad)
+        elif self.requires_grad:
             value.requires_grad_(True)
         return value.__reduce_ex__(protocol)
 
