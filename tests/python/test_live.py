@@ -656,6 +656,28 @@ def test_functions_that_make_tensors_on_their_argument_s_device_in_c_plus_plus_r
     like_eager_live_and_replayed(genie, program, 18)
 
 
+def test_nn_init_and_the_legacy_new_on_remote_parameters_run_as_in_eager(genie):
+    # tensor.new(rows, cols), which nn.init.orthogonal_ calls, made a meta
+    # tensor in C++: orthogonal_ was refused.
+    program = genie.script("""
+        import sys
+        import torch
+        import torch.nn as nn
+        d = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+        torch.manual_seed(0)
+        w = torch.zeros(4, 3).to(d)
+        print(w.new(2, 3).shape, w.new((2,)).tolist(), w.new(torch.Size([1, 2])).shape, w.new().shape,
+              w.new([[1.5], [2]]).tolist(), w.new(2, 3).fill_(1).sum().item())
+        m = nn.Linear(4, 4).to(d)
+        for init in (nn.init.xavier_uniform_, lambda p: nn.init.kaiming_normal_(p, nonlinearity="relu"),
+                     lambda p: nn.init.trunc_normal_(p, std=0.02), nn.init.orthogonal_, nn.init.eye_):
+            init(m.weight)
+            print([round(v, 4) for v in m.weight.flatten().tolist()])
+        print([round(v, 4) for v in (m.weight @ m.weight.t()).flatten().tolist()], torch.randn(2).tolist())
+    """)
+    like_eager_live_and_replayed(genie, program, 9)
+
+
 def test_the_local_runtime_goes_when_genie_is_killed(genie):
     # SIGKILL runs no destructor: the runtime --pool local started must not outlive genie all the same.
     program = genie.script("""

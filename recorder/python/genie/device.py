@@ -264,6 +264,24 @@ def _new_tensor(self, data, dtype=None, device=None, requires_grad=False):
     return lazy._session.add_input(value, codes.INPUT_TENSOR).requires_grad_(requires_grad)
 
 
+def _new(self, *args, **kwargs):
+    """The legacy `tensor.new(...)` (nn.init.orthogonal_'s
+    `tensor.new(rows, cols).normal_()`): torch's makes the tensor on the
+    tensor's device in C++, for a LazyTensor the meta device, out of
+    genie's sight (it was refused at its first use with a remote tensor).
+    Sizes (ints or a torch.Size) give an uninitialized tensor on the
+    device, `torch.empty`'s; `new()` an empty one; a list or tuple of
+    numbers, as `new_tensor`."""
+    if kwargs:
+        raise TypeError("genie: tensor.new(...) of a remote_accelerator tensor takes sizes or data, no keywords")
+    if len(args) == 1 and isinstance(args[0], (tuple, list)) and not isinstance(args[0], torch.Size):
+        return _new_tensor(self, args[0])  # data, as torch takes a list or tuple
+    sizes = args[0] if len(args) == 1 and isinstance(args[0], torch.Size) else args
+    if not all(type(n) is int for n in sizes):
+        raise TypeError(f"genie: tensor.new(...) of a remote_accelerator tensor got {args!r}")
+    return torch.empty(tuple(sizes) if sizes else (0,), dtype=self.dtype, device=DEVICE)
+
+
 def _reduced_math_sdp():
     """Whether the math backend may keep float16/bfloat16 attention in that
     dtype (torch.backends.cuda.allow_fp16_bf16_reduction_math_sdp; torch 2.5
@@ -538,3 +556,4 @@ def install():
     torch.nn.Module._apply = _wrap_module_apply(torch.nn.Module._apply)
     torch._C._nn._parse_to = _wrap_parse_to(torch._C._nn._parse_to)
     LazyTensor.new_tensor = _new_tensor
+    LazyTensor.new = _new
