@@ -678,6 +678,33 @@ def test_nn_init_and_the_legacy_new_on_remote_parameters_run_as_in_eager(genie):
     like_eager_live_and_replayed(genie, program, 9)
 
 
+def test_indexing_with_lists_of_numbers_runs_as_in_eager(genie):
+    # torch makes a list of indices a tensor on the indexed tensor's
+    # device in C++, for a LazyTensor the meta device: nanoGPT's top-k
+    # filter (`logits < v[:, [-1]]`) was refused.
+    program = genie.script("""
+        import sys
+        import torch
+        import torch.nn.functional as F
+        d = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+        torch.manual_seed(0)
+        logits = torch.randn(2, 20).to(d)
+        v, _ = torch.topk(logits, 5)
+        logits[logits < v[:, [-1]]] = -float("Inf")
+        print([round(p, 4) for p in F.softmax(logits, -1).flatten().tolist()])
+        x = torch.arange(12.0).view(3, 4).to(d)
+        print(x[[0, 2]].tolist(), x[[0, 2], :].tolist(), x[:, [True, False, True, False]].tolist())
+        print(x[[[0, 1], [1, 0]]].tolist(), x[[0, 1], [1, 2]].tolist(), x[..., [-1]].tolist(), x[[]].shape)
+        y = x.clone()
+        y[[0, 2]] = 5.0
+        y[:, [1]] += 1
+        y[[1], [3]] = torch.tensor([-1.0]).to(d)
+        i = torch.tensor([2, 0]).to(d)
+        print(y.tolist(), x[i, [1, 3]].tolist(), x[[1, 0], i].tolist(), x[list(range(3)) * 11].shape)
+    """)
+    like_eager_live_and_replayed(genie, program, 10)
+
+
 def test_the_local_runtime_goes_when_genie_is_killed(genie):
     # SIGKILL runs no destructor: the runtime --pool local started must not outlive genie all the same.
     program = genie.script("""

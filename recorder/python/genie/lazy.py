@@ -40,6 +40,7 @@ _empty_strided = torch.empty_strided
 _empty = torch.empty
 _tensor = torch.tensor
 _setitem = torch.Tensor.__setitem__
+_getitem = torch.Tensor.__getitem__
 _data = torch._C._TensorBase.data  # the C property: metadata and storage
 
 
@@ -189,6 +190,16 @@ class LazyTensor(torch.Tensor):
         else:
             d.pop("_genie_value", None)  # live mode: made again from the new metadata
 
+    def __getitem__(self, key):
+        # `v[:, [-1]]` (nanoGPT's top-k): torch makes a list of indices a
+        # tensor on the tensor's own device, for a LazyTensor the meta
+        # device, in C++, where its values are lost (the op was refused).
+        # A CPU tensor of them instead, lifted as a constant.
+        t = type(key)
+        if t is list or t is tuple and list in map(type, key):
+            key = _index_key(key)
+        return _getitem(self, key)
+
     def __setitem__(self, key, value):
         # `x[:, 3:] = 7`, `x[mask] = 0`: torch makes the number a tensor on
         # the tensor's own device, which for a LazyTensor is the meta device,
@@ -197,9 +208,34 @@ class LazyTensor(torch.Tensor):
         # lifted as a constant like any CPU tensor mixed in.
         if isinstance(value, (int, float, complex)):
             value = _tensor(value, dtype=self.dtype)
+        t = type(key)
+        if t is list or t is tuple and list in map(type, key):
+            key = _index_key(key)
         _setitem(self, key, value)
 
     def __format__(self, spec):
         if self.dim() == 0:
             return self.item().__format__(spec)
         return self.__repr__()
+
+
+def _numbers(seq):
+    """Whether `seq` (a list) holds only ints and bools, or lists of them."""
+    return all(type(x) in (int, bool) or type(x) is list and _numbers(x) for x in seq)
+
+
+def _index_key(key):
+    """An index with its lists of numbers as CPU tensors (see __getitem__).
+    A top-level list of fewer than 32 items holding anything but numbers
+    (lists, slices, tensors) is a tuple of indices, as torch reads it."""
+    if type(key) is list:
+        if len(key) >= 32 or all(type(k) is int or type(k) is bool for k in key):
+            return _as_index(key)
+        key = tuple(key)
+    return tuple(_as_index(k) if type(k) is list else k for k in key)
+
+
+def _as_index(seq):
+    if not seq:
+        return _tensor([], dtype=torch.int64)
+    return _tensor(seq) if _numbers(seq) else seq
