@@ -705,6 +705,42 @@ def test_indexing_with_lists_of_numbers_runs_as_in_eager(genie):
     like_eager_live_and_replayed(genie, program, 10)
 
 
+def test_a_parameter_that_modules_share_stays_one_parameter_on_the_device(genie):
+    # Module.to() gave each module holding a tied embedding its own new
+    # Parameter: two weights, trained apart (losses off eager's from the
+    # second step).
+    program = genie.script("""
+        import sys
+        import torch
+        import torch.nn as nn
+        import torch.nn.functional as F
+        d = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+        torch.manual_seed(0)
+        class Tied(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.wte = nn.Embedding(11, 6)
+                self.body = nn.Linear(6, 6)
+                self.head = nn.Linear(6, 11, bias=False)
+                self.wte.weight = self.head.weight
+            def forward(self, ids):
+                return self.head(torch.tanh(self.body(self.wte(ids))))
+        model = Tied().to(d)
+        print(model.wte.weight is model.head.weight, len(list(model.parameters())))
+        opt = torch.optim.AdamW(model.parameters(), lr=0.05)
+        ids = torch.tensor([[1, 4, 2, 9]]).to(d)
+        for step in range(4):
+            loss = F.cross_entropy(model(ids).view(-1, 11), ids.view(-1))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            print(step, round(loss.item(), 5))
+        model.half()                                   # a conversion on the device keeps it too
+        print(model.wte.weight is model.head.weight, model.wte.weight.dtype)
+    """)
+    like_eager_live_and_replayed(genie, program, 4)
+
+
 def test_the_local_runtime_goes_when_genie_is_killed(genie):
     # SIGKILL runs no destructor: the runtime --pool local started must not outlive genie all the same.
     program = genie.script("""

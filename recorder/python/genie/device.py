@@ -508,12 +508,34 @@ def _wrap_module_apply(orig):
     @functools.wraps(orig)
     def _apply(self, *args, **kwargs):
         moving = capture.moving_model
+        # Parameters that modules share (a language model's embedding tied
+        # to its output layer): torch moves a CPU Parameter to another type
+        # of tensor as a new Parameter per module holding it, which untied
+        # them (two weights trained apart). Eager keeps the one object
+        # (`param.data = moved`, a device tensor's type being the CPU's), and
+        # so does this, giving every module the first one's new Parameter.
+        held = [(m, k, p) for m in self.modules() for k, p in m._parameters.items() if p is not None] \
+            if moving[0] == 0 else None
         moving[0] += 1
         try:
-            return orig(self, *args, **kwargs)
+            out = orig(self, *args, **kwargs)
         finally:
             moving[0] -= 1
+        if held:
+            _tie_again(held)
+        return out
     return _apply
+
+
+def _tie_again(held):
+    """After Module._apply: modules whose parameter was one object before
+    (`held`: (module, name, parameter before)) get one object again."""
+    first = {}
+    for module, name, before in held:
+        now = module._parameters.get(name)
+        kept = first.setdefault(id(before), now)
+        if now is not kept and now is not None and kept is not None:
+            module._parameters[name] = kept
 
 
 def _wrap_manual_seed(orig):
