@@ -741,6 +741,45 @@ def test_a_parameter_that_modules_share_stays_one_parameter_on_the_device(genie)
     like_eager_live_and_replayed(genie, program, 4)
 
 
+def test_a_module_that_changes_its_input_in_place_trains_as_in_eager(genie):
+    # nn.ReLU(inplace=True) called twice per block (torchvision's ResNets):
+    # its proving capture in grad mode ran it on an alias that is a leaf,
+    # and torch refused ("a leaf Variable that requires grad is being used
+    # in an in-place operation").
+    program = genie.script("""
+        import sys
+        import torch
+        import torch.nn as nn
+        import torch.nn.functional as F
+        d = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+        torch.manual_seed(0)
+        class Block(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv1 = nn.Conv2d(4, 4, 3, padding=1, bias=False)
+                self.bn1 = nn.BatchNorm2d(4)
+                self.conv2 = nn.Conv2d(4, 4, 3, padding=1, bias=False)
+                self.bn2 = nn.BatchNorm2d(4)
+                self.relu = nn.ReLU(inplace=True)
+            def forward(self, x):
+                out = self.relu(self.bn1(self.conv1(x)))
+                out = self.bn2(self.conv2(out))
+                out += x
+                return self.relu(out)
+        model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=True), Block(), Block(),
+                              nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).to(d)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        for step in range(4):
+            x = torch.randn(2, 3, 8, 8).to(d)
+            loss = F.cross_entropy(model(x), torch.tensor([0, 2]).to(d))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            print(step, round(loss.item(), 5))
+    """)
+    like_eager_live_and_replayed(genie, program, 4)
+
+
 def test_the_local_runtime_goes_when_genie_is_killed(genie):
     # SIGKILL runs no destructor: the runtime --pool local started must not outlive genie all the same.
     program = genie.script("""

@@ -1013,7 +1013,15 @@ class Templates:
             return plain(module, args, kwargs)
         fam.seen += 1
         if fam.seen < 2:
+            grad_ids = [(t, t._genie_id) for t in lazies if t.requires_grad]
             out = self._first(module, plain, args, kwargs)
+            if any(t._genie_id != vid for t, vid in grad_ids):
+                # It changes an argument that requires grad in place (an
+                # in-place ReLU, torchvision's ResNets): a capture would run
+                # it on aliases that are leaves, which torch refuses to
+                # change in place (the call failed), and its autograd node
+                # could not hand the change out. It runs plainly.
+                fam.failed = True
             if not _plain_result(out):
                 # A dict or an object: _GradFn could not hand its tensors out,
                 # and gradients through them would stop at the aliases.
