@@ -893,6 +893,7 @@ class TorchRuntime final : public Runtime {
   // runtime's, or inputs without payloads.
   GraphPlan PlanGraph(Session& s, const traces::Segment& seg, const traces::StringTable& strings) {
     GraphPlan plan;
+    bool computes = false;  // an op whose result is not a view of its arguments'
     std::unordered_set<traces::ValueId> defined, seen;
     std::function<void(const Arg&, bool)> use = [&](const Arg& a, bool written) {
       if (a.kind == Arg::Kind::kList) {
@@ -920,6 +921,8 @@ class TorchRuntime final : public Runtime {
         continue;
       }
       const auto& params = handle->schema().arguments();
+      for (const auto& r : handle->schema().returns())
+        if (!r.alias_info() || r.alias_info()->isWrite()) computes = true;
       auto written = [&](size_t i) { return i < params.size() && params[i].alias_info() && params[i].alias_info()->isWrite(); };
       for (size_t i = 0; i < op.args.size(); ++i) use(op.args[i], written(i));
       for (const auto& [name, a] : op.kwargs) {
@@ -936,6 +939,9 @@ class TorchRuntime final : public Runtime {
         plan.defined.push_back(out.id);
       }
     }
+    // Views alone (a materialized value's `flatten()`) launch nothing: a
+    // graph of them is empty, and torch warns at each capture.
+    if (!computes) plan.eligible = false;
     return plan;
   }
 

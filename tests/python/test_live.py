@@ -550,10 +550,10 @@ def test_a_checkpoint_loads_onto_the_device_and_a_whole_model_pickles_with_its_p
         whole = io.BytesIO()
         torch.save(model, whole)
         whole.seek(0)
-        again = torch.load(whole, map_location=d)
+        again = torch.load(whole, map_location=d, weights_only=False)  # a module (torch 2.6 loads weights only by default)
         print(type(again).__name__, isinstance(again.weight, torch.nn.Parameter), [round(v, 4) for v in again(x).flatten().tolist()])
         whole.seek(0)
-        on_cpu = torch.load(whole).to(torch.float64)   # Parameters, so .to() works
+        on_cpu = torch.load(whole, weights_only=False).to(torch.float64)   # Parameters, so .to() works
         print(on_cpu.weight.dtype, isinstance(on_cpu.weight, torch.nn.Parameter))
     """)
     like_eager_live_and_replayed(genie, program, 5)
