@@ -780,6 +780,37 @@ def test_a_module_that_changes_its_input_in_place_trains_as_in_eager(genie):
     like_eager_live_and_replayed(genie, program, 4)
 
 
+def test_torchscript_modules_run_and_train_on_the_device(genie):
+    # A scripted module failed at its first call (genie looked for a KV
+    # cache parameter in its forward's signature, which a compiled forward
+    # refuses to give), and at `.to()` (its parameters' dict has no get()).
+    program = genie.script("""
+        import sys
+        import torch
+        import torch.nn as nn
+        d = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+        torch.manual_seed(0)
+        class M(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.l = nn.Linear(4, 3)
+            def forward(self, x):
+                return torch.relu(self.l(x)).sum(1)
+        m = torch.jit.script(M()).to(d)
+        opt = torch.optim.SGD(m.parameters(), lr=0.1)
+        for step in range(3):
+            x = torch.randn(2, 4).to(d)
+            loss = m(x).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            print(step, round(loss.item(), 5))
+        traced = torch.jit.trace(M(), (torch.randn(2, 4),)).to(d)
+        print([round(v, 4) for v in traced(torch.ones(2, 4).to(d)).tolist()])
+    """)
+    like_eager_live_and_replayed(genie, program, 4)
+
+
 def test_the_local_runtime_goes_when_genie_is_killed(genie):
     # SIGKILL runs no destructor: the runtime --pool local started must not outlive genie all the same.
     program = genie.script("""

@@ -532,10 +532,11 @@ def _tie_again(held):
     (`held`: (module, name, parameter before)) get one object again."""
     first = {}
     for module, name, before in held:
-        now = module._parameters.get(name)
+        params = module._parameters  # a ScriptModule's is a wrapper: no get()
+        now = params[name] if name in params else None
         kept = first.setdefault(id(before), now)
         if now is not kept and now is not None and kept is not None:
-            module._parameters[name] = kept
+            params[name] = kept
 
 
 def _wrap_manual_seed(orig):

@@ -26,7 +26,10 @@ _override = []     # phases forced by backward() and optimizer steps
 
 
 def _cache_parameter(module):
-    fwd = type(module).forward
+    try:
+        fwd = type(module).forward
+    except AttributeError:
+        return None  # a ScriptModule's compiled forward (torch.jit.script): no KV cache parameter to find
     if fwd not in _cache_param:
         found = None
         try:
