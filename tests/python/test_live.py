@@ -870,6 +870,28 @@ def test_an_error_on_the_runtime_is_an_exception_in_the_program(genie):
     assert "index" in report["error"]
 
 
+def test_a_sparse_gradient_is_refused_at_its_op_with_one_clear_error(genie):
+    # nn.Embedding(sparse=True): the program was told "SparseAdam does not
+    # support dense gradients" and the runtime refused the sparse op after
+    # the program's last answer.
+    program = genie.script("""
+        import torch
+        e = torch.nn.Embedding(10, 3, sparse=True).to("remote_accelerator")
+        try:
+            e(torch.tensor([1, 2]).to("remote_accelerator")).sum().backward()
+        except RuntimeError as err:
+            print("caught:", err)
+        print((e.weight.sum(1)[:2] * 0).tolist())   # the session goes on
+    """)
+    r, report = live(genie, program)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("caught: genie: aten::") and "only strided (dense) tensors run on remote_accelerator" in lines[0]
+    assert "use sparse=False" in lines[0]
+    assert lines[1] == "[0.0, 0.0]"
+    assert report["error"] == "" and report["late_error"] == ""
+
+
 def test_decode_steps_after_warm_up_travel_as_one_cycle_of_a_few_bytes(genie):
     program = EXAMPLES / "gpt_decode.py"
     runs = {}

@@ -126,6 +126,8 @@ class _OpInfo:
             self.special = "random"
         elif schema.name in _HOST_OPS:
             self.special = "host"
+        elif "sparse" in schema.name:
+            self.special = "sparse"
 
 # Foreach ops (`torch._foreach_mul_(tensors, 0.9)`: what optimizers use with
 # foreach=True) are recorded as the per-tensor op they apply to each element
@@ -533,6 +535,12 @@ class Session:
                 return self.materialize(args[0], codes.HOW_ITEM).item()
             elif info.special == "host":
                 return self._host_op(func, args, kwargs)
+            elif info.special == "sparse":
+                # A sparse gradient (nn.Embedding(sparse=True)): the program
+                # was told at its optimizer ("SparseAdam does not support
+                # dense gradients"), and the runtime refused the op after.
+                raise CaptureError(f"genie: {info.name} works with sparse tensors; only strided (dense) tensors run on "
+                                   f"{DEVICE} (for nn.Embedding or nn.EmbeddingBag, use sparse=False)")
             dev = kwargs.get("device")
             if dev is not None and not is_remote_device(dev):
                 value = self.materialize(args[0], codes.HOW_CPU)
