@@ -881,14 +881,14 @@ def test_a_sparse_gradient_is_refused_at_its_op_with_one_clear_error(genie):
             e(torch.tensor([1, 2]).to("remote_accelerator")).sum().backward()
         except RuntimeError as err:
             print("caught:", err)
-        print((e.weight.sum(1)[:2] * 0).tolist())   # the session goes on
+        print((e.weight * 0 + 1).sum().item())       # the session goes on
     """)
     r, report = live(genie, program)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].startswith("caught: genie: aten::") and "only strided (dense) tensors run on remote_accelerator" in lines[0]
     assert "use sparse=False" in lines[0]
-    assert lines[1] == "[0.0, 0.0]"
+    assert lines[1] == "30.0"
     assert report["error"] == "" and report["late_error"] == ""
 
 
