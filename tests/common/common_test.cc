@@ -1,4 +1,5 @@
 #include <string>
+#include <thread>
 
 #include "common/byte_io.h"
 #include "common/content_hash.h"
@@ -17,6 +18,14 @@ TEST_CASE("crc32c matches the standard check value") {
 
 TEST_CASE("content hashes are SHA-256") {
   REQUIRE(ContentHash::Of("abc", 3).Hex() == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  REQUIRE(ContentHash::Of("abc", 3).Hex(16) == "ba7816bf8f01cfea");
+  // Each thread reuses a digest context of its own: digests one after
+  // another, and in other threads, are each the hash of their own bytes.
+  REQUIRE(ContentHash::Of("", 0).Hex() == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  const std::string million(1000000, 'a');
+  std::string in_thread;
+  std::thread([&] { in_thread = ContentHash::Of(million.data(), million.size()).Hex(); }).join();
+  REQUIRE(in_thread == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
   REQUIRE(ContentHash::Of("abc", 3).Hex(16) == "ba7816bf8f01cfea");
 }
 
