@@ -14,6 +14,9 @@ for both sides: `--device cuda` runs it eagerly on the local GPU,
   the step's timer starts, and the step moves it to the device (4.8 MB: a
   host-to-device copy in eager, an upload through genie run to the runtime
   in live mode), runs the model and pulls the classes. Nothing runs ahead.
+- resnet50_amp: resnet50 under bfloat16 autocast of its device
+  (`torch.autocast("cuda")` eagerly, `torch.autocast("remote_accelerator")`
+  live): convolutions and the classifier in bfloat16.
 
 Prints the median step time in ms after warm-up, and the last step's result
 (the same on both sides), as JSON.
@@ -81,7 +84,12 @@ def resnet50_fresh(device, steps):
     return times, classes
 
 
-WORKLOADS = {"gpt2": gpt2, "resnet50": resnet50, "resnet50_fresh": resnet50_fresh}
+def resnet50_amp(device, steps):
+    with torch.autocast("cuda" if device == "cuda" else device, dtype=torch.bfloat16):
+        return resnet50(device, steps)
+
+
+WORKLOADS = {"gpt2": gpt2, "resnet50": resnet50, "resnet50_fresh": resnet50_fresh, "resnet50_amp": resnet50_amp}
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()

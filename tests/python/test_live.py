@@ -811,6 +811,77 @@ def test_torchscript_modules_run_and_train_on_the_device(genie):
     like_eager_live_and_replayed(genie, program, 4)
 
 
+def test_autocast_on_the_device_runs_its_region_in_the_lower_precision(genie):
+    # torch.autocast("remote_accelerator") was refused on torch 1.13, and
+    # autocast of another device left remote tensors in float32. Eager CPU
+    # autocast casts as genie's (CUDA's lists) for the ops here; a module
+    # call proven inside a region is not replayed outside it (its outputs
+    # there in bfloat16 were the failure), nor in a region turned off.
+    program = genie.script("""
+        import sys
+        import torch
+        import torch.nn as nn
+        import torch.nn.functional as F
+        d = sys.argv[1] if len(sys.argv) > 1 else "remote_accelerator"
+        torch.manual_seed(0)
+        m = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4)).to(d)
+        x = torch.randn(5, 8).to(d)
+        y = torch.tensor([0, 1, 2, 3, 0]).to(d)
+        opt = torch.optim.SGD(m.parameters(), lr=0.1)
+        for step in range(5):
+            opt.zero_grad()
+            with torch.autocast(d, dtype=torch.bfloat16):
+                out = m(x)
+                loss = F.cross_entropy(out, y)
+            loss.backward()
+            opt.step()
+            print(step, out.dtype, loss.dtype, m[0].weight.grad.dtype, round(loss.item(), 6))
+        for _ in range(3):
+            z = m(x)
+            print("outside", z.dtype, [round(v, 5) for v in z[0].tolist()])
+        with torch.autocast(d, dtype=torch.bfloat16):
+            with torch.autocast(d, enabled=False):
+                print("turned off", m(x).dtype)
+            print("mm", (x @ x.t()).dtype, "cat", torch.cat([m(x), x[:, :4]]).dtype)
+
+        @torch.autocast(d, dtype=torch.bfloat16)
+        def decorated(a):
+            return m(a)
+        print("decorated", decorated(x).dtype, m(x).dtype, round(decorated(x).float().sum().item(), 3))
+    """)
+    like_eager_live_and_replayed(genie, program, 9)
+    # Where CUDA's lists differ from the CPU's (softmax, layer_norm and sums
+    # in float32), genie's follow CUDA's; float64 and the program's CPU
+    # tensors are left alone; an unsafe function is refused by name.
+    lists = genie.script("""
+        import warnings
+        import torch
+        import torch.nn.functional as F
+        d = "remote_accelerator"
+        x = torch.randn(4, 6).to(d)
+        with torch.autocast(d, dtype=torch.bfloat16):
+            h = x @ x.t()
+            print(h.dtype, F.softmax(h, -1).dtype, F.layer_norm(h, (4,)).dtype, h.sum().dtype, h.exp().dtype,
+                  torch.bmm(x[None], x.t()[None]).dtype, (x.double() @ x.double().t()).dtype,
+                  torch.mm(torch.ones(2, 2), torch.ones(2, 2)).dtype, (h + x[:, :4]).dtype)
+            try:
+                F.binary_cross_entropy(torch.sigmoid(h), torch.ones(4, 4).to(d))
+            except RuntimeError as e:
+                print("refused:", e)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with torch.autocast(d, dtype=torch.float32):
+                print("float32 region", (x @ x.t()).dtype, str(caught[0].message))
+    """)
+    r, _ = live(genie, lists)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.splitlines()
+    assert out[0] == ("torch.bfloat16 torch.float32 torch.float32 torch.float32 torch.float32 torch.bfloat16 "
+                      "torch.float64 torch.float32 torch.float32")
+    assert out[1].startswith("refused: genie: binary_cross_entropy is unsafe to autocast")
+    assert out[2].startswith("float32 region torch.float32 genie: autocast on remote_accelerator casts to")
+
+
 def test_the_local_runtime_goes_when_genie_is_killed(genie):
     # SIGKILL runs no destructor: the runtime --pool local started must not outlive genie all the same.
     program = genie.script("""

@@ -44,7 +44,7 @@ class _AfterTorchImport(importlib.abc.MetaPathFinder):
 
 def _activate():
     global _session
-    from . import capture, device, lazy, phases, steps, templates
+    from . import autocast, capture, device, lazy, phases, steps, templates
     if os.environ.get("GENIE_MODE") == "remote":
         _session = capture.RemoteSession(_channel)
         lazy.LazyTensor.__del__ = lazy.release  # the runtime frees what the program drops
@@ -58,6 +58,7 @@ def _activate():
     lazy.set_session(_session)
     device.install()
     phases.install()
+    autocast.install()
     # torch's import leaves about 100,000 objects (modules, functions,
     # classes) that live as long as the program. Python's full collections
     # walk all of them, and a capture makes a wrapper object for every

@@ -150,6 +150,7 @@ from fractions import Fraction
 import torch
 
 from . import codes, device
+from .autocast import current as _autocast_dtype
 from .capture import CaptureError
 from .lazy import LazyTensor
 
@@ -384,7 +385,7 @@ class Templates:
         grad = _grad_enabled()
         try:
             sig = _signature(args, kwargs, lazies, ints, slots)
-            key = (id(module), module.training, s.phase, s.module_sid, *sig)
+            key = (id(module), module.training, s.phase, s.module_sid, _autocast_dtype[0], *sig)
             if grad:
                 key = (*key, True, *[t.requires_grad for t in lazies])
         except _Ineligible:
