@@ -12,8 +12,14 @@ the parameters' upload, the captures that prove templates. The steady state
 that the targets name is measured apart: each program at two lengths (its
 `--steps` or `--tokens`, SHORT and LONG below); per step = the difference of
 the two runs' times / the difference of the lengths, eager and live alike,
-in `--rounds` alternating rounds (medians, and the range of the per-round
-ratios: on a 2-core machine one round can be 50% off). Both lengths are past
+in `--rounds` rounds (medians, and the range of the per-round ratios). One
+eager and one live process per example run main() on demand (see
+timed_example.py, GENIE_BENCH_FIFOS) after a warm-up run at each length,
+taking turns: a round runs one side at both lengths, then the other (which
+side first alternates), a few seconds in all. This machine's speed moves
+by up to 2x within minutes (README, Benchmarks); when each side ran its
+runs in processes of their own, seconds apart, a round's ratio said as much
+about those moments as about genie. Both lengths are past
 the captures that prove the templates and their first checks: a template
 with a T is checked against a capture after 16 calls, then after twice as
 many each time up to every 256 (templates.py, _RECHECK), and a check
@@ -21,8 +27,8 @@ captures the call op by op. Between SHORT and LONG the checks at calls 64
 and 128 fall, more than the one per 256 calls of a longer run.
 
 Beside each steady-state ratio: the CPU time per step, from the same runs,
-as the difference of the two lengths' per-run CPU (medians over runs 2-4,
-read in the program's process, see timed_example.py): eager's, and live's
+as the difference of the two lengths' per-run CPU (medians over the
+rounds, read in the program's process, see timed_example.py): eager's, and live's
 split into the program, genie run (the program's parent) and the runtime.
 On a machine with few cores the three live processes compete for them: live
 can keep within 1.1x only where their CPU per step, added, fits the cores
@@ -38,6 +44,7 @@ up, the materialized token down).
 import argparse
 import json
 import os
+import select
 import statistics
 import subprocess
 import sys
@@ -78,12 +85,55 @@ def report(stderr):
     return json.loads([l for l in stderr.splitlines() if l.startswith('{"program"')][-1])
 
 
+class OnDemand:
+    """A timed_example.py process that runs the example's main() when asked
+    (GENIE_BENCH_FIFOS): the steady state's eager and live processes live
+    through all of an example's rounds and take turns run by run."""
+
+    def __init__(self, cmd, env, tmp, tag):
+        self.requests, self.answers = (os.path.join(tmp, f"{tag}.{end}") for end in ("in", "out"))
+        for path in (self.requests, self.answers):
+            os.mkfifo(path)
+        self.err = open(os.path.join(tmp, f"{tag}.err"), "w+")
+        self.proc = subprocess.Popen(cmd, env=dict(env, GENIE_BENCH_FIFOS=f"{self.requests},{self.answers}"),
+                                     stdout=subprocess.DEVNULL, stderr=self.err)
+        # Opened read-write so that neither open waits for the other side.
+        self.to = os.open(self.requests, os.O_RDWR)
+        self.back = os.open(self.answers, os.O_RDWR)
+        self.pending = b""
+
+    def run(self, *args):
+        """One main() with `args` appended: timed_example.py's JSON for it."""
+        os.write(self.to, (" ".join(args) + "\n").encode())
+        while b"\n" not in self.pending:
+            ready, _, _ = select.select([self.back], [], [], 1.0)
+            if ready:
+                self.pending += os.read(self.back, 1 << 16)
+            elif self.proc.poll() is not None:
+                self.err.seek(0)
+                sys.exit(f"{' '.join(self.proc.args)} exited with status {self.proc.returncode}:\n"
+                         f"{self.err.read()[-4000:]}")
+        line, self.pending = self.pending.split(b"\n", 1)
+        return json.loads(line)
+
+    def close(self):
+        os.close(self.to)  # end of file for the process, which exits
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.back)
+        self.err.close()
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--genie", default=str(ROOT / "build" / "cli" / "genie"))
     p.add_argument("--python", default="/usr/bin/python3")
     p.add_argument("--device", default="cpu", help="the runtime's device")
-    p.add_argument("--rounds", type=int, default=3, help="steady-state rounds (eager and live alternate)")
+    p.add_argument("--rounds", type=int, default=9,
+                   help="steady-state rounds (each runs eager and live at both lengths, in turn)")
     p.add_argument("--steps", type=int, nargs=2, default=(SHORT, LONG), metavar=("SHORT", "LONG"),
                    help="the two lengths (--steps) of the steady-state runs, gpt_decode aside")
     p.add_argument("--examples", nargs="+", choices=EXAMPLES, default=EXAMPLES, metavar="NAME",
@@ -118,7 +168,8 @@ def main():
                       f"{TARGET.get(name, 1.1):>6.1f}  {'yes' if r.stdout == eager.stdout else 'NO'}")
 
             print(f"\nsteady state, per step ({args.steps[0]} and {args.steps[1]} steps; gpt_decode: tokens "
-                  f"{LENGTH['gpt_decode'][1]} and {LENGTH['gpt_decode'][2]}; medians of {args.rounds} rounds)")
+                  f"{LENGTH['gpt_decode'][1]} and {LENGTH['gpt_decode'][2]}; medians of {args.rounds} rounds, "
+                  f"eager and live in turn)")
             print(f"{'example':<11} {'eager ms':>9} {'live ms':>9} {'ratio':>6} {'range':>11} {'target':>6}  "
                   f"CPU ms per step: eager; live: program + genie run + runtime")
             for name in args.examples:
@@ -126,30 +177,34 @@ def main():
                 flag, short, long = LENGTH.get(name, ("--steps", *args.steps))
                 per = {"eager": [], "live": []}
                 cpu = {"eager": [], "program": [], "genie": [], "runtime": []}
-                for _ in range(args.rounds):
-                    for mode, cmd in (("eager", [args.python, timed, program, "--device", "cpu"]),
-                                      ("live", [*live, timed, program])):
-                        t, prog, relay, runtime = {}, {}, {}, {}
-                        env = dict(os.environ, GENIE_BENCH_PROCESSES=f"genie=PARENT,runtime={serve.pid}"
-                                   if mode == "live" else "")
+                sides = {
+                    "eager": OnDemand([args.python, timed, program, "--device", "cpu"], dict(os.environ), tmp,
+                                      f"{name}-eager"),
+                    "live": OnDemand([*live, timed, program],
+                                     dict(os.environ, GENIE_BENCH_PROCESSES=f"genie=PARENT,runtime={serve.pid}"),
+                                     tmp, f"{name}-live"),
+                }
+                try:
+                    for side in sides.values():  # warm-up: parameters up, templates proven
                         for n in (short, long):
-                            r = subprocess.run([*cmd, flag, str(n), *EXTRA.get(name, ())], capture_output=True,
-                                               text=True, env=env)
-                            if r.returncode != 0:
-                                sys.exit(r.stderr)
-                            timed_runs = timing(r.stderr)
-                            t[n] = timed_runs["seconds"]
-                            prog[n] = timed_runs["cpu"]
-                            relay[n] = timed_runs["cpu_of"].get("genie", 0.0)
-                            runtime[n] = timed_runs["cpu_of"].get("runtime", 0.0)
-                        per[mode].append((t[long] - t[short]) / (long - short) * 1e3)
-                        step = lambda c: (c[long] - c[short]) / (long - short) * 1e3  # noqa: E731
-                        if mode == "eager":
-                            cpu["eager"].append(step(prog))
-                        else:
-                            cpu["program"].append(step(prog))
-                            cpu["genie"].append(step(relay))
-                            cpu["runtime"].append(step(runtime))
+                            side.run(flag, str(n), *EXTRA.get(name, ()))
+                    for i in range(args.rounds):
+                        order = ("eager", "live") if i % 2 == 0 else ("live", "eager")
+                        for mode in order:
+                            got = {n: sides[mode].run(flag, str(n), *EXTRA.get(name, ())) for n in (short, long)}
+                            step = lambda key, of=None: (  # noqa: E731
+                                ((got[long]["cpu_of"][of] if of else got[long][key]) -
+                                 (got[short]["cpu_of"][of] if of else got[short][key])) / (long - short) * 1e3)
+                            per[mode].append(step("seconds"))
+                            if mode == "eager":
+                                cpu["eager"].append(step("cpu"))
+                            else:
+                                cpu["program"].append(step("cpu"))
+                                cpu["genie"].append(step(None, "genie"))
+                                cpu["runtime"].append(step(None, "runtime"))
+                finally:
+                    for side in sides.values():
+                        side.close()
                 e, l_ = statistics.median(per["eager"]), statistics.median(per["live"])
                 each = [b / a for a, b in zip(per["eager"], per["live"])]
                 ratios.append(l_ / e)

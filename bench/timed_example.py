@@ -8,6 +8,14 @@ processes over the same runs ("cpu_of"), read from /proc. Interpreter
 start-up and torch's import are outside the timing.
 
     python3 bench/timed_example.py examples/cnn.py --device cpu
+
+With GENIE_BENCH_FIFOS=IN,OUT (two named pipes) it runs main() on demand
+instead, so that a benchmark can alternate two such processes run by run
+(bench/live_vs_eager.py: eager and live meet the machine at the same
+moments): each line read from IN holds arguments to append to the
+program's ("--steps 40"), for one run of main(); its wall time, this
+process's CPU time and the watched processes' go to OUT as one JSON line.
+End of file on IN ends the process.
 """
 import json
 import os
@@ -54,19 +62,38 @@ def watched():
     return out
 
 
+def one_run(program, args, others):
+    """main() once: (seconds, this process's CPU seconds, {name: CPU seconds of a watched process})."""
+    sys.argv = [program, *args]
+    before = {name: process_cpu(pid) for name, pid in others.items()}
+    start, start_cpu = time.perf_counter(), cpu()
+    runpy.run_path(program, run_name="__main__")
+    seconds, used = time.perf_counter() - start, cpu() - start_cpu
+    return seconds, used, {name: process_cpu(pid) - before[name] for name, pid in others.items()}
+
+
+def on_demand(program, args, others, fifos):
+    requests, answers = fifos.split(",")
+    with open(requests) as inp, open(answers, "w") as out:
+        for line in inp:
+            seconds, used, of = one_run(program, [*args, *line.split()], others)
+            out.write(json.dumps({"seconds": seconds, "cpu": used, "cpu_of": of}) + "\n")
+            out.flush()
+
+
 if __name__ == "__main__":
     program, args = sys.argv[1], sys.argv[2:]
     others = watched()
+    if os.environ.get("GENIE_BENCH_FIFOS"):
+        on_demand(program, args, others, os.environ["GENIE_BENCH_FIFOS"])
+        sys.exit(0)
     times, cpus, other_cpus = [], [], {name: [] for name in others}
     for _ in range(RUNS):
-        sys.argv = [program, *args]
-        before = {name: process_cpu(pid) for name, pid in others.items()}
-        start, start_cpu = time.perf_counter(), cpu()
-        runpy.run_path(program, run_name="__main__")
-        times.append(time.perf_counter() - start)
-        cpus.append(cpu() - start_cpu)
-        for name, pid in others.items():
-            other_cpus[name].append(process_cpu(pid) - before[name])
+        seconds, used, of = one_run(program, args, others)
+        times.append(seconds)
+        cpus.append(used)
+        for name, v in of.items():
+            other_cpus[name].append(v)
     print(json.dumps({"seconds": statistics.median(times[1:]), "cpu": statistics.median(cpus[1:]), "runs": RUNS,
                       "cpu_of": {name: statistics.median(v[1:]) for name, v in other_cpus.items()}}),
           file=sys.stderr)
