@@ -13,7 +13,8 @@ runtime runs the matmuls and convolutions in the lower precision.
 The lists are CUDA's (torch 2.x, autocast_mode.cpp), by the Python-level
 function a program calls: a remote runtime is a GPU's. Functions written in
 Python (torch.nn.functional's losses, softmax, layer_norm) are taken whole,
-since the mode sees the ops they call in C++ no more. `dtype` defaults to
+since the mode sees the ops they call in C++ no more; device.py's
+scaled_dot_product_attention, which the mode does not see, casts its own. `dtype` defaults to
 bfloat16, which every runtime runs (CUDA's default float16 has no CPU matmul
 in torch 1.13). Casts are not cached per region as torch's are: a parameter
 used twice is cast twice, to the same values (a module call replayed from a
@@ -94,6 +95,13 @@ def _cast(v, dtype, want):
         return v.to(dtype) if want(v) else v
     if (t is list or t is tuple) and any(type(e) is LazyTensor for e in v):
         return t(e.to(dtype) if type(e) is LazyTensor and want(e) else e for e in v)
+    return v
+
+
+def lowered(v, dtype):
+    """`v` cast to `dtype` where it is a floating remote tensor of another dtype, float64 aside."""
+    if type(v) is LazyTensor and v.is_floating_point() and v.dtype != torch.float64 and v.dtype != dtype:
+        return v.to(dtype)
     return v
 
 

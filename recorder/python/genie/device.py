@@ -14,7 +14,7 @@ import math
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode, _pop_mode_temporarily
 
-from . import DEVICE, capture, codes, lazy
+from . import DEVICE, autocast, capture, codes, lazy
 from .capture import CaptureError, is_remote_device
 from .lazy import LazyTensor
 
@@ -343,6 +343,14 @@ def _wrap_attention(orig):
     def attention(query, key, value, *args, **kwargs):
         if type(query) is not LazyTensor:
             return orig(query, key, value, *args, **kwargs)
+        low = autocast.current[0]
+        if low is not None:
+            # In a remote autocast region: CUDA autocast runs attention in
+            # the lower precision, its floating arguments cast (a query that
+            # rotary embeddings made float32 beside bfloat16 values).
+            query, key, value = (autocast.lowered(t, low) for t in (query, key, value))
+            args = tuple(autocast.lowered(a, low) for a in args)
+            kwargs = {k: autocast.lowered(v, low) for k, v in kwargs.items()}
         dropout = args[1] if len(args) > 1 else kwargs.get("dropout_p", 0.0)
         grad = torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in (query, key, value, args[0] if args else kwargs.get("attn_mask")))
