@@ -192,16 +192,17 @@ def main():
                         order = ("eager", "live") if i % 2 == 0 else ("live", "eager")
                         for mode in order:
                             got = {n: sides[mode].run(flag, str(n), *EXTRA.get(name, ())) for n in (short, long)}
-                            step = lambda key, of=None: (  # noqa: E731
-                                ((got[long]["cpu_of"][of] if of else got[long][key]) -
-                                 (got[short]["cpu_of"][of] if of else got[short][key])) / (long - short) * 1e3)
-                            per[mode].append(step("seconds"))
+
+                            def step(read):
+                                """ms per step of a figure `read` takes from a run's JSON."""
+                                return (read(got[long]) - read(got[short])) / (long - short) * 1e3
+                            per[mode].append(step(lambda r: r["seconds"]))
                             if mode == "eager":
-                                cpu["eager"].append(step("cpu"))
+                                cpu["eager"].append(step(lambda r: r["cpu"]))
                             else:
-                                cpu["program"].append(step("cpu"))
-                                cpu["genie"].append(step(None, "genie"))
-                                cpu["runtime"].append(step(None, "runtime"))
+                                cpu["program"].append(step(lambda r: r["cpu"]))
+                                cpu["genie"].append(step(lambda r: r["cpu_of"]["genie"]))
+                                cpu["runtime"].append(step(lambda r: r["cpu_of"]["runtime"]))
                 finally:
                     for side in sides.values():
                         side.close()

@@ -98,9 +98,14 @@ def _cast(v, dtype, want):
     return v
 
 
+def _eligible(t):
+    """Whether autocast may cast tensor `t`: floating, not float64 (CUDA's is_eligible)."""
+    return t.is_floating_point() and t.dtype != torch.float64
+
+
 def lowered(v, dtype):
-    """`v` cast to `dtype` where it is a floating remote tensor of another dtype, float64 aside."""
-    if type(v) is LazyTensor and v.is_floating_point() and v.dtype != torch.float64 and v.dtype != dtype:
+    """`v` cast to `dtype` where it is an eligible remote tensor of another dtype."""
+    if type(v) is LazyTensor and _eligible(v) and v.dtype != dtype:
         return v.to(dtype)
     return v
 
@@ -132,15 +137,15 @@ class _AutocastMode(TorchFunctionMode):
         if not floats:
             return func(*args, **kwargs)
         if policy == _LOWER:
-            want = lambda t: t.is_floating_point() and t.dtype != torch.float64 and t.dtype != dtype  # noqa: E731
+            want = lambda t: _eligible(t) and t.dtype != dtype  # noqa: E731
             to = dtype
         elif policy == _FP32:
             want = lambda t: t.dtype in _HALVES  # noqa: E731
             to = torch.float32
         elif policy == _FP32_DTYPE:
             first = next((a for a in args if isinstance(a, torch.Tensor)), None)
-            if type(first) is LazyTensor and first.is_floating_point() and first.dtype != torch.float64 and \
-                    kwargs.get("dtype") is None and not any(isinstance(a, torch.dtype) for a in args):
+            if type(first) is LazyTensor and _eligible(first) and kwargs.get("dtype") is None and \
+                    not any(isinstance(a, torch.dtype) for a in args):
                 kwargs = dict(kwargs, dtype=torch.float32)
             return func(*args, **kwargs)
         elif policy == _PROMOTE:
